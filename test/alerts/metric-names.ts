@@ -1,0 +1,66 @@
+// Every metric name of the product contract (shared DESIGN.md, "Metrics"), in full.
+// Alert rules and dashboards may only use these (plus Prometheus' own `up`); the
+// exporter's output will be checked against the same list.
+
+/** Per-desync metrics: all carry the label `desync`. */
+export const DESYNC_METRICS = [
+  'nixos_desync_lag_rebuilds',
+  'nixos_desync_max_lag_rebuilds', // absent when the rebuild budget is unlimited
+  'nixos_desync_behind_seconds',
+  'nixos_desync_max_behind_seconds', // absent without a time budget
+  'nixos_desync_breached',
+  'nixos_desync_in_sync',
+  'nixos_desync_consecutive_failures',
+  'nixos_desync_attempts_total', // {result="passed|failed"}
+  'nixos_desync_last_attempt_timestamp_seconds',
+  'nixos_desync_last_success_timestamp_seconds',
+  'nixos_desync_pin_info', // {revision,path}, value 1
+] as const;
+
+export const RUN_METRICS = [
+  'nixos_desync_runs_total', // {result="success|failure|breach"}
+  'nixos_desync_last_run_timestamp_seconds',
+  'nixos_desync_last_run_success',
+  'nixos_desync_last_successful_run_timestamp_seconds',
+  'nixos_desync_last_run_duration_seconds',
+  'nixos_desync_last_run_stage_duration_seconds', // {stage}
+  'nixos_desync_run_in_progress',
+] as const;
+
+export const SYSTEM_METRICS = [
+  'nixos_desync_system_generation',
+  'nixos_desync_system_generation_timestamp_seconds',
+  'nixos_desync_system_generations',
+  'nixos_desync_system_reboot_required',
+  'nixos_desync_system_activation_pending',
+] as const;
+
+export const EXPORTER_METRICS = [
+  'nixos_desync_build_info', // {version}
+  'nixos_desync_collector_success', // {collector}
+  'nixos_desync_collector_duration_seconds', // {collector}
+] as const;
+
+export const METRIC_NAMES: readonly string[] = [
+  ...DESYNC_METRICS,
+  ...RUN_METRICS,
+  ...SYSTEM_METRICS,
+  ...EXPORTER_METRICS,
+];
+
+/**
+ * Label names (besides the target's `job`/`instance`) and, where the rules or dashboards
+ * depend on them, label values that the alert rules and dashboards assume.
+ */
+export const ASSUMED_LABELS: Readonly<Record<string, Readonly<Record<string, readonly string[] | null>>>> = {
+  ...Object.fromEntries(DESYNC_METRICS.map((m) => [m, { desync: null }])),
+  nixos_desync_attempts_total: { desync: null, result: ['passed', 'failed'] },
+  nixos_desync_pin_info: { desync: null, revision: null, path: null },
+  nixos_desync_runs_total: { result: ['success', 'failure', 'breach'] },
+  nixos_desync_last_run_stage_duration_seconds: {
+    stage: ['fetch', 'candidate', 'gate', 'system_build', 'commit', 'activate'],
+  },
+  nixos_desync_build_info: { version: null },
+  nixos_desync_collector_success: { collector: ['desyncs', 'runs', 'system', 'pr_compat'] },
+  nixos_desync_collector_duration_seconds: { collector: ['desyncs', 'runs', 'system', 'pr_compat'] },
+};
