@@ -1,0 +1,176 @@
+#!/usr/bin/env node
+// Entry point: parses argv, maps errors to the contract's exit codes (0 1 64 75 78).
+import { parseArgs } from 'node:util';
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, resolveConfigPath } from '../config/load.js';
+import { DesyncError, errorMessage, isDesyncError } from '../util/errors.js';
+import { createLogger } from '../util/log.js';
+import { runUpgrade } from '../upgrade/run.js';
+import { upgradeDeps } from '../wire.js';
+import { collectStatus, renderStatus } from './status.js';
+
+export const EXIT = { ok: 0, failed: 1, usage: 64, locked: 75, config: 78 } as const;
+
+export const VERSION: string = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const HELP = `nixos-desync ${VERSION} — desync upgrade loop and Prometheus exporter for NixOS
+
+Usage:
+  nixos-desync upgrade      --config FILE [--dry-run] [--json]   one run of the loop
+  nixos-desync serve        --config FILE [--web.listen-address ADDR] [--web.config.file F]
+  nixos-desync status       --config FILE [--json]
+  nixos-desync check-config --config FILE
+  nixos-desync --help | --version
+
+--config defaults to $NIXOS_DESYNC_CONFIG, then /etc/nixos-desync/config.json.
+Exit codes: 0 success, 1 run failed, 64 usage error, 75 another run holds the lock,
+78 invalid config. Documentation: docs/ in the source tree.
+`;
+
+export interface Io {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  env: NodeJS.ProcessEnv;
+}
+
+const OPTIONS = {
+  config: { type: 'string' },
+  'dry-run': { type: 'boolean' },
+  json: { type: 'boolean' },
+  'web.listen-address': { type: 'string' },
+  'web.config.file': { type: 'string' },
+  schedule: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
+const ALLOWED: Record<string, string[]> = {
+  upgrade: ['config', 'dry-run', 'json'],
+  serve: ['config', 'web.listen-address', 'web.config.file', 'schedule'],
+  status: ['config', 'json'],
+  'check-config': ['config', 'json'],
+};
+
+export async function main(argv: string[], io: Io, signal?: AbortSignal): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    io.stderr(`nixos-desync: ${errorMessage(err)}\n\n${HELP}`);
+    return EXIT.usage;
+  }
+  const { values, positionals } = parsed;
+  if (values.version) {
+    io.stdout(`nixos-desync ${VERSION}\n`);
+    return EXIT.ok;
+  }
+  if (values.help || positionals.length === 0) {
+    (values.help ? io.stdout : io.stderr)(HELP);
+    return values.help ? EXIT.ok : EXIT.usage;
+  }
+  const [command, ...extra] = positionals;
+  const allowed = ALLOWED[command!];
+  if (!allowed) {
+    io.stderr(`nixos-desync: unknown command "${command}"\n\n${HELP}`);
+    return EXIT.usage;
+  }
+  if (extra.length > 0) {
+    io.stderr(`nixos-desync: unexpected argument "${extra[0]}"\n`);
+    return EXIT.usage;
+  }
+  const bad = Object.keys(values).filter((k) => !allowed.includes(k));
+  if (bad.length > 0) {
+    io.stderr(`nixos-desync: option --${bad[0]} does not apply to ${command}\n`);
+    return EXIT.usage;
+  }
+  const configPath = resolveConfigPath(values.config, io.env);
+  try {
+    const config = await loadConfig(configPath);
+    switch (command) {
+      case 'check-config':
+        io.stdout(JSON.stringify(config, null, 2) + '\n');
+        io.stderr(`${configPath}: valid\n`);
+        return EXIT.ok;
+      case 'status': {
+        const doc = await collectStatus(config);
+        io.stdout(values.json ? JSON.stringify(doc, null, 2) + '\n' : renderStatus(doc));
+        return EXIT.ok;
+      }
+      case 'upgrade': {
+        const json = values.json ?? false;
+        // Progress goes to stdout for people; with --json stdout carries only the result.
+        const logger = createLogger({ write: json ? io.stderr : io.stdout, format: 'text' });
+        const res = await runUpgrade(upgradeDeps(config, logger, io.env, signal), { dryRun: values['dry-run'] ?? false });
+        if (json) io.stdout(JSON.stringify(res, null, 2) + '\n');
+        else io.stdout(`run ${res.result}${res.dryRun ? ' (dry run)' : ''} in ${res.durationSeconds.toFixed(1)}s — exit ${res.exitCode}\n`);
+        return res.exitCode;
+      }
+      case 'serve': {
+        const { serve } = await import('../http/serve.js');
+        return await serve(config, {
+          listenAddress: values['web.listen-address'],
+          webConfigFile: values['web.config.file'],
+          schedule: values.schedule,
+          io,
+          signal,
+        });
+      }
+    }
+    return EXIT.usage;
+  } catch (err) {
+    return reportError(err, io);
+  }
+}
+
+export function exitCodeFor(err: unknown): number {
+  if (!isDesyncError(err)) return EXIT.failed;
+  switch (err.code) {
+    case 'E_USAGE':
+      return EXIT.usage;
+    case 'E_CONFIG':
+    case 'E_WEB_CONFIG':
+      return EXIT.config;
+    case 'E_LOCKED':
+      return EXIT.locked;
+    default:
+      return EXIT.failed;
+  }
+}
+
+function reportError(err: unknown, io: Io): number {
+  const msg = err instanceof DesyncError ? err.message : `unexpected error: ${errorMessage(err)}`;
+  io.stderr(`nixos-desync: ${msg}\n`);
+  if (!(err instanceof DesyncError) && io.env.NIXOS_DESYNC_DEBUG) io.stderr(String((err as Error)?.stack) + '\n');
+  return exitCodeFor(err);
+}
+
+const isEntry = (() => {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+})();
+if (isEntry) {
+  const ac = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1) process.exit(1);
+    process.stderr.write(`nixos-desync: received ${sig}, stopping (the committed pin set is kept)\n`);
+    ac.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  main(process.argv.slice(2), {
+    stdout: (s) => process.stdout.write(s),
+    stderr: (s) => process.stderr.write(s),
+    env: process.env,
+  }, ac.signal).then((code) => {
+    process.exitCode = code;
+  }, (err: unknown) => {
+    process.stderr.write(`nixos-desync: unexpected error: ${errorMessage(err)}\n`);
+    process.exitCode = 1;
+  });
+}

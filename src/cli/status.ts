@@ -1,0 +1,52 @@
+// `nixos-desync status`: the contract's JSON, or a table a person reads at a glance.
+import type { Config } from '../config/schema.js';
+import { createStateStore } from '../state/store.js';
+import { buildStatus, type StatusDoc } from '../state/status.js';
+import { readSystemInfo } from '../watch/system-info.js';
+import { formatSeconds } from '../util/duration.js';
+
+export async function collectStatus(config: Config, now = new Date()): Promise<StatusDoc> {
+  const store = createStateStore(config.stateDir);
+  const [state, sys, corrupt] = await Promise.all([
+    store.readState({ repair: false }),
+    readSystemInfo(config.profilesDir, config.runDir),
+    store.corruptFiles(),
+  ]);
+  const problems = [...state.problems, ...corrupt.map((f) => ({ file: `${config.stateDir}/${f}`, message: 'corrupt file moved aside by an earlier run' }))];
+  return buildStatus(config, state.value, sys, now, problems);
+}
+
+function pad(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+export function renderStatus(doc: StatusDoc): string {
+  const lines: string[] = [];
+  if (doc.desyncs.length === 0) {
+    lines.push('No desyncs configured: runs are plain auto-upgrades (still recorded and exported).');
+  } else {
+    const rows = [['DESYNC', 'REVISION', 'LAG', 'BEHIND', 'LAST ATTEMPT', 'STATE']];
+    for (const d of doc.desyncs) {
+      const lag = `${d.lagRebuilds}/${d.maxLagRebuilds ?? '∞'}`;
+      const behind = `${formatSeconds(d.behindSeconds)}${d.maxBehindSeconds !== null ? '/' + formatSeconds(d.maxBehindSeconds) : ''}`;
+      const last = d.lastAttempt ? `${d.lastAttempt.result} ${d.lastAttempt.at.replace('T', ' ').slice(0, 19)}Z` : 'never';
+      const state = d.breached ? 'BREACHED' : d.revision === null ? 'no pin' : d.inSync ? 'in sync' : 'lagging';
+      rows.push([d.configured ? d.name : `${d.name} (removed)`, (d.revision ?? '-').slice(0, 16), lag, behind, last, state]);
+    }
+    lines.push(pad(rows));
+    for (const d of doc.desyncs) {
+      if (d.breached && d.breachReason) lines.push(`  ${d.name}: breach: ${d.breachReason}`);
+      if (d.lastAttempt?.result === 'failed' && d.lastAttempt.error) lines.push(`  ${d.name}: last failure: ${d.lastAttempt.error.split('\n')[0]}`);
+    }
+  }
+  const s = doc.system;
+  lines.push('');
+  lines.push(`system: generation ${s.generation ?? '-'}${s.generationTimestamp ? ` (${s.generationTimestamp})` : ''}, ${s.generations} generation(s)` +
+    `${s.activationPending ? ', activation pending' : ''}${s.rebootRequired ? ', REBOOT REQUIRED' : ''}`);
+  const r = doc.lastRun;
+  lines.push(r ? `last run: ${r.result} at ${r.at} (${formatSeconds(r.durationSeconds)})${r.error ? ' — ' + r.error.split('\n')[0] : ''}` : 'last run: never');
+  lines.push(`last successful run: ${doc.lastSuccessfulRunAt ?? 'never'}`);
+  for (const p of doc.stateProblems) lines.push(`warning: ${p.file}: ${p.message}`);
+  return lines.join('\n') + '\n';
+}

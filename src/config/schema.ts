@@ -1,0 +1,96 @@
+// The config contract of ../shared/DESIGN.md as a zod schema: defaults, unknown keys rejected.
+import { z } from 'zod';
+import { parseDuration } from '../util/duration.js';
+
+export const DESYNC_NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+// A Nix identifier as nixpkgs attribute names use them (no quoting, no interpolation).
+const NIX_IDENT = "[A-Za-z_][A-Za-z0-9_'-]*";
+export const ATTR_PATH_RE = new RegExp(`^${NIX_IDENT}(\\.${NIX_IDENT})*$`);
+const RESERVED_IDENTS = new Set(['if', 'then', 'else', 'assert', 'with', 'let', 'in', 'rec', 'inherit', 'or']);
+
+const duration = z.string().refine((s) => parseDuration(s) !== undefined, {
+  message: 'must be a duration like 30s, 10m, 3h, 14d or 2w',
+});
+
+const absPath = z
+  .string()
+  .min(1)
+  .refine((s) => s.startsWith('/'), { message: 'must be an absolute path' })
+  .refine((s) => !s.includes('\0') && !s.split('/').includes('..'), { message: 'must not contain NUL or ".." segments' });
+
+const argv = z
+  .array(z.string().refine((s) => !s.includes('\0'), { message: 'must not contain NUL' }))
+  .min(1, { message: 'must be a non-empty argv array (program first)' })
+  .refine((a) => a.length === 0 || a[0]!.length > 0, { message: 'program (first element) must not be empty' });
+
+const attrPath = z
+  .string()
+  .max(512)
+  .refine((s) => ATTR_PATH_RE.test(s) && !s.split('.').some((p) => RESERVED_IDENTS.has(p)), {
+    message: 'must be a dot-joined path of Nix identifiers, e.g. python3Packages.requests',
+  });
+
+// nixpkgs `config` values are plain JSON data handed to Nix through builtins.fromJSON.
+const jsonValue: z.ZodType<unknown> = z.lazy(() =>
+  z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(jsonValue), z.record(z.string(), jsonValue)]),
+);
+
+const desync = z.strictObject({
+  requireBuilds: z.array(attrPath).default([]),
+  checks: z.array(argv).default([]),
+  maxLagRebuilds: z.number().int().min(1).max(1_000_000).nullable().default(14),
+  maxBehind: duration.nullable().default(null),
+  nixpkgsConfig: z.record(z.string(), jsonValue).default({}),
+});
+
+const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$/, {
+  message: 'must be host:port, e.g. 127.0.0.1:9793 or [::1]:9793',
+}).refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, { message: 'port must be at most 65535' });
+
+export const configSchema = z.strictObject({
+  nixpkgs: absPath.default('/nix/var/nix/profiles/per-user/root/channels/nixos'),
+  channel: z
+    .strictObject({
+      name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, { message: 'must be a channel name like nixos' }).default('nixos'),
+      update: z.boolean().default(true),
+    })
+    .prefault({}),
+  desyncs: z
+    .record(z.string(), desync)
+    .default({})
+    .superRefine((rec, ctx) => {
+      for (const name of Object.keys(rec)) {
+        if (!DESYNC_NAME_RE.test(name)) {
+          ctx.addIssue({ code: 'custom', path: [name], message: 'desync name must match ^[a-z0-9][a-z0-9_-]{0,62}$' });
+        }
+      }
+    }),
+  system: z
+    .strictObject({
+      build: argv.default(['nixos-rebuild', 'build']),
+      activate: argv.nullable().default(['nixos-rebuild', 'switch']),
+    })
+    .prefault({}),
+  onBreach: z.enum(['fail', 'continue']).default('fail'),
+  stateDir: absPath.default('/var/lib/nixos-desync'),
+  profilesDir: absPath.default('/nix/var/nix/profiles'),
+  runDir: absPath.default('/run'),
+  timeouts: z
+    .strictObject({
+      channel: duration.default('10m'),
+      build: duration.default('3h'),
+      check: duration.default('1h'),
+      system: duration.default('3h'),
+    })
+    .prefault({}),
+  exporter: z
+    .strictObject({
+      listenAddress: listenAddress.default('127.0.0.1:9793'),
+      webConfigFile: absPath.nullable().default(null),
+      prDesyncDir: absPath.nullable().default(null),
+    })
+    .prefault({}),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type DesyncConfig = z.infer<typeof desync>;

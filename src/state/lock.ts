@@ -1,0 +1,90 @@
+// `<stateDir>/lock`: one run at a time. Created with O_EXCL; a lock whose owner process is
+// dead (or whose PID now belongs to another process) is recovered under a short mutex.
+import { open, readFile, unlink, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { DesyncError, errorMessage } from '../util/errors.js';
+import { isProcessAlive, processStartTime } from '../util/proc.js';
+
+export interface LockOwner {
+  pid: number;
+  startTime?: string;
+  startedAt: string;
+  host: string;
+  command: string;
+}
+
+export interface Lock {
+  path: string;
+  owner: LockOwner;
+  release(): Promise<void>;
+}
+
+async function readOwner(path: string): Promise<LockOwner | undefined> {
+  try {
+    const o = JSON.parse(await readFile(path, 'utf8')) as LockOwner;
+    return typeof o.pid === 'number' ? o : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function createExclusive(path: string, content: string): Promise<boolean> {
+  try {
+    const fh = await open(path, 'wx', 0o644);
+    try {
+      await fh.writeFile(content);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw new DesyncError('E_LOCK', `cannot create lock ${path}: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+const MUTEX_STALE_MS = 60_000;
+
+export async function acquireLock(path: string, command: string): Promise<Lock> {
+  const owner: LockOwner = {
+    pid: process.pid,
+    startTime: processStartTime(process.pid),
+    startedAt: new Date().toISOString(),
+    host: hostname(),
+    command,
+  };
+  const content = JSON.stringify(owner) + '\n';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (await createExclusive(path, content)) {
+      return { path, owner, release: () => releaseLock(path, owner) };
+    }
+    const holder = await readOwner(path);
+    // A lock file that is empty or unreadable was left by a crash while it was being written,
+    // unless it is brand new (its writer may still be writing it).
+    const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => 0);
+    const stale = holder ? holder.host === owner.host && !isProcessAlive(holder.pid, holder.startTime) : age > 5_000;
+    if (!stale) {
+      throw new DesyncError('E_LOCKED', holder
+        ? `another nixos-desync run holds ${path} (pid ${holder.pid} on ${holder.host}, ${holder.command} since ${holder.startedAt})`
+        : `another nixos-desync run holds ${path}`, { details: { holder } });
+    }
+    // Recover under a mutex so two recovering processes cannot delete each other's new lock.
+    const mutex = `${path}.recover`;
+    const mutexAge = await stat(mutex).then((s) => Date.now() - s.mtimeMs, () => undefined);
+    if (mutexAge !== undefined && mutexAge > MUTEX_STALE_MS) await unlink(mutex).catch(() => undefined);
+    if (!(await createExclusive(mutex, content))) continue;
+    try {
+      const again = await readOwner(path);
+      if (JSON.stringify(again) === JSON.stringify(holder)) await unlink(path).catch(() => undefined);
+    } finally {
+      await unlink(mutex).catch(() => undefined);
+    }
+  }
+  throw new DesyncError('E_LOCKED', `could not take ${path}: it keeps changing hands`);
+}
+
+async function releaseLock(path: string, owner: LockOwner): Promise<void> {
+  const holder = await readOwner(path);
+  if (holder && holder.pid === owner.pid && holder.startedAt === owner.startedAt) await unlink(path).catch(() => undefined);
+}

@@ -1,0 +1,119 @@
+// Machine-readable state under <stateDir>: versioned and validated on every read.
+import { z } from 'zod';
+
+export const STATE_VERSION = 1;
+export const HISTORY_VERSION = 1;
+export const JOURNAL_VERSION = 1;
+
+const iso = z.iso.datetime({ offset: true });
+const storePath = z.string().regex(/^\/[^\0]*$/);
+
+export const pinSchema = z.object({
+  path: storePath,
+  storePath: storePath,
+  revision: z.string().min(1),
+  desyncAge: z.number().int().min(0),
+  /** When the pin last followed the channel. */
+  pinnedAt: iso,
+});
+export type Pin = z.infer<typeof pinSchema>;
+
+export const desyncRecordSchema = z.object({
+  attempts: z.object({ passed: z.number().int().min(0), failed: z.number().int().min(0) }),
+  consecutiveFailures: z.number().int().min(0),
+  lastAttempt: z.object({ at: iso, result: z.enum(['passed', 'failed']), error: z.string().optional() }).nullable(),
+  lastSuccessAt: iso.nullable(),
+  /** First failed attempt after the last success (start of "behind"). */
+  behindSince: iso.nullable(),
+  breached: z.boolean(),
+  breachReason: z.string().nullable().default(null),
+});
+export type DesyncRecord = z.infer<typeof desyncRecordSchema>;
+
+export const runResultSchema = z.enum(['success', 'failure', 'breach']);
+export type RunResult = z.infer<typeof runResultSchema>;
+
+export const runSummarySchema = z.object({
+  id: z.string(),
+  at: iso,
+  finishedAt: iso,
+  result: runResultSchema,
+  durationSeconds: z.number().min(0),
+  stages: z.record(z.string(), z.number().min(0)),
+  error: z.string().nullable().default(null),
+});
+export type RunSummary = z.infer<typeof runSummarySchema>;
+
+export const stateSchema = z.object({
+  version: z.literal(STATE_VERSION),
+  committed: z.object({
+    setId: z.string().nullable(),
+    at: iso.nullable(),
+    pins: z.record(z.string(), pinSchema),
+  }),
+  desyncs: z.record(z.string(), desyncRecordSchema),
+  runs: z.object({
+    total: z.object({ success: z.number().int().min(0), failure: z.number().int().min(0), breach: z.number().int().min(0) }),
+    last: runSummarySchema.nullable(),
+    lastSuccessAt: iso.nullable(),
+  }),
+});
+export type MachineState = z.infer<typeof stateSchema>;
+
+export const runDesyncOutcomeSchema = z.object({
+  name: z.string(),
+  result: z.enum(['passed', 'failed']),
+  lagRebuilds: z.number().int().min(0),
+  breached: z.boolean(),
+  revision: z.string().nullable(),
+  error: z.string().nullable().default(null),
+});
+export type RunDesyncOutcome = z.infer<typeof runDesyncOutcomeSchema>;
+
+export const runRecordSchema = runSummarySchema.extend({
+  exitCode: z.number().int(),
+  candidate: z.object({ path: z.string(), revision: z.string() }).nullable(),
+  desyncs: z.array(runDesyncOutcomeSchema),
+  evaluations: z.number().int().min(0).default(0),
+});
+export type RunRecord = z.infer<typeof runRecordSchema>;
+
+export const historySchema = z.object({
+  version: z.literal(HISTORY_VERSION),
+  runs: z.array(runRecordSchema),
+});
+export type History = z.infer<typeof historySchema>;
+
+export const journalSchema = z.object({
+  version: z.literal(JOURNAL_VERSION),
+  runId: z.string(),
+  pid: z.number().int(),
+  pidStartTime: z.string().optional(),
+  startedAt: iso,
+  stage: z.string(),
+  previousSetId: z.string().nullable(),
+  candidateSetId: z.string().nullable(),
+  child: z.object({ pgid: z.number().int(), startTime: z.string().optional() }).nullable(),
+});
+export type Journal = z.infer<typeof journalSchema>;
+
+export function emptyState(): MachineState {
+  return {
+    version: STATE_VERSION,
+    committed: { setId: null, at: null, pins: {} },
+    desyncs: {},
+    runs: { total: { success: 0, failure: 0, breach: 0 }, last: null, lastSuccessAt: null },
+  };
+}
+
+export function emptyDesyncRecord(): DesyncRecord {
+  return {
+    attempts: { passed: 0, failed: 0 },
+    consecutiveFailures: 0,
+    lastAttempt: null,
+    lastSuccessAt: null,
+    behindSince: null,
+    breached: false,
+    breachReason: null,
+  };
+}

@@ -1,0 +1,85 @@
+// The `status --json` document (fixed fields in DESIGN.md), built from state + host info.
+import type { Config } from '../config/schema.js';
+import type { SystemInfo } from '../watch/system-info.js';
+import { maxBehindSeconds } from '../upgrade/policy.js';
+import type { MachineState } from './model.js';
+import type { StateProblem } from './store.js';
+
+export interface DesyncStatus {
+  name: string;
+  revision: string | null;
+  path: string | null;
+  lagRebuilds: number;
+  maxLagRebuilds: number | null;
+  behindSeconds: number;
+  maxBehindSeconds: number | null;
+  breached: boolean;
+  breachReason: string | null;
+  inSync: boolean;
+  consecutiveFailures: number;
+  lastAttempt: { at: string; result: 'passed' | 'failed'; error?: string } | null;
+  lastSuccessAt: string | null;
+  configured: boolean;
+}
+
+export interface StatusDoc {
+  desyncs: DesyncStatus[];
+  system: {
+    generation: number | null;
+    generationTimestamp: string | null;
+    generations: number;
+    rebootRequired: boolean;
+    activationPending: boolean;
+  };
+  lastRun: { at: string; result: string; durationSeconds: number; error: string | null } | null;
+  lastSuccessfulRunAt: string | null;
+  runsTotal: MachineState['runs']['total'];
+  stateProblems: StateProblem[];
+}
+
+/** Desync names to report: configured ones, plus pinned ones no longer in the config. */
+export function desyncNames(config: Config, state: MachineState): string[] {
+  return [...new Set([...Object.keys(config.desyncs), ...Object.keys(state.committed.pins)])].sort();
+}
+
+export function buildDesyncStatus(name: string, config: Config, state: MachineState, now: Date): DesyncStatus {
+  const cfg = config.desyncs[name];
+  const pin = state.committed.pins[name];
+  const rec = state.desyncs[name];
+  const behind = rec?.behindSince ? Math.max(0, (now.getTime() - Date.parse(rec.behindSince)) / 1000) : 0;
+  const lag = pin?.desyncAge ?? 0;
+  return {
+    name,
+    revision: pin?.revision ?? null,
+    path: pin?.path ?? null,
+    lagRebuilds: lag,
+    maxLagRebuilds: cfg ? cfg.maxLagRebuilds : null,
+    behindSeconds: Math.round(behind),
+    maxBehindSeconds: cfg ? maxBehindSeconds(cfg.maxBehind) : null,
+    breached: rec?.breached ?? false,
+    breachReason: rec?.breachReason ?? null,
+    inSync: pin !== undefined && lag === 0 && rec?.lastAttempt?.result !== 'failed',
+    consecutiveFailures: rec?.consecutiveFailures ?? 0,
+    lastAttempt: rec?.lastAttempt ?? null,
+    lastSuccessAt: rec?.lastSuccessAt ?? null,
+    configured: cfg !== undefined,
+  };
+}
+
+export function buildStatus(config: Config, state: MachineState, sys: SystemInfo, now: Date, problems: StateProblem[] = []): StatusDoc {
+  const last = state.runs.last;
+  return {
+    desyncs: desyncNames(config, state).map((n) => buildDesyncStatus(n, config, state, now)),
+    system: {
+      generation: sys.generation,
+      generationTimestamp: sys.generationTimestamp ? sys.generationTimestamp.toISOString() : null,
+      generations: sys.generations,
+      rebootRequired: sys.rebootRequired,
+      activationPending: sys.activationPending,
+    },
+    lastRun: last ? { at: last.at, result: last.result, durationSeconds: last.durationSeconds, error: last.error } : null,
+    lastSuccessfulRunAt: state.runs.lastSuccessAt,
+    runsTotal: state.runs.total,
+    stateProblems: problems,
+  };
+}

@@ -1,0 +1,220 @@
+// Files under <stateDir>. Pin sets live in `sets/<id>/`; `pins` is a symlink to the current
+// one and is swapped with one atomic rename, so readers always see one complete set.
+import { lstat, mkdir, readdir, readFile, readlink, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ZodType } from 'zod';
+import { DesyncError, errorMessage } from '../util/errors.js';
+import { ensureDir, fsyncDir, removeStaleTemps, replaceSymlink, writeFileAtomic } from '../util/fsatomic.js';
+import {
+  emptyState,
+  historySchema,
+  journalSchema,
+  stateSchema,
+  HISTORY_VERSION,
+  type History,
+  type Journal,
+  type MachineState,
+  type Pin,
+  type RunRecord,
+} from './model.js';
+import { parsePinFile, renderPinFile } from './pinfile.js';
+
+export interface StateProblem {
+  file: string;
+  message: string;
+  /** Where the corrupt file was moved (only when reading with `repair`). */
+  movedTo?: string;
+}
+
+export interface ReadResult<T> {
+  value: T;
+  problems: StateProblem[];
+}
+
+export const SET_ID_RE = /^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4,8}$/;
+export const DEFAULT_HISTORY_LIMIT = 200;
+
+export function createStateStore(stateDir: string) {
+  const p = {
+    state: join(stateDir, 'state.json'),
+    history: join(stateDir, 'history.json'),
+    journal: join(stateDir, 'journal.json'),
+    lock: join(stateDir, 'lock'),
+    pins: join(stateDir, 'pins'),
+    sets: join(stateDir, 'sets'),
+  };
+  const setDir = (id: string): string => join(p.sets, id);
+
+  /** Reads a versioned JSON file; a corrupt one is reported and, with `repair`, moved aside. */
+  async function readJson<T>(file: string, schema: ZodType<T>, repair: boolean): Promise<{ value?: T; problem?: StateProblem }> {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      return { problem: { file, message: `unreadable: ${errorMessage(err)}` } };
+    }
+    let message: string;
+    try {
+      const raw: unknown = JSON.parse(text);
+      const r = schema.safeParse(raw);
+      if (r.success) return { value: r.data };
+      const version = (raw as { version?: unknown } | null)?.version;
+      message = typeof version === 'number' && version > 1
+        ? `written by a newer nixos-desync (schema version ${version})`
+        : `invalid content: ${r.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '$'}: ${i.message}`).join('; ')}`;
+    } catch (err) {
+      message = `not valid JSON: ${errorMessage(err)}`;
+    }
+    const problem: StateProblem = { file, message };
+    if (repair) {
+      const aside = `${file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '')}`;
+      await rename(file, aside);
+      await fsyncDir(stateDir);
+      problem.movedTo = aside;
+    }
+    return { problem };
+  }
+
+  async function pinsTarget(): Promise<string | null> {
+    let st;
+    try {
+      st = await lstat(p.pins);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    if (!st.isSymbolicLink()) {
+      throw new DesyncError('E_UNSAFE_PATH', `${p.pins} must be a symlink managed by nixos-desync (sets/<id>), but it is not a symlink; move it away`);
+    }
+    const target = await readlink(p.pins);
+    const m = /^sets\/([^/]+)$/.exec(target);
+    if (!m || !SET_ID_RE.test(m[1]!)) {
+      throw new DesyncError('E_UNSAFE_PATH', `${p.pins} points to ${target}, not to a pin set of this state directory; refusing to use it`);
+    }
+    return m[1]!;
+  }
+
+  /** Pins as the files of a set show them (the fallback when state.json is lost). */
+  async function readSetPins(id: string): Promise<Record<string, Pin>> {
+    const pins: Record<string, Pin> = {};
+    let names: string[];
+    try {
+      names = await readdir(setDir(id));
+    } catch {
+      return pins;
+    }
+    for (const n of names.filter((x) => x.endsWith('.nix')).sort()) {
+      const pin = parsePinFile(await readFile(join(setDir(id), n), 'utf8').catch(() => ''));
+      if (pin) pins[n.slice(0, -4)] = pin;
+    }
+    return pins;
+  }
+
+  return {
+    dir: stateDir,
+    paths: p,
+    setDir,
+
+    /** Creates the layout and refuses unsafe ownership/permissions, like sshd's StrictModes. */
+    async ensureLayout(): Promise<void> {
+      await ensureDir(stateDir, 0o755);
+      await checkSafeDir(stateDir);
+      await mkdir(p.sets, { recursive: true, mode: 0o755 });
+      await checkSafeDir(p.sets);
+      await removeStaleTemps(stateDir);
+    },
+
+    async readState(opts: { repair: boolean }): Promise<ReadResult<MachineState>> {
+      const r = await readJson(p.state, stateSchema, opts.repair);
+      if (r.value) return { value: r.value, problems: [] };
+      // Missing or corrupt: the pin files of the current set still say what is pinned.
+      const state = emptyState();
+      const id = await pinsTarget().catch(() => null);
+      if (id !== null) {
+        state.committed = { setId: id, at: null, pins: await readSetPins(id) };
+      }
+      return { value: state, problems: r.problem ? [r.problem] : [] };
+    },
+
+    writeState: (s: MachineState) => writeFileAtomic(p.state, JSON.stringify(s, null, 2) + '\n'),
+
+    async readHistory(opts: { repair: boolean }): Promise<ReadResult<History>> {
+      const r = await readJson(p.history, historySchema, opts.repair);
+      return { value: r.value ?? { version: HISTORY_VERSION, runs: [] }, problems: r.problem ? [r.problem] : [] };
+    },
+
+    async appendHistory(rec: RunRecord, limit = DEFAULT_HISTORY_LIMIT): Promise<StateProblem[]> {
+      const { value, problems } = await this.readHistory({ repair: true });
+      const runs = [...value.runs, rec].slice(-limit);
+      await writeFileAtomic(p.history, JSON.stringify({ version: HISTORY_VERSION, runs }, null, 1) + '\n');
+      return problems;
+    },
+
+    async readJournal(): Promise<ReadResult<Journal | null>> {
+      const r = await readJson(p.journal, journalSchema, true);
+      return { value: r.value ?? null, problems: r.problem ? [r.problem] : [] };
+    },
+    writeJournal: (j: Journal) => writeFileAtomic(p.journal, JSON.stringify(j) + '\n'),
+    async removeJournal(): Promise<void> {
+      await rm(p.journal, { force: true });
+      await fsyncDir(stateDir);
+    },
+
+    pinsTarget,
+    readSetPins,
+
+    async createSet(id: string): Promise<string> {
+      if (!SET_ID_RE.test(id)) throw new DesyncError('E_STATE', `invalid set id ${id}`);
+      const dir = setDir(id);
+      await mkdir(join(dir, 'roots'), { recursive: true, mode: 0o755 });
+      return dir;
+    },
+
+    async writeSetPins(id: string, pins: Record<string, Pin>): Promise<void> {
+      for (const [name, pin] of Object.entries(pins)) {
+        await writeFileAtomic(join(setDir(id), `${name}.nix`), renderPinFile(name, pin, id));
+      }
+      await fsyncDir(setDir(id));
+    },
+
+    /** Makes `pins` show set `id` (one atomic rename). */
+    async pointPinsAt(id: string): Promise<void> {
+      await replaceSymlink(`sets/${id}`, p.pins);
+    },
+
+    async listSets(): Promise<string[]> {
+      const names = await readdir(p.sets).catch(() => [] as string[]);
+      return names.filter((n) => SET_ID_RE.test(n)).sort();
+    },
+
+    async removeSet(id: string): Promise<void> {
+      if (!SET_ID_RE.test(id)) return;
+      await rm(setDir(id), { recursive: true, force: true });
+    },
+
+    /** Files moved aside as corrupt (reported by status and metrics until removed). */
+    async corruptFiles(): Promise<string[]> {
+      const names = await readdir(stateDir).catch(() => [] as string[]);
+      return names.filter((n) => n.includes('.corrupt-')).sort();
+    },
+  };
+}
+
+export type StateStore = ReturnType<typeof createStateStore>;
+
+async function checkSafeDir(dir: string): Promise<void> {
+  const st = await lstat(dir);
+  if (st.isSymbolicLink()) {
+    throw new DesyncError('E_UNSAFE_PATH', `${dir} is a symlink; the state directory must be a real directory`);
+  }
+  if (!st.isDirectory()) throw new DesyncError('E_UNSAFE_PATH', `${dir} is not a directory`);
+  const uid = process.geteuid?.() ?? st.uid;
+  if (st.uid !== uid && st.uid !== 0) {
+    throw new DesyncError('E_UNSAFE_PATH', `${dir} is owned by uid ${st.uid}, not by this user (uid ${uid}) or root; fix with chown`);
+  }
+  if ((st.mode & 0o022) !== 0) {
+    throw new DesyncError('E_UNSAFE_PATH', `${dir} is group- or world-writable (mode ${(st.mode & 0o777).toString(8)}); fix with chmod go-w`);
+  }
+}
+

@@ -1,0 +1,90 @@
+// The pin rules, as pure functions: passed → follow the candidate (lag 0); failed → keep the
+// pin (lag + 1); breach when failing at lag ≥ maxLagRebuilds or behind ≥ maxBehind.
+import type { Config } from '../config/schema.js';
+import type { Candidate } from '../nix/adapter.js';
+import { emptyDesyncRecord, type DesyncRecord, type Pin, type RunDesyncOutcome } from '../state/model.js';
+import { parseDuration } from '../util/duration.js';
+
+export interface GateOutcome {
+  name: string;
+  passed: boolean;
+  /** One-line reason of a failure (first failing attribute or check). */
+  error?: string;
+}
+
+export interface Decision {
+  pins: Record<string, Pin>;
+  records: Record<string, DesyncRecord>;
+  outcomes: RunDesyncOutcome[];
+  /** Desyncs that failed while already at their budget. */
+  breached: string[];
+  /** Desyncs that failed and have no known-good pin to stay on. */
+  noPin: string[];
+}
+
+export function maxBehindSeconds(maxBehind: string | null): number | null {
+  if (maxBehind === null) return null;
+  const ms = parseDuration(maxBehind);
+  return ms === undefined ? null : ms / 1000;
+}
+
+export function decide(input: {
+  config: Config;
+  prevPins: Record<string, Pin>;
+  prevRecords: Record<string, DesyncRecord>;
+  gate: GateOutcome[];
+  candidate: Candidate;
+  now: Date;
+}): Decision {
+  const { config, prevPins, prevRecords, gate, candidate, now } = input;
+  const at = now.toISOString();
+  const d: Decision = { pins: {}, records: {}, outcomes: [], breached: [], noPin: [] };
+  for (const g of gate) {
+    const cfg = config.desyncs[g.name]!;
+    const prev = prevRecords[g.name] ?? emptyDesyncRecord();
+    const prevPin = prevPins[g.name];
+    if (g.passed) {
+      d.pins[g.name] = { path: candidate.path, storePath: candidate.storePath, revision: candidate.revision, desyncAge: 0, pinnedAt: at };
+      d.records[g.name] = {
+        attempts: { passed: prev.attempts.passed + 1, failed: prev.attempts.failed },
+        consecutiveFailures: 0,
+        lastAttempt: { at, result: 'passed' },
+        lastSuccessAt: at,
+        behindSince: null,
+        breached: false,
+        breachReason: null,
+      };
+      d.outcomes.push({ name: g.name, result: 'passed', lagRebuilds: 0, breached: false, revision: candidate.revision, error: null });
+      continue;
+    }
+    const behindSince = prev.behindSince ?? at;
+    const behindSec = (now.getTime() - Date.parse(behindSince)) / 1000;
+    const reasons: string[] = [];
+    if (prevPin && cfg.maxLagRebuilds !== null && prevPin.desyncAge >= cfg.maxLagRebuilds) {
+      reasons.push(`lag ${prevPin.desyncAge} ≥ maxLagRebuilds ${cfg.maxLagRebuilds}`);
+    }
+    const maxBehind = maxBehindSeconds(cfg.maxBehind);
+    if (prevPin && maxBehind !== null && behindSec >= maxBehind) {
+      reasons.push(`behind ${Math.round(behindSec)}s ≥ maxBehind ${cfg.maxBehind}`);
+    }
+    const breached = reasons.length > 0;
+    d.records[g.name] = {
+      attempts: { passed: prev.attempts.passed, failed: prev.attempts.failed + 1 },
+      consecutiveFailures: prev.consecutiveFailures + 1,
+      lastAttempt: { at, result: 'failed', ...(g.error ? { error: g.error } : {}) },
+      lastSuccessAt: prev.lastSuccessAt,
+      behindSince,
+      breached,
+      breachReason: breached ? reasons.join('; ') : null,
+    };
+    if (!prevPin) {
+      d.noPin.push(g.name);
+      d.outcomes.push({ name: g.name, result: 'failed', lagRebuilds: 0, breached: false, revision: null, error: g.error ?? null });
+      continue;
+    }
+    d.pins[g.name] = { ...prevPin, desyncAge: prevPin.desyncAge + 1 };
+    if (breached) d.breached.push(g.name);
+    d.outcomes.push({ name: g.name, result: 'failed', lagRebuilds: prevPin.desyncAge + 1, breached, revision: prevPin.revision, error: g.error ?? null });
+  }
+  return d;
+}

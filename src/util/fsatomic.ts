@@ -1,0 +1,72 @@
+// Crash-safe file writes: temp file in the same dir, fsync, rename, fsync the directory.
+import { open, rename, unlink, mkdir, symlink, readdir } from 'node:fs/promises';
+import { dirname, basename, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+export const TMP_MARK = '.tmp-';
+
+export function tempNameFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}${TMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): Promise<void> {
+  const tmp = tempNameFor(path);
+  const fh = await open(tmp, 'wx', mode);
+  try {
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await fsyncDir(dirname(path));
+}
+
+/** Points `link` at `target` atomically (a new symlink renamed over the old one). */
+export async function replaceSymlink(target: string, link: string): Promise<void> {
+  const tmp = tempNameFor(link);
+  await symlink(target, tmp);
+  try {
+    await rename(tmp, link);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await fsyncDir(dirname(link));
+}
+
+export async function ensureDir(dir: string, mode = 0o755): Promise<void> {
+  await mkdir(dir, { recursive: true, mode });
+}
+
+/** Removes temp files a crashed writer left behind in `dir`. */
+export async function removeStaleTemps(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return removed;
+  }
+  for (const n of names) {
+    if (n.startsWith('.') && n.includes(TMP_MARK)) {
+      await unlink(join(dir, n)).catch(() => undefined);
+      removed.push(n);
+    }
+  }
+  return removed;
+}

@@ -1,0 +1,36 @@
+// Process identity that survives PID reuse: (pid, start time from /proc/PID/stat).
+import { readFileSync } from 'node:fs';
+
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22 (starttime); fields after the parenthesised command name are space separated.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return rest[19];
+  } catch {
+    return undefined;
+  }
+}
+
+export function isProcessAlive(pid: number, startTime?: string): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  if (startTime === undefined) return true;
+  const now = processStartTime(pid);
+  return now === undefined ? true : now === startTime;
+}
+
+/** Kills a process group left behind by a crashed run, if its leader is still that process. */
+export function killStaleGroup(pgid: number, startTime?: string): boolean {
+  if (!isProcessAlive(pgid, startTime)) return false;
+  try {
+    process.kill(-pgid, 'SIGKILL');
+    return true;
+  } catch {
+    return false;
+  }
+}
