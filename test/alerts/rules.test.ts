@@ -1,0 +1,171 @@
+// Checks the shipped alert rules, their promtool unit tests, the runbooks they link to and
+// the example Prometheus/Alertmanager configs, with the real promtool and amtool.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { requireTools } from '../helpers/tools.js';
+import { METRIC_NAMES } from './metric-names.js';
+import { markdownAnchors, metricNames, templateQueryMetricNames } from './promql.js';
+import { parseYamlSubset } from './yaml-subset.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const RULES = path.join(ROOT, 'alerts/nixos-desync.rules.yml');
+const RULE_TESTS_DIR = path.join(ROOT, 'alerts/tests');
+const PROM_EXAMPLE = path.join(ROOT, 'alerts/examples/prometheus.yml');
+const AM_EXAMPLE = path.join(ROOT, 'alerts/examples/alertmanager.yml');
+const RUNBOOKS = path.join(ROOT, 'docs/runbooks.md');
+const RUNBOOK_BASE = 'https://github.bileizhen.workers.dev/nixos-desync/nixos-desync/blob/main/docs/runbooks.md';
+
+/** The alert names of the contract (fixed) and the severities we ship. */
+const ALERTS: Record<string, string> = {
+  NixosDesyncMaxAgeBreached: 'critical',
+  NixosDesyncLagging: 'warning',
+  NixosDesyncUpgradeFailing: 'warning',
+  NixosDesyncUpgradeStale: 'warning',
+  NixosDesyncRebootRequired: 'info',
+  NixosDesyncCollectorFailing: 'warning',
+  NixosDesyncExporterDown: 'warning',
+};
+
+interface AlertRule {
+  alert: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+function loadRules(): AlertRule[] {
+  const doc = parseYamlSubset(readFileSync(RULES, 'utf8')) as { groups: { name: string; rules: AlertRule[] }[] };
+  return doc.groups.flatMap((g) => g.rules);
+}
+
+function run(cmd: string, args: string[]): { status: number | null; out: string } {
+  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+  if (r.error) throw r.error;
+  return { status: r.status, out: `${r.stdout}\n${r.stderr}` };
+}
+
+const ruleTestFiles = readdirSync(RULE_TESTS_DIR)
+  .filter((f) => f.endsWith('.yml') || f.endsWith('.yaml'))
+  .sort()
+  .map((f) => path.join(RULE_TESTS_DIR, f));
+
+describe('alert rules (static)', () => {
+  const rules = loadRules();
+  const byName = new Map(rules.map((r) => [r.alert, r]));
+
+  it('ships exactly the seven contract alerts, once each', () => {
+    expect(rules.map((r) => r.alert).sort()).toEqual(Object.keys(ALERTS).sort());
+  });
+
+  it.each(Object.entries(ALERTS))('%s has severity %s, an explicit for:, and all annotations', (name, severity) => {
+    const r = byName.get(name)!;
+    expect(r.labels?.severity).toBe(severity);
+    expect(r.for).toMatch(/^\d+[smhdwy]$/);
+    for (const key of ['summary', 'description', 'runbook_url']) {
+      expect(r.annotations?.[key], `${name}.${key}`).toBeTruthy();
+    }
+    // Labels must not overwrite the ones that identify the host and the desync.
+    for (const reserved of ['desync', 'instance', 'job']) expect(r.labels ?? {}).not.toHaveProperty(reserved);
+  });
+
+  it.each(Object.keys(ALERTS))('%s links to its runbook section, which exists', (name) => {
+    const r = byName.get(name)!;
+    const url = r.annotations!.runbook_url!;
+    expect(url).toBe(`${RUNBOOK_BASE}#${name.toLowerCase()}`);
+    const anchors = markdownAnchors(readFileSync(RUNBOOKS, 'utf8'));
+    expect([...anchors]).toContain(name.toLowerCase());
+  });
+
+  it('only uses contract metric names (and `up`) in expressions and annotation queries', () => {
+    const known = new Set([...METRIC_NAMES, 'up']);
+    for (const r of rules) {
+      const used = [...metricNames(r.expr), ...Object.values(r.annotations ?? {}).flatMap(templateQueryMetricNames)];
+      expect(used.length, r.alert).toBeGreaterThan(0);
+      for (const m of used) expect(known.has(m), `${r.alert} uses unknown metric ${m}`).toBe(true);
+    }
+  });
+
+  it('hard-codes the job only in NixosDesyncExporterDown, which uses job="nixos-desync"', () => {
+    for (const r of rules) {
+      const text = r.expr + Object.values(r.annotations ?? {}).join('\n');
+      const jobs = [...text.matchAll(/\bjob\s*(=~|!=|!~|=)\s*"([^"]*)"/g)].map((m) => m[2]);
+      if (r.alert === 'NixosDesyncExporterDown') {
+        expect(jobs.length).toBeGreaterThan(0);
+        expect(new Set(jobs)).toEqual(new Set(['nixos-desync']));
+      } else {
+        expect(jobs, r.alert).toEqual([]);
+      }
+    }
+  });
+
+  it('NixosDesyncLagging is computed from the exported budgets, not from thresholds per host', () => {
+    const expr = byName.get('NixosDesyncLagging')!.expr;
+    expect(metricNames(expr)).toEqual(expect.arrayContaining([
+      'nixos_desync_lag_rebuilds', 'nixos_desync_max_lag_rebuilds',
+      'nixos_desync_behind_seconds', 'nixos_desync_max_behind_seconds',
+    ]));
+    expect(expr).not.toMatch(/\binstance\s*=/);
+    expect(expr).not.toMatch(/\bdesync\s*=/);
+  });
+
+  it('every alert has promtool unit tests where it fires and where it must not', () => {
+    const texts = ruleTestFiles.map((f) => readFileSync(f, 'utf8'));
+    for (const name of Object.keys(ALERTS)) {
+      const firing = new RegExp(`alertname: ${name}\\s*\\n\\s*exp_alerts:\\s*\\n\\s*- exp_labels:`);
+      const silent = new RegExp(`alertname: ${name}\\s*\\n\\s*exp_alerts: \\[\\]`);
+      expect(texts.some((t) => firing.test(t)), `${name}: a firing case`).toBe(true);
+      expect(texts.some((t) => silent.test(t)), `${name}: a non-firing case`).toBe(true);
+      expect(texts.some((t) => t.includes(`#${name.toLowerCase()}`)), `${name}: annotations checked`).toBe(true);
+    }
+  });
+});
+
+describe.skipIf(!requireTools('promtool', 'amtool'))('alert rules and example configs (promtool, amtool)', () => {
+  it('promtool check rules accepts the rule file and finds the same seven rules', () => {
+    const r = run('promtool', ['check', 'rules', RULES]);
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toContain(`SUCCESS: ${Object.keys(ALERTS).length} rules found`);
+  });
+
+  it('promtool test rules passes on every file in alerts/tests', () => {
+    expect(ruleTestFiles.length).toBeGreaterThan(0);
+    const r = run('promtool', ['test', 'rules', ...ruleTestFiles]);
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).not.toContain('FAILED');
+  });
+
+  it('promtool check config accepts the example Prometheus config and its rule file', () => {
+    const r = run('promtool', ['check', 'config', PROM_EXAMPLE]);
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toContain('SUCCESS: 1 rule files found');
+    expect(r.out).toContain('SUCCESS: 7 rules found');
+    // The job name NixosDesyncExporterDown assumes.
+    expect(readFileSync(PROM_EXAMPLE, 'utf8')).toMatch(/job_name:\s*"?nixos-desync"?\s*$/m);
+  });
+
+  it('amtool check-config accepts the example Alertmanager config', () => {
+    const r = run('amtool', ['check-config', AM_EXAMPLE]);
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toContain('SUCCESS');
+  });
+
+  const routes: [string, string, string[]][] = [
+    ['a breach pages', 'pager', ['alertname=NixosDesyncMaxAgeBreached', 'severity=critical', 'desync=synapse', 'instance=host-a:9793']],
+    ['a lagging desync goes to chat', 'team-chat', ['alertname=NixosDesyncLagging', 'severity=warning', 'desync=synapse', 'instance=host-a:9793']],
+    ['a reboot reminder goes to chat', 'team-chat', ['alertname=NixosDesyncRebootRequired', 'severity=info', 'instance=host-a:9793']],
+  ];
+  it.each(routes)('amtool routes test: %s', (_what, receiver, labels) => {
+    const r = run('amtool', ['config', 'routes', 'test', `--config.file=${AM_EXAMPLE}`, `--verify.receivers=${receiver}`, ...labels]);
+    expect(r.status, r.out).toBe(0);
+  });
+
+  it('amtool routes test: a warning does not page', () => {
+    const r = run('amtool', ['config', 'routes', 'test', `--config.file=${AM_EXAMPLE}`, '--verify.receivers=pager',
+      'alertname=NixosDesyncLagging', 'severity=warning']);
+    expect(r.status, r.out).not.toBe(0);
+  });
+});
