@@ -31,6 +31,11 @@ export function nixErrorExcerpt(stderr: string, lines = 8): string {
   return tailLines(errs.length > 0 ? errs.join('\n') : stderr, lines);
 }
 
+/** `/nix/store/<hash>-hello-1.0.drv` → `hello-1.0`. */
+export function drvName(drv: string): string {
+  return (drv.split('/').pop() ?? drv).replace(/^[0-9a-z]{32}-/, '').replace(/\.drv$/, '');
+}
+
 export async function readRevision(path: string, storeDir: string): Promise<string> {
   const read = async (f: string): Promise<string | undefined> => {
     try {
@@ -178,9 +183,13 @@ export function createCliNix(options: CliNixOptions = {}): NixAdapter {
       let build: RunResult | undefined;
       let invalid = new Set<string>();
       const failedBuilders: string[] = [];
+      const exitCodes = new Map<string, string>();
       if (drvs.size > 0) {
         build = await exec(['nix-store', '--realise', '--keep-going', ...drvs], o, 4 * 1024 * 1024);
-        for (const m of build.stderr.matchAll(/builder for '([^']+\.drv)' failed/g)) failedBuilders.push(m[1]!);
+        for (const m of build.stderr.matchAll(/builder for '([^']+\.drv)' failed(?: with exit code (\d+))?/g)) {
+          failedBuilders.push(m[1]!);
+          if (m[2]) exitCodes.set(m[1]!, m[2]);
+        }
         const outs = [...evaluated.values()].flatMap((ev) =>
           ev.ok ? Object.values(ev.attrs).flatMap((a) => (a.ok ? a.outputs : [])) : [],
         );
@@ -208,11 +217,13 @@ export function createCliNix(options: CliNixOptions = {}): NixAdapter {
             attrs.push({ attr, ok: false, failedAt: 'eval', error, outputs: [] });
           } else if (a.outputs.some((p) => invalid.has(p))) {
             const culprit = await culpritOf(a.drvPath, failedBuilders, o);
+            const code = culprit ? exitCodes.get(culprit) : undefined;
+            const how = code ? ` (builder exited with code ${code})` : '';
             const error = build?.timedOut
               ? `build ${describeFailure(build)}`
               : culprit && culprit !== a.drvPath
-                ? `a dependency failed to build: ${culprit}`
-                : `builder failed: ${a.drvPath}`;
+                ? `dependency ${drvName(culprit)} failed to build${how}`
+                : `${drvName(a.drvPath)} failed to build${how}`;
             const logTail = culprit ? await buildLogTail(culprit, o) : undefined;
             attrs.push({ attr, ok: false, failedAt: 'build', error, drvPath: a.drvPath, outputs: a.outputs, logTail });
           } else {

@@ -1,5 +1,5 @@
-// Files under <stateDir>. Pin sets live in `sets/<id>/`; `pins` is a symlink to the current
-// one and is swapped with one atomic rename, so readers always see one complete set.
+// Files under <stateDir>. Pin sets live in `sets/<id>/pins/` (GC roots in `sets/<id>/roots/`);
+// `pins` is a symlink to the current one and is swapped with one atomic rename, so readers always see one complete set.
 import { lstat, mkdir, readdir, readFile, readlink, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ZodType } from 'zod';
@@ -85,10 +85,10 @@ export function createStateStore(stateDir: string) {
       throw err;
     }
     if (!st.isSymbolicLink()) {
-      throw new DesyncError('E_UNSAFE_PATH', `${p.pins} must be a symlink managed by nixos-desync (sets/<id>), but it is not a symlink; move it away`);
+      throw new DesyncError('E_UNSAFE_PATH', `${p.pins} must be a symlink managed by nixos-desync (sets/<id>/pins), but it is not a symlink; move it away`);
     }
     const target = await readlink(p.pins);
-    const m = /^sets\/([^/]+)$/.exec(target);
+    const m = /^sets\/([^/]+)\/pins$/.exec(target);
     if (!m || !SET_ID_RE.test(m[1]!)) {
       throw new DesyncError('E_UNSAFE_PATH', `${p.pins} points to ${target}, not to a pin set of this state directory; refusing to use it`);
     }
@@ -100,12 +100,12 @@ export function createStateStore(stateDir: string) {
     const pins: Record<string, Pin> = {};
     let names: string[];
     try {
-      names = await readdir(setDir(id));
+      names = await readdir(join(setDir(id), 'pins'));
     } catch {
       return pins;
     }
     for (const n of names.filter((x) => x.endsWith('.nix')).sort()) {
-      const pin = parsePinFile(await readFile(join(setDir(id), n), 'utf8').catch(() => ''));
+      const pin = parsePinFile(await readFile(join(setDir(id), 'pins', n), 'utf8').catch(() => ''));
       if (pin) pins[n.slice(0, -4)] = pin;
     }
     return pins;
@@ -168,19 +168,20 @@ export function createStateStore(stateDir: string) {
       if (!SET_ID_RE.test(id)) throw new DesyncError('E_STATE', `invalid set id ${id}`);
       const dir = setDir(id);
       await mkdir(join(dir, 'roots'), { recursive: true, mode: 0o755 });
+      await mkdir(join(dir, 'pins'), { recursive: true, mode: 0o755 });
       return dir;
     },
 
     async writeSetPins(id: string, pins: Record<string, Pin>): Promise<void> {
       for (const [name, pin] of Object.entries(pins)) {
-        await writeFileAtomic(join(setDir(id), `${name}.nix`), renderPinFile(name, pin, id));
+        await writeFileAtomic(join(setDir(id), 'pins', `${name}.nix`), renderPinFile(name, pin, id));
       }
-      await fsyncDir(setDir(id));
+      await fsyncDir(join(setDir(id), 'pins'));
     },
 
     /** Makes `pins` show set `id` (one atomic rename). */
     async pointPinsAt(id: string): Promise<void> {
-      await replaceSymlink(`sets/${id}`, p.pins);
+      await replaceSymlink(`sets/${id}/pins`, p.pins);
     },
 
     async listSets(): Promise<string[]> {

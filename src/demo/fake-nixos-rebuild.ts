@@ -1,0 +1,54 @@
+// A stand-in for `nixos-rebuild build|switch|boot` on hosts without NixOS (demo and tests):
+// builds the fake system with real nix-build and sets a real profile generation.
+import { execFileSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, renameSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+
+function usage(): never {
+  process.stderr.write('usage: fake-nixos-rebuild build|switch|boot --host DIR\n');
+  process.exit(64);
+}
+
+function atomicSymlink(target: string, link: string): void {
+  const tmp = `${link}.tmp-${process.pid}`;
+  symlinkSync(target, tmp);
+  renameSync(tmp, link);
+}
+
+const [action, flag, host] = process.argv.slice(2);
+if (!action || !['build', 'switch', 'boot'].includes(action) || flag !== '--host' || !host) usage();
+const work = join(host, 'work');
+mkdirSync(work, { recursive: true });
+process.stdout.write(`building the system configuration...\n`);
+let out: string;
+try {
+  out = execFileSync('nix-build', [
+    join(host, 'system.nix'),
+    '--argstr', 'nixpkgs', join(host, 'channels', 'nixos'),
+    '--argstr', 'pinsDir', join(host, 'state', 'pins'),
+    '-o', join(work, 'result'),
+  ], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+} catch (err) {
+  process.stderr.write(`error: building the system configuration failed\n`);
+  process.exit((err as { status?: number }).status ?? 1);
+}
+process.stdout.write(`${out}\n`);
+if (action === 'build') process.exit(0);
+const profiles = join(host, 'profiles');
+mkdirSync(profiles, { recursive: true });
+execFileSync('nix-env', ['-p', join(profiles, 'system'), '--set', out], { stdio: 'inherit' });
+if (action === 'switch') {
+  const run = join(host, 'run');
+  mkdirSync(run, { recursive: true });
+  atomicSymlink(out, join(run, 'current-system'));
+  if (!existsSync(join(run, 'booted-system')) && !isLink(join(run, 'booted-system'))) atomicSymlink(out, join(run, 'booted-system'));
+  process.stdout.write(`activating the configuration... done\n`);
+}
+
+function isLink(p: string): boolean {
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
