@@ -38,7 +38,7 @@ interface AlertRule {
 }
 
 function loadRules(): AlertRule[] {
-  const doc = parseYamlSubset(readFileSync(RULES, 'utf8')) as { groups: { name: string; rules: AlertRule[] }[] };
+  const doc = parseYamlSubset(readFileSync(RULES, 'utf8')) as unknown as { groups: { name: string; rules: AlertRule[] }[] };
   return doc.groups.flatMap((g) => g.rules);
 }
 
