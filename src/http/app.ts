@@ -1,0 +1,76 @@
+// The HTTP surface: /metrics (registry content type), /healthz, and the landing page.
+// No endpoint changes any state.
+import express, { type Express } from 'express';
+import type { Config } from '../config/schema.js';
+import { buildStatus } from '../state/status.js';
+import type { MetricsExporter } from '../metrics/exporter.js';
+import type { HostModel } from '../watch/model.js';
+import type { Logger } from '../util/log.js';
+import { errorMessage } from '../util/errors.js';
+import { isProcessAlive } from '../util/proc.js';
+import { renderLanding } from './landing.js';
+
+export interface AppOptions {
+  config: Config;
+  model: HostModel;
+  exporter: MetricsExporter;
+  logger: Logger;
+  version: string;
+  now?: () => Date;
+}
+
+export function createApp(opts: AppOptions): Express {
+  const { config, model, exporter, logger: log } = opts;
+  const now = opts.now ?? (() => new Date());
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.get('/metrics', async (_req, res) => {
+    try {
+      const body = await exporter.metrics();
+      res.status(200).set('Content-Type', exporter.contentType).set('Cache-Control', 'no-store').send(body);
+    } catch (err) {
+      log.error('scrape failed', { error: errorMessage(err) });
+      res.status(500).type('text/plain').send(`scrape failed: ${errorMessage(err)}\n`);
+    }
+  });
+
+  app.get('/healthz', (_req, res) => {
+    // Healthy means: the process answers and every watched source was read at least once.
+    res.status(200).type('application/json').set('Cache-Control', 'no-store').send(JSON.stringify({ status: 'ok', scrapes: exporter.scrapes }) + '\n');
+  });
+
+  app.get('/', (_req, res) => {
+    const s = model.state;
+    const problems = [
+      ...(s.stateProblem ? [s.stateProblem] : []),
+      ...(s.historyProblem ? [s.historyProblem] : []),
+      ...(s.journalProblem ? [s.journalProblem] : []),
+      ...s.corruptFiles.map((f) => ({ file: `${config.stateDir}/${f}`, message: 'corrupt file moved aside by an earlier run' })),
+      ...(s.dirError ? [{ file: config.stateDir, message: s.dirError }] : []),
+    ];
+    const sys = model.system;
+    const status = buildStatus(config, s.state, {
+      generation: sys.generation,
+      generationTimestamp: sys.generationTimestamp,
+      generations: sys.generations,
+      rebootRequired: sys.rebootRequired,
+      activationPending: sys.activationPending,
+    }, now(), problems);
+    const html = renderLanding({
+      version: opts.version,
+      status,
+      pr: model.pr?.desyncs ?? null,
+      collectors: { ...exporter.lastOutcome },
+      recentRuns: s.recentRuns,
+      runInProgress: s.journal !== null && isProcessAlive(s.journal.pid, s.journal.pidStartTime),
+    });
+    res.status(200).type('text/html; charset=utf-8').set('Cache-Control', 'no-store').send(html);
+  });
+
+  app.use((_req, res) => {
+    res.status(404).type('text/plain').send('not found; see / for the endpoints\n');
+  });
+  return app;
+}

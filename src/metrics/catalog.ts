@@ -1,0 +1,46 @@
+// Every metric the exporter serves, in one table: names are the fixed public interface of
+// DESIGN.md ("Metrics"); docs/metrics.md documents the same table (a test keeps them in step).
+export interface MetricDef {
+  type: 'gauge' | 'counter';
+  help: string;
+  labels: readonly string[];
+  collector: 'desyncs' | 'runs' | 'system' | 'pr_compat' | 'exporter';
+}
+
+const D = ['desync', 'source'] as const;
+
+export const CATALOG = {
+  // Per desync (label `desync`; series from exporter.prDesyncDir also carry source="pr").
+  nixos_desync_lag_rebuilds: { type: 'gauge', help: 'Rebuilds (runs) since the pin last followed the channel (desyncAge).', labels: D, collector: 'desyncs' },
+  nixos_desync_max_lag_rebuilds: { type: 'gauge', help: 'Rebuild budget (maxLagRebuilds); absent when unlimited.', labels: ['desync'], collector: 'desyncs' },
+  nixos_desync_behind_seconds: { type: 'gauge', help: 'Seconds since the first failed attempt after the last success (0 when not behind).', labels: ['desync'], collector: 'desyncs' },
+  nixos_desync_max_behind_seconds: { type: 'gauge', help: 'Time budget (maxBehind) in seconds; absent without a time budget.', labels: ['desync'], collector: 'desyncs' },
+  nixos_desync_breached: { type: 'gauge', help: '1 when the desync breached its budget (until it passes its gate again).', labels: ['desync'], collector: 'desyncs' },
+  nixos_desync_in_sync: { type: 'gauge', help: '1 when the pin follows the channel (lag 0 and the last attempt passed).', labels: D, collector: 'desyncs' },
+  nixos_desync_consecutive_failures: { type: 'gauge', help: 'Failed gate attempts since the last passed one.', labels: ['desync'], collector: 'desyncs' },
+  nixos_desync_attempts_total: { type: 'counter', help: 'Gate attempts by result (persisted, survives restarts).', labels: ['desync', 'result'], collector: 'desyncs' },
+  nixos_desync_last_attempt_timestamp_seconds: { type: 'gauge', help: 'Time of the last gate attempt (0 when never attempted).', labels: ['desync'], collector: 'desyncs' },
+  nixos_desync_last_success_timestamp_seconds: { type: 'gauge', help: 'Time of the last passed gate attempt (0 when never passed).', labels: ['desync'], collector: 'desyncs' },
+  nixos_desync_pin_info: { type: 'gauge', help: 'The pinned nixpkgs of a desync (value 1).', labels: ['desync', 'revision', 'path', 'source'], collector: 'desyncs' },
+  // Runs.
+  nixos_desync_runs_total: { type: 'counter', help: 'Upgrade runs by result (persisted, survives restarts).', labels: ['result'], collector: 'runs' },
+  nixos_desync_last_run_timestamp_seconds: { type: 'gauge', help: 'Start time of the last run (0 when no run yet).', labels: [], collector: 'runs' },
+  nixos_desync_last_run_success: { type: 'gauge', help: '1 when the last run succeeded; absent before the first run.', labels: [], collector: 'runs' },
+  nixos_desync_last_successful_run_timestamp_seconds: { type: 'gauge', help: 'Start time of the last successful run (0 when none yet).', labels: [], collector: 'runs' },
+  nixos_desync_last_run_duration_seconds: { type: 'gauge', help: 'Duration of the last run; absent before the first run.', labels: [], collector: 'runs' },
+  nixos_desync_last_run_stage_duration_seconds: { type: 'gauge', help: 'Duration of each stage the last run went through.', labels: ['stage'], collector: 'runs' },
+  nixos_desync_run_in_progress: { type: 'gauge', help: '1 while an upgrade run is in flight (its journal exists and its process is alive).', labels: [], collector: 'runs' },
+  nixos_desync_state_corrupt_files: { type: 'gauge', help: 'Corrupt state files moved aside under the state directory (inspect, then delete them).', labels: [], collector: 'runs' },
+  // System.
+  nixos_desync_system_generation: { type: 'gauge', help: 'Current system profile generation number.', labels: [], collector: 'system' },
+  nixos_desync_system_generation_timestamp_seconds: { type: 'gauge', help: 'Creation time of the current system profile generation.', labels: [], collector: 'system' },
+  nixos_desync_system_generations: { type: 'gauge', help: 'Number of system profile generations (system-N-link).', labels: [], collector: 'system' },
+  nixos_desync_system_reboot_required: { type: 'gauge', help: '1 when the booted kernel, initrd or kernel modules differ from the current system.', labels: [], collector: 'system' },
+  nixos_desync_system_activation_pending: { type: 'gauge', help: '1 when the newest profile generation is not the running system.', labels: [], collector: 'system' },
+  // Exporter.
+  nixos_desync_build_info: { type: 'gauge', help: 'Exporter build information (value 1).', labels: ['version'], collector: 'exporter' },
+  nixos_desync_collector_success: { type: 'gauge', help: '1 when the collector read all of its sources in this scrape.', labels: ['collector'], collector: 'exporter' },
+  nixos_desync_collector_duration_seconds: { type: 'gauge', help: 'Time the collector took in this scrape.', labels: ['collector'], collector: 'exporter' },
+} as const satisfies Record<string, MetricDef>;
+
+export type MetricName = keyof typeof CATALOG;

@@ -1,0 +1,135 @@
+// The registry (never prom-client's global one) and one scrape: every collector emits into
+// its own buffer, a throwing collector is dropped alone, then the text is rendered.
+// Concurrent scrapes share one in-flight render (single-flight), so collection never overlaps.
+import { collectDefaultMetrics, Registry, type Metric } from 'prom-client';
+import type { Config } from '../config/schema.js';
+import { errorMessage } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import type { HostModel } from '../watch/model.js';
+import { CATALOG, type MetricName } from './catalog.js';
+import type { Collector, CollectorName, Labels } from './collector.js';
+import { desyncsCollector } from './desyncs.js';
+import { prCompatCollector } from './pr-compat.js';
+import { runsCollector } from './runs.js';
+import { systemCollector } from './system.js';
+import { VERSION } from './version.js';
+
+export interface ExporterOptions {
+  config: Config;
+  model: HostModel;
+  logger: Logger;
+  now?: () => Date;
+  version?: string;
+  /** prom-client's process/Node.js metrics (default on). */
+  processMetrics?: boolean;
+  collectors?: Collector[];
+}
+
+export interface MetricsExporter {
+  registry: Registry;
+  contentType: string;
+  /** One scrape, rendered in the Prometheus text format. */
+  metrics(): Promise<string>;
+  /** Outcome of the last scrape per collector (landing page, healthz). */
+  readonly lastOutcome: Partial<Record<CollectorName, string | null>>;
+  readonly scrapes: number;
+}
+
+// These default Node.js gauges end in _total and fail `promtool check metrics`; the
+// same numbers stay available per type in nodejs_active_{handles,requests,resources}.
+const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+export function defaultCollectors(config: Config): Collector[] {
+  const list = [desyncsCollector(), runsCollector(), systemCollector()];
+  if (config.exporter.prDesyncDir) list.push(prCompatCollector());
+  return list;
+}
+
+export function createMetricsExporter(opts: ExporterOptions): MetricsExporter {
+  const { config, model, logger: log } = opts;
+  const now = opts.now ?? (() => new Date());
+  const registry = new Registry();
+  if (opts.processMetrics ?? true) {
+    collectDefaultMetrics({ register: registry });
+    for (const n of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(n);
+  }
+  // Each family is a plain object the registry renders: its samples are exactly what the
+  // collectors emitted in this scrape (an unset family has no sample, i.e. it is absent).
+  const families = new Map<MetricName, Family>();
+  for (const [name, def] of Object.entries(CATALOG) as Array<[MetricName, (typeof CATALOG)[MetricName]]>) {
+    const fam = new Family(name, def.help, def.type);
+    families.set(name, fam);
+    registry.registerMetric(fam as unknown as Metric);
+  }
+  const set = (name: MetricName, labels: Labels, value: number): void => families.get(name)!.set(labels, value);
+  const collectors = opts.collectors ?? defaultCollectors(config);
+  const version = opts.version ?? VERSION;
+  const lastOutcome: Partial<Record<CollectorName, string | null>> = {};
+  let inFlight: Promise<string> | null = null;
+  let scrapes = 0;
+
+  async function scrape(): Promise<string> {
+    scrapes += 1;
+    for (const f of families.values()) f.reset();
+    set('nixos_desync_build_info', { version }, 1);
+    const ctx = { config, model, now: now() };
+    for (const c of collectors) {
+      const t0 = process.hrtime.bigint();
+      const buf: Array<[MetricName, Labels, number]> = [];
+      let error: string | null;
+      try {
+        error = c.collect(ctx, (n, l, v) => void buf.push([n, l, v]));
+      } catch (err) {
+        buf.length = 0;
+        error = `collector failed: ${errorMessage(err)}`;
+      }
+      for (const [n, l, v] of buf) set(n, l, v);
+      if ((lastOutcome[c.name] ?? null) !== error) {
+        if (error) log.warn('collector failing', { collector: c.name, error });
+        else if (c.name in lastOutcome) log.info('collector recovered', { collector: c.name });
+      }
+      lastOutcome[c.name] = error;
+      set('nixos_desync_collector_success', { collector: c.name }, error === null ? 1 : 0);
+      set('nixos_desync_collector_duration_seconds', { collector: c.name }, Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+    return registry.metrics();
+  }
+
+  return {
+    registry,
+    contentType: registry.contentType,
+    metrics() {
+      inFlight ??= scrape().finally(() => {
+        inFlight = null;
+      });
+      return inFlight;
+    },
+    lastOutcome,
+    get scrapes() {
+      return scrapes;
+    },
+  };
+}
+
+/** A metric family as prom-client's registry renders it (name, help, type, values). */
+class Family {
+  private values: Array<{ labels: Labels; value: number }> = [];
+  private readonly index = new Map<string, number>();
+  constructor(readonly name: string, readonly help: string, readonly type: 'gauge' | 'counter') {}
+  reset(): void {
+    this.values = [];
+    this.index.clear();
+  }
+  set(labels: Labels, value: number): void {
+    const key = JSON.stringify(Object.entries(labels).sort(([a], [b]) => a.localeCompare(b)));
+    const i = this.index.get(key);
+    if (i !== undefined) this.values[i] = { labels, value };
+    else {
+      this.index.set(key, this.values.length);
+      this.values.push({ labels, value });
+    }
+  }
+  get(): { name: string; help: string; type: string; aggregator: string; values: Array<{ labels: Labels; value: number }> } {
+    return { name: this.name, help: this.help, type: this.type, aggregator: 'sum', values: this.values };
+  }
+}

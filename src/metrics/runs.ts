@@ -1,0 +1,33 @@
+// Run metrics from state.json (counters persisted by the loop) and the run journal.
+import { STAGES } from '../upgrade/run.js';
+import { isProcessAlive } from '../util/proc.js';
+import { bool, unixSeconds, type Collector } from './collector.js';
+
+export function runsCollector(opts: { isAlive?: (pid: number, startTime?: string) => boolean } = {}): Collector {
+  const alive = opts.isAlive ?? isProcessAlive;
+  return {
+    name: 'runs',
+    collect({ model }, emit) {
+      const s = model.state;
+      if (s.dirError) return s.dirError;
+      const problems = [s.stateProblem, s.historyProblem, s.journalProblem].filter((p) => p !== null);
+      emit('nixos_desync_state_corrupt_files', {}, s.corruptFiles.length);
+      // A journal left by a crashed run is not "in progress": its owner must be alive.
+      if (!s.journalProblem) emit('nixos_desync_run_in_progress', {}, bool(s.journal !== null && alive(s.journal.pid, s.journal.pidStartTime)));
+      if (s.stateProblem) return problems.map((p) => `${p.file}: ${p.message}`).join('; ');
+      const runs = s.state.runs;
+      for (const result of ['success', 'failure', 'breach'] as const) emit('nixos_desync_runs_total', { result }, runs.total[result]);
+      emit('nixos_desync_last_run_timestamp_seconds', {}, unixSeconds(runs.last?.at));
+      emit('nixos_desync_last_successful_run_timestamp_seconds', {}, unixSeconds(runs.lastSuccessAt));
+      if (runs.last) {
+        emit('nixos_desync_last_run_success', {}, bool(runs.last.result === 'success'));
+        emit('nixos_desync_last_run_duration_seconds', {}, runs.last.durationSeconds);
+        // Known stages in loop order first, then any other recorded stage name.
+        const names = Object.keys(runs.last.stages);
+        const ordered = [...STAGES.filter((st) => names.includes(st)), ...names.filter((n) => !(STAGES as readonly string[]).includes(n)).sort()];
+        for (const stage of ordered) emit('nixos_desync_last_run_stage_duration_seconds', { stage }, runs.last.stages[stage]!);
+      }
+      return problems.length > 0 ? problems.map((p) => `${p.file}: ${p.message}`).join('; ') : null;
+    },
+  };
+}

@@ -1,0 +1,384 @@
+// The exporter's in-memory model of the host, kept current by watchers: a scrape only reads
+// it, so its cost does not depend on the number of generations or on the disk. Events mark
+// a source dirty; bursts are coalesced (debounce with a max wait) and each source is re-read
+// by one refresh at a time. Watcher errors, lost roots and a slow safety-net timer trigger
+// full re-reads, so numbers are never stale forever.
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Config } from '../config/schema.js';
+import { emptyState, journalSchema, type Journal, type MachineState, type RunRecord } from '../state/model.js';
+import { createStateStore, type StateProblem } from '../state/store.js';
+import { errorMessage } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import { readPrDesyncFile, type PrDesync } from './pr-desync.js';
+import { createRootWatcher, type RootWatcher, type WatchEvent } from './root-watcher.js';
+import { GENERATION_LINK_RE, readActivationPending, readCurrentGeneration, readRebootRequired } from './system-info.js';
+
+export type SourceName = 'state' | 'profiles' | 'run' | 'pr';
+
+export interface StateSnapshot {
+  state: MachineState;
+  /** state.json missing is fine (fresh host); corrupt/unreadable is a problem. */
+  stateProblem: StateProblem | null;
+  stateMissing: boolean;
+  recentRuns: RunRecord[];
+  historyProblem: StateProblem | null;
+  journal: Journal | null;
+  journalProblem: StateProblem | null;
+  corruptFiles: string[];
+  /** The state directory itself cannot be read. */
+  dirError: string | null;
+}
+
+export interface SystemSnapshot {
+  generation: number | null;
+  generationTimestamp: Date | null;
+  generations: number;
+  rebootRequired: boolean;
+  activationPending: boolean;
+  profilesError: string | null;
+  runError: string | null;
+}
+
+export interface PrSnapshot {
+  dir: string;
+  desyncs: PrDesync[];
+  /** File name → why it could not be read. */
+  errors: Record<string, string>;
+  dirError: string | null;
+}
+
+export interface HostModel {
+  readonly state: StateSnapshot;
+  readonly system: SystemSnapshot;
+  readonly pr: PrSnapshot | null;
+  /** Resolves once every watcher started and every source was read once. */
+  ready: Promise<void>;
+  /** Re-reads every source now (what the safety net and watcher errors do). */
+  rescanAll(reason: string): Promise<void>;
+  /** Resolves when no refresh is pending or running (tests). */
+  settled(): Promise<void>;
+  readonly stats: { refreshes: Record<SourceName, number>; rescans: number };
+  close(): Promise<void>;
+}
+
+export interface HostModelOptions {
+  logger: Logger;
+  /** Quiet time before a burst of events is applied. */
+  debounceMs?: number;
+  /** A continuous burst is still applied at least this often. */
+  maxWaitMs?: number;
+  /** Safety-net full re-read interval (0 disables). */
+  rescanIntervalMs?: number;
+  retryMs?: number;
+  recentRuns?: number;
+  storeDir?: string;
+}
+
+const STATE_NAMES = new Set(['state.json', 'history.json', 'journal.json', 'pins']);
+const acceptState = (n: string): boolean => STATE_NAMES.has(n) || (n.includes('.corrupt-') && !n.startsWith('.'));
+const acceptProfiles = (n: string): boolean => n === 'system' || GENERATION_LINK_RE.test(n);
+const acceptRun = (n: string): boolean => n === 'current-system' || n === 'booted-system';
+const acceptPr = (n: string): boolean => n.endsWith('.nix') && !n.startsWith('.');
+
+async function dirProblem(dir: string): Promise<string | null> {
+  const st = await stat(dir).catch((e: unknown) => e as Error);
+  if (st instanceof Error) return `${dir}: ${errorMessage(st)}`;
+  return st.isDirectory() ? null : `${dir}: not a directory`;
+}
+
+export function createHostModel(config: Config, opts: HostModelOptions): HostModel {
+  const log = opts.logger;
+  const debounceMs = opts.debounceMs ?? 30;
+  const maxWaitMs = opts.maxWaitMs ?? 200;
+  const store = createStateStore(config.stateDir);
+  const recentLimit = opts.recentRuns ?? 10;
+
+  let state: StateSnapshot = {
+    state: emptyState(), stateProblem: null, stateMissing: true, recentRuns: [], historyProblem: null,
+    journal: null, journalProblem: null, corruptFiles: [], dirError: 'not read yet',
+  };
+  let system: SystemSnapshot = {
+    generation: null, generationTimestamp: null, generations: 0, rebootRequired: false, activationPending: false,
+    profilesError: 'not read yet', runError: 'not read yet',
+  };
+  let pr: PrSnapshot | null = config.exporter.prDesyncDir
+    ? { dir: config.exporter.prDesyncDir, desyncs: [], errors: {}, dirError: 'not read yet' }
+    : null;
+
+  // Generations are counted from add/unlink events; a full re-read replaces the set.
+  const generations = new Set<number>();
+  let genRescanInFlight = false;
+  let genEventsDuringRescan: Array<[WatchEvent, number]> = [];
+  // PR files are re-read one by one as they change.
+  const prFiles = new Map<string, PrDesync | { error: string }>();
+  const prDirty = new Set<string>();
+
+  const dirty = new Set<SourceName>();
+  const full = new Set<SourceName>();
+  const stats = { refreshes: { state: 0, profiles: 0, run: 0, pr: 0 } as Record<SourceName, number>, rescans: 0 };
+  let timer: NodeJS.Timeout | null = null;
+  let firstDirtyAt = 0;
+  let running: Promise<void> | null = null;
+  let closed = false;
+  const lastErrors = new Map<string, string | null>();
+
+  /** Logs a source's error once when it appears and once when it clears (no log per event). */
+  function noteError(key: string, err: string | null): void {
+    if ((lastErrors.get(key) ?? null) === err) return;
+    lastErrors.set(key, err);
+    if (err) log.warn('source unreadable', { source: key, error: err });
+    else if (lastErrors.size > 0) log.info('source readable again', { source: key });
+  }
+
+  function mark(src: SourceName, isFull = false): void {
+    if (closed) return;
+    dirty.add(src);
+    if (isFull) full.add(src);
+    const now = Date.now();
+    if (timer === null) firstDirtyAt = now;
+    const wait = Math.max(0, Math.min(debounceMs, firstDirtyAt + maxWaitMs - now));
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      void flush();
+    }, wait);
+  }
+
+  function flush(): Promise<void> {
+    if (running) return running;
+    running = (async () => {
+      try {
+        while (dirty.size > 0 && !closed) {
+          const srcs = [...dirty];
+          const fulls = new Set([...full]);
+          dirty.clear();
+          full.clear();
+          for (const s of srcs) {
+            stats.refreshes[s] += 1;
+            try {
+              await refresh(s, fulls.has(s));
+            } catch (err) {
+              noteError(s, `refresh failed: ${errorMessage(err)}`);
+            }
+          }
+        }
+      } finally {
+        running = null;
+      }
+    })();
+    return running;
+  }
+
+  async function refresh(src: SourceName, isFull: boolean): Promise<void> {
+    if (src === 'state') return refreshState();
+    if (src === 'profiles') return refreshProfiles(isFull);
+    if (src === 'run') return refreshRun();
+    return refreshPr(isFull);
+  }
+
+  async function refreshState(): Promise<void> {
+    const dirError = await dirProblem(config.stateDir);
+    if (dirError) {
+      state = { ...state, state: emptyState(), stateProblem: null, stateMissing: true, recentRuns: [], historyProblem: null, journal: null, journalProblem: null, corruptFiles: [], dirError };
+      noteError('state', dirError);
+      return;
+    }
+    const [st, hist, journal, corrupt] = await Promise.all([
+      store.readState({ repair: false }),
+      store.readHistory({ repair: false }),
+      readJournal(store.paths.journal),
+      store.corruptFiles(),
+    ]);
+    const stateMissing = st.problems.length === 0 && !(await stat(store.paths.state).then(() => true, () => false));
+    state = {
+      state: st.value,
+      stateProblem: st.problems[0] ?? null,
+      stateMissing,
+      recentRuns: hist.value.runs.slice(-recentLimit).reverse(),
+      historyProblem: hist.problems[0] ?? null,
+      journal: journal.value,
+      journalProblem: journal.problem,
+      corruptFiles: corrupt,
+      dirError: null,
+    };
+    noteError('state', state.stateProblem?.message ?? state.historyProblem?.message ?? state.journalProblem?.message ?? null);
+  }
+
+  async function refreshProfiles(isFull: boolean): Promise<void> {
+    const dir = config.profilesDir;
+    const dirError = await dirProblem(dir);
+    if (isFull || dirError) {
+      genRescanInFlight = true;
+      genEventsDuringRescan = [];
+      try {
+        const names = dirError ? [] : await readdir(dir);
+        generations.clear();
+        for (const n of names) {
+          const m = GENERATION_LINK_RE.exec(n);
+          if (m) generations.add(Number(m[1]));
+        }
+        // Events that raced with readdir are applied after it, so none is lost.
+        for (const [ev, n] of genEventsDuringRescan) applyGenEvent(ev, n);
+      } finally {
+        genRescanInFlight = false;
+        genEventsDuringRescan = [];
+      }
+    }
+    const [gen, pending] = await Promise.all([readCurrentGeneration(dir), readActivationPending(dir, config.runDir)]);
+    system = { ...system, generation: gen.generation, generationTimestamp: gen.timestamp, generations: generations.size, activationPending: pending, profilesError: dirError };
+    noteError('profiles', dirError);
+  }
+
+  async function refreshRun(): Promise<void> {
+    const runError = await dirProblem(config.runDir);
+    const [reboot, pending] = await Promise.all([readRebootRequired(config.runDir), readActivationPending(config.profilesDir, config.runDir)]);
+    system = { ...system, rebootRequired: reboot, activationPending: pending, runError };
+    noteError('run', runError);
+  }
+
+  async function refreshPr(isFull: boolean): Promise<void> {
+    if (!pr) return;
+    const dir = pr.dir;
+    const dirError = await dirProblem(dir);
+    let names: string[];
+    if (isFull || dirError) {
+      names = dirError ? [] : (await readdir(dir).catch(() => [] as string[])).filter(acceptPr);
+      prFiles.clear();
+      prDirty.clear();
+    } else {
+      names = [...prDirty];
+      prDirty.clear();
+    }
+    for (const file of names) {
+      const name = file.slice(0, -'.nix'.length);
+      try {
+        prFiles.set(file, await readPrDesyncFile(join(dir, file), name, opts.storeDir));
+      } catch (err) {
+        const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+        if (code === 'ENOENT') prFiles.delete(file);
+        else prFiles.set(file, { error: errorMessage(err) });
+      }
+    }
+    const desyncs: PrDesync[] = [];
+    const errors: Record<string, string> = {};
+    for (const [file, v] of [...prFiles].sort(([a], [b]) => a.localeCompare(b))) {
+      if ('error' in v) errors[file] = v.error;
+      else desyncs.push(v);
+    }
+    pr = { dir, desyncs, errors, dirError };
+    noteError('pr', dirError ?? (Object.values(errors)[0] ?? null));
+  }
+
+  function applyGenEvent(ev: WatchEvent, n: number): void {
+    if (ev === 'add' || ev === 'change') generations.add(n);
+    else if (ev === 'unlink') generations.delete(n);
+  }
+
+  const watchers: RootWatcher[] = [];
+  const common = { logger: log, retryMs: opts.retryMs };
+  watchers.push(createRootWatcher({
+    ...common, root: config.stateDir, accept: acceptState,
+    onEvent: () => mark('state'),
+    onRescan: () => mark('state', true),
+  }));
+  watchers.push(createRootWatcher({
+    ...common, root: config.profilesDir, accept: acceptProfiles,
+    onEvent: (ev, name) => {
+      const m = GENERATION_LINK_RE.exec(name);
+      if (m) {
+        if (genRescanInFlight) genEventsDuringRescan.push([ev, Number(m[1])]);
+        applyGenEvent(ev, Number(m[1]));
+      }
+      mark('profiles');
+    },
+    onRescan: () => mark('profiles', true),
+  }));
+  watchers.push(createRootWatcher({
+    ...common, root: config.runDir, accept: acceptRun,
+    onEvent: () => mark('run'),
+    onRescan: () => mark('run', true),
+  }));
+  if (pr) {
+    watchers.push(createRootWatcher({
+      ...common, root: pr.dir, accept: acceptPr,
+      onEvent: (_ev, name) => {
+        prDirty.add(name);
+        mark('pr');
+      },
+      onRescan: () => mark('pr', true),
+    }));
+  }
+
+  async function settled(): Promise<void> {
+    while (!closed && (timer !== null || running !== null || dirty.size > 0)) {
+      if (running) await running;
+      else if (timer) {
+        clearTimeout(timer);
+        timer = null;
+        await flush();
+      } else await flush();
+    }
+  }
+
+  async function rescanAll(reason: string): Promise<void> {
+    stats.rescans += 1;
+    log.debug('full re-read', { reason });
+    await Promise.all(watchers.map((w) => w.verify()));
+    for (const s of ['state', 'profiles', 'run', 'pr'] as const) mark(s, true);
+    await settled();
+  }
+
+  const ready = (async () => {
+    await Promise.all(watchers.map((w) => w.ready));
+    for (const s of ['state', 'profiles', 'run', 'pr'] as const) mark(s, true);
+    await settled();
+  })();
+
+  let safety: NodeJS.Timeout | null = null;
+  if ((opts.rescanIntervalMs ?? 60_000) > 0) {
+    safety = setInterval(() => void rescanAll('periodic safety net'), opts.rescanIntervalMs ?? 60_000);
+    safety.unref();
+  }
+
+  return {
+    get state() {
+      return state;
+    },
+    get system() {
+      return system;
+    },
+    get pr() {
+      return pr;
+    },
+    ready,
+    rescanAll,
+    settled,
+    stats,
+    async close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      if (safety) clearInterval(safety);
+      await Promise.all(watchers.map((w) => w.close()));
+      if (running) await running.catch(() => undefined);
+    },
+  };
+}
+
+/** journal.json read-only (the store's reader would move a corrupt one aside). */
+async function readJournal(file: string): Promise<{ value: Journal | null; problem: StateProblem | null }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { value: null, problem: null };
+    return { value: null, problem: { file, message: `unreadable: ${errorMessage(err)}` } };
+  }
+  try {
+    const r = journalSchema.safeParse(JSON.parse(text));
+    if (r.success) return { value: r.data, problem: null };
+    return { value: null, problem: { file, message: `invalid content: ${r.error.issues[0]?.message ?? 'schema mismatch'}` } };
+  } catch (err) {
+    return { value: null, problem: { file, message: `not valid JSON: ${errorMessage(err)}` } };
+  }
+}
