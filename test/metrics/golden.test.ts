@@ -1,0 +1,49 @@
+// Golden /metrics output for the fixture host: desyncs in sync, lagging, breached, unpinned
+// and retired; a corrupt history.json (runs collector 0, its values intact); a state file
+// moved aside; 3 generations with a pending activation and a reboot required; PR files
+// with one broken. Regenerate with UPDATE_GOLDEN=1 after an intended change.
+import { readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { METRIC_NAMES } from '../alerts/metric-names.js';
+import { buildFixtureHost, FIXTURE_NOW, type FixtureHost } from '../fixtures/exporter/build.js';
+import { normalizeExposition, startTestExporter, type StartedExporter } from '../fixtures/exporter/start.js';
+
+const GOLDEN = fileURLToPath(new URL('../fixtures/exporter/golden.prom', import.meta.url));
+
+describe('/metrics golden output', () => {
+  let host: FixtureHost;
+  let exp: StartedExporter;
+  let text: string;
+
+  beforeAll(async () => {
+    host = await buildFixtureHost({ pr: true });
+    exp = await startTestExporter(host.config, { now: () => FIXTURE_NOW });
+    const res = await request(exp.server).get('/metrics');
+    expect(res.status).toBe(200);
+    text = res.text;
+  });
+  afterAll(async () => {
+    await exp?.close();
+    await host?.cleanup();
+  });
+
+  it('matches the golden file (volatile values normalised)', async () => {
+    const got = normalizeExposition(text);
+    if (process.env.UPDATE_GOLDEN) await writeFile(GOLDEN, got);
+    expect(got).toBe(await readFile(GOLDEN, 'utf8'));
+  });
+
+  it('serves every metric name of the contract', () => {
+    const names = new Set(text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(l)![0]));
+    const missing = METRIC_NAMES.filter((n) => !names.has(n));
+    expect(missing).toEqual([]);
+  });
+
+  it('keeps prom-client process metrics but not the lint-failing *_total gauges', () => {
+    expect(text).toMatch(/^process_cpu_seconds_total /m);
+    expect(text).toMatch(/^# TYPE nodejs_active_handles gauge$/m);
+    expect(text).not.toMatch(/nodejs_active_(handles|requests|resources)_total/);
+  });
+});
