@@ -5,7 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { fakeSystemExpr, writeFakeNixpkgs, type FakeRevision } from './fake-nixpkgs.js';
 
-export const FAKE_REBUILD = fileURLToPath(new URL('./fake-nixos-rebuild.js', import.meta.url));
+// Compiled script next to this module; from TS sources (vitest) the built copy in dist/.
+export const FAKE_REBUILD = import.meta.url.endsWith('.ts')
+  ? fileURLToPath(new URL('../../dist/src/demo/fake-nixos-rebuild.js', import.meta.url))
+  : fileURLToPath(new URL('./fake-nixos-rebuild.js', import.meta.url));
 
 export interface DemoHostOptions {
   revisions: FakeRevision[];
