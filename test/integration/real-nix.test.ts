@@ -268,7 +268,7 @@ describe.skipIf(!HAVE_NIX)('the desync upgrade loop with real Nix', () => {
     const pinned = ['home-manager', 'synapse'].map((n) => evalPin(host, n).path);
     expect(pinned[0]).toMatch(/-rev1$/);
     expect(pinned[1]).toMatch(/-rev3$/);
-    const roots = execFileSync('nix-store', ['--gc', '--print-roots'], { env, encoding: 'utf8' });
+    const roots = execFileSync('nix-store', ['--gc', '--print-roots'], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     for (const p of pinned) expect(roots).toContain(p);
     execFileSync('nix-collect-garbage', ['-d'], { env, stdio: 'ignore' });
     for (const p of pinned) {

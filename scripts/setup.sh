@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what nixos-desync's demo and tests need, idempotently, then builds dist/.
+# Usage: scripts/setup.sh [demo|test]   (demo needs only Nix; test also Prometheus tools)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-test}"
+
+need=()
+command -v nix-build >/dev/null 2>&1 || need+=(nix-bin)
+if [ "$mode" = test ]; then
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+  command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+  command -v xz >/dev/null 2>&1 || need+=(xz-utils)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian packages: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages: ${need[*]}" >&2
+    echo "setup: install them as root: apt-get install -y ${need[*]}" >&2
+    exit 1
+  fi
+fi
+
+# npm dependencies exactly as locked; skipped when node_modules matches the lockfile.
+lock_hash="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [ "$(cat node_modules/.nixos-desync-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_hash" > node_modules/.nixos-desync-lock-hash
+fi
+node node_modules/typescript/bin/tsc -p tsconfig.json

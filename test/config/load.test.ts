@@ -1,0 +1,118 @@
+import { describe, it, expect } from 'vitest';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, parseConfig, resolveConfigPath, formatJsonPath } from '../../src/config/load.js';
+import { parseDuration } from '../../src/util/duration.js';
+import type { DesyncError } from '../../src/util/errors.js';
+
+function problems(raw: unknown): Array<{ path: string; message: string }> {
+  try {
+    parseConfig(raw);
+  } catch (err) {
+    expect((err as DesyncError).code).toBe('E_CONFIG');
+    return (err as DesyncError).details.problems as Array<{ path: string; message: string }>;
+  }
+  throw new Error('expected the config to be rejected');
+}
+
+describe('config', () => {
+  it('an empty object gives every documented default', () => {
+    const c = parseConfig({});
+    expect(c).toEqual({
+      nixpkgs: '/nix/var/nix/profiles/per-user/root/channels/nixos',
+      channel: { name: 'nixos', update: true },
+      desyncs: {},
+      system: { build: ['nixos-rebuild', 'build'], activate: ['nixos-rebuild', 'switch'] },
+      onBreach: 'fail',
+      stateDir: '/var/lib/nixos-desync',
+      profilesDir: '/nix/var/nix/profiles',
+      runDir: '/run',
+      timeouts: { channel: '10m', build: '3h', check: '1h', system: '3h' },
+      exporter: { listenAddress: '127.0.0.1:9793', webConfigFile: null, prDesyncDir: null },
+    });
+  });
+
+  it('a desync gets its defaults: maxLagRebuilds 14, no time budget', () => {
+    const c = parseConfig({ desyncs: { 'home-manager': { requireBuilds: ['home-manager', 'python3Packages.requests'] } } });
+    expect(c.desyncs['home-manager']).toEqual({ requireBuilds: ['home-manager', 'python3Packages.requests'], checks: [], maxLagRebuilds: 14, maxBehind: null, nixpkgsConfig: {} });
+    expect(parseConfig({ desyncs: { a: { maxLagRebuilds: null } } }).desyncs.a!.maxLagRebuilds).toBeNull();
+  });
+
+  it('accepts the full example of the contract', () => {
+    const c = parseConfig({
+      nixpkgs: '/nix/var/nix/profiles/per-user/root/channels/nixos',
+      channel: { name: 'nixos', update: true },
+      desyncs: { 'home-manager': { requireBuilds: ['home-manager'], checks: [['/usr/local/bin/my-check', '--quick']], maxLagRebuilds: 14, maxBehind: '14d', nixpkgsConfig: { allowUnfree: true } } },
+      system: { build: ['nixos-rebuild', 'build'], activate: null },
+      onBreach: 'continue',
+      timeouts: { channel: '30s', build: '3h', check: '1h', system: '2w' },
+      exporter: { listenAddress: '[::1]:9793', webConfigFile: '/etc/nixos-desync/web.yml', prDesyncDir: '/var/lib/nixos/desyncs' },
+    });
+    expect(c.system.activate).toBeNull();
+    expect(c.onBreach).toBe('continue');
+  });
+
+  it.each([
+    [{ foo: 1 }, '$', /unknown key\(s\): "foo"/],
+    [{ desyncs: { x: { bogus: true } } }, '$.desyncs.x', /unknown key\(s\): "bogus"/],
+    [{ desyncs: { '../../etc': {} } }, '$.desyncs["../../etc"]', /desync name must match/],
+    [{ desyncs: { 'a b': {} } }, '$.desyncs["a b"]', /desync name must match/],
+    [{ desyncs: { '$(reboot)': {} } }, '$.desyncs["$(reboot)"]', /desync name must match/],
+    [{ desyncs: { Caps: {} } }, '$.desyncs.Caps', /desync name must match/],
+    [{ desyncs: { ['a'.repeat(64)]: {} } }, `$.desyncs.${'a'.repeat(64)}`, /desync name must match/],
+    [{ desyncs: { 'é': {} } }, '$.desyncs["é"]', /desync name must match/],
+    [{ desyncs: { x: { requireBuilds: ['a"b'] } } }, '$.desyncs.x.requireBuilds[0]', /dot-joined path of Nix identifiers/],
+    [{ desyncs: { x: { requireBuilds: ['a.${b}'] } } }, '$.desyncs.x.requireBuilds[0]', /dot-joined path/],
+    [{ desyncs: { x: { requireBuilds: ['a..b'] } } }, '$.desyncs.x.requireBuilds[0]', /dot-joined path/],
+    [{ desyncs: { x: { requireBuilds: ['let.x'] } } }, '$.desyncs.x.requireBuilds[0]', /dot-joined path/],
+    [{ desyncs: { x: { checks: [[]] } } }, '$.desyncs.x.checks[0]', /non-empty argv/],
+    [{ desyncs: { x: { checks: 'make check' } } }, '$.desyncs.x.checks', /expected array/],
+    [{ desyncs: { x: { maxLagRebuilds: 0 } } }, '$.desyncs.x.maxLagRebuilds', /too small|>=1/],
+    [{ desyncs: { x: { maxLagRebuilds: 1.5 } } }, '$.desyncs.x.maxLagRebuilds', /int/],
+    [{ desyncs: { x: { maxBehind: '14 days' } } }, '$.desyncs.x.maxBehind', /duration like/],
+    [{ timeouts: { build: '0s' } }, '$.timeouts.build', /duration like/],
+    [{ onBreach: 'ignore' }, '$.onBreach', /fail|continue/],
+    [{ stateDir: 'relative/dir' }, '$.stateDir', /absolute path/],
+    [{ stateDir: '/var/../etc' }, '$.stateDir', /\.\./],
+    [{ system: { build: 'nixos-rebuild build' } }, '$.system.build', /expected array/],
+    [{ exporter: { listenAddress: 'localhost' } }, '$.exporter.listenAddress', /host:port/],
+    [{ exporter: { listenAddress: '127.0.0.1:70000' } }, '$.exporter.listenAddress', /65535/],
+    [{ channel: { name: 'nix os' } }, '$.channel.name', /channel name/],
+  ])('rejects %j at %s', (raw, path, message) => {
+    const ps = problems(raw);
+    expect(ps.map((p) => p.path)).toContain(path);
+    expect(ps.find((p) => p.path === path)!.message).toMatch(message);
+  });
+
+  it('reports every problem at once', () => {
+    const ps = problems({ onBreach: 'x', desyncs: { 'A': { maxBehind: 'soon' } }, extra: 1 });
+    expect(ps.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('loadConfig names the file and the JSON problem; missing files are errors too', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'desync-cfg-'));
+    const f = join(dir, 'c.json');
+    await writeFile(f, '{ "desyncs": ');
+    await expect(loadConfig(f)).rejects.toMatchObject({ code: 'E_CONFIG', message: expect.stringMatching(/c\.json[\s\S]*not valid JSON/) });
+    await expect(loadConfig(join(dir, 'nope.json'))).rejects.toMatchObject({ code: 'E_CONFIG', message: expect.stringMatching(/cannot read config file/) });
+    await writeFile(f, '{}');
+    await expect(loadConfig(f)).resolves.toMatchObject({ onBreach: 'fail' });
+  });
+
+  it('config path: flag, then $NIXOS_DESYNC_CONFIG, then /etc/nixos-desync/config.json', () => {
+    expect(resolveConfigPath('/a.json', { NIXOS_DESYNC_CONFIG: '/b.json' })).toBe('/a.json');
+    expect(resolveConfigPath(undefined, { NIXOS_DESYNC_CONFIG: '/b.json' })).toBe('/b.json');
+    expect(resolveConfigPath(undefined, {})).toBe('/etc/nixos-desync/config.json');
+  });
+
+  it('durations and JSON paths', () => {
+    expect(parseDuration('30s')).toBe(30_000);
+    expect(parseDuration('10m')).toBe(600_000);
+    expect(parseDuration('3h')).toBe(10_800_000);
+    expect(parseDuration('14d')).toBe(1_209_600_000);
+    expect(parseDuration('2w')).toBe(1_209_600_000);
+    for (const bad of ['', '0s', '1.5h', '-1d', '10', 'd', '1y', ' 1d']) expect(parseDuration(bad)).toBeUndefined();
+    expect(formatJsonPath(['desyncs', 'home-manager', 'checks', 0])).toBe('$.desyncs["home-manager"].checks[0]');
+  });
+});

@@ -1,0 +1,46 @@
+import { describe, it, expect } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import { decide } from '../../src/upgrade/policy.js';
+import { emptyDesyncRecord, type Pin } from '../../src/state/model.js';
+
+const cand = { path: '/nix/store/aaaa-nixos/nixos', storePath: '/nix/store/aaaa-nixos', revision: 'new' };
+const pin = (age: number): Pin => ({ path: '/nix/store/bbbb-old', storePath: '/nix/store/bbbb-old', revision: 'old', desyncAge: age, pinnedAt: '2026-01-01T00:00:00.000Z' });
+const now = new Date('2026-01-10T00:00:00Z');
+
+describe('pin rules', () => {
+  const config = parseConfig({ desyncs: { a: { maxLagRebuilds: 3 }, b: { maxLagRebuilds: null, maxBehind: '7d' }, c: {} } });
+
+  it('passed → follows the candidate with lag 0 and clears the breach', () => {
+    const d = decide({ config, prevPins: { a: pin(3) }, prevRecords: { a: { ...emptyDesyncRecord(), breached: true, behindSince: '2026-01-01T00:00:00.000Z', consecutiveFailures: 4 } }, gate: [{ name: 'a', passed: true }], candidate: cand, now });
+    expect(d.pins.a).toMatchObject({ path: cand.path, storePath: cand.storePath, revision: 'new', desyncAge: 0 });
+    expect(d.records.a).toMatchObject({ breached: false, behindSince: null, consecutiveFailures: 0, attempts: { passed: 1, failed: 0 } });
+    expect(d.breached).toEqual([]);
+  });
+
+  it('failed below the budget → pin kept, lag + 1, behind starts at the first failure', () => {
+    const d = decide({ config, prevPins: { a: pin(1) }, prevRecords: {}, gate: [{ name: 'a', passed: false, error: 'x' }], candidate: cand, now });
+    expect(d.pins.a).toMatchObject({ revision: 'old', desyncAge: 2 });
+    expect(d.records.a!.behindSince).toBe(now.toISOString());
+    expect(d.breached).toEqual([]);
+  });
+
+  it('failed at lag ≥ maxLagRebuilds → breach (the proposal rule); one below is not', () => {
+    expect(decide({ config, prevPins: { a: pin(3) }, prevRecords: {}, gate: [{ name: 'a', passed: false }], candidate: cand, now }).breached).toEqual(['a']);
+    expect(decide({ config, prevPins: { a: pin(2) }, prevRecords: {}, gate: [{ name: 'a', passed: false }], candidate: cand, now }).breached).toEqual([]);
+  });
+
+  it('unlimited lag never breaches on rebuilds; maxBehind breaches on time', () => {
+    const rec = (since: string) => ({ b: { ...emptyDesyncRecord(), behindSince: since } });
+    expect(decide({ config, prevPins: { b: pin(500) }, prevRecords: rec('2026-01-04T00:00:00.000Z'), gate: [{ name: 'b', passed: false }], candidate: cand, now }).breached).toEqual([]);
+    const d = decide({ config, prevPins: { b: pin(5) }, prevRecords: rec('2026-01-03T00:00:00.000Z'), gate: [{ name: 'b', passed: false }], candidate: cand, now });
+    expect(d.breached).toEqual(['b']);
+    expect(d.records.b!.breachReason).toMatch(/behind 604800s ≥ maxBehind 7d/);
+  });
+
+  it('failed with no pin → noPin, never a breach', () => {
+    const d = decide({ config, prevPins: {}, prevRecords: {}, gate: [{ name: 'c', passed: false }], candidate: cand, now });
+    expect(d.noPin).toEqual(['c']);
+    expect(d.pins.c).toBeUndefined();
+    expect(d.breached).toEqual([]);
+  });
+});
