@@ -3,7 +3,7 @@
 // a source dirty; bursts are coalesced (debounce with a max wait) and each source is re-read
 // by one refresh at a time. Watcher errors, lost roots and a slow safety-net timer trigger
 // full re-reads, so numbers are never stale forever.
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { emptyState, journalSchema, type Journal, type MachineState, type RunRecord } from '../state/model.js';
@@ -11,7 +11,7 @@ import { createStateStore, type StateProblem } from '../state/store.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { readPrDesyncFile, type PrDesync } from './pr-desync.js';
-import { createRootWatcher, type RootWatcher, type WatchEvent } from './root-watcher.js';
+import { createRootWatcher, type RootWatcher } from './root-watcher.js';
 import { GENERATION_LINK_RE, readActivationPending, readCurrentGeneration, readRebootRequired } from './system-info.js';
 
 export type SourceName = 'state' | 'profiles' | 'run' | 'pr';
@@ -106,10 +106,10 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     ? { dir: config.exporter.prDesyncDir, desyncs: [], errors: {}, dirError: 'not read yet' }
     : null;
 
-  // Generations are counted from add/unlink events; a full re-read replaces the set.
+  // Generations are counted incrementally: each event names one link, which is re-checked
+  // with one lstat; a full re-read (readdir) replaces the set.
   const generations = new Set<number>();
-  let genRescanInFlight = false;
-  let genEventsDuringRescan: Array<[WatchEvent, number]> = [];
+  const genTouched = new Set<string>();
   // PR files are re-read one by one as they change.
   const prFiles = new Map<string, PrDesync | { error: string }>();
   const prDirty = new Set<string>();
@@ -147,30 +147,32 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
 
   function flush(): Promise<void> {
     if (running) return running;
-    running = (async () => {
-      try {
-        while (dirty.size > 0 && !closed) {
-          const srcs = [...dirty];
-          const fulls = new Set([...full]);
-          dirty.clear();
-          full.clear();
-          for (const s of srcs) {
-            stats.refreshes[s] += 1;
-            try {
-              await refresh(s, fulls.has(s));
-            } catch (err) {
-              noteError(s, `refresh failed: ${errorMessage(err)}`);
-            }
+    const p: Promise<void> = (async () => {
+      while (dirty.size > 0 && !closed) {
+        const srcs = [...dirty];
+        const fulls = new Set([...full]);
+        dirty.clear();
+        full.clear();
+        for (const s of srcs) {
+          stats.refreshes[s] += 1;
+          try {
+            await refresh(s, fulls.has(s));
+          } catch (err) {
+            noteError(s, `refresh failed: ${errorMessage(err)}`);
           }
         }
-      } finally {
-        running = null;
       }
-    })();
-    return running;
+    })().finally(() => {
+      // `.finally` runs after the assignment below, even when there was nothing to do.
+      if (running === p) running = null;
+    });
+    running = p;
+    return p;
   }
 
   async function refresh(src: SourceName, isFull: boolean): Promise<void> {
+    // One stat: a root deleted or replaced without a usable event gets a fresh watch.
+    await watcherOf.get(src)?.verify();
     if (src === 'state') return refreshState();
     if (src === 'profiles') return refreshProfiles(isFull);
     if (src === 'run') return refreshRun();
@@ -209,22 +211,22 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     const dir = config.profilesDir;
     const dirError = await dirProblem(dir);
     if (isFull || dirError) {
-      genRescanInFlight = true;
-      genEventsDuringRescan = [];
-      try {
-        const names = dirError ? [] : await readdir(dir);
-        generations.clear();
-        for (const n of names) {
-          const m = GENERATION_LINK_RE.exec(n);
-          if (m) generations.add(Number(m[1]));
-        }
-        // Events that raced with readdir are applied after it, so none is lost.
-        for (const [ev, n] of genEventsDuringRescan) applyGenEvent(ev, n);
-      } finally {
-        genRescanInFlight = false;
-        genEventsDuringRescan = [];
+      const names = dirError ? [] : await readdir(dir).catch(() => [] as string[]);
+      generations.clear();
+      for (const n of names) {
+        const m = GENERATION_LINK_RE.exec(n);
+        if (m) generations.add(Number(m[1]));
       }
     }
+    // Links touched before or during the readdir are re-checked after it, so none is lost.
+    const touched = [...genTouched];
+    genTouched.clear();
+    await Promise.all(touched.map(async (name) => {
+      const exists = await lstat(join(dir, name)).then(() => true, () => false);
+      const n = Number(GENERATION_LINK_RE.exec(name)![1]);
+      if (exists) generations.add(n);
+      else generations.delete(n);
+    }));
     const [gen, pending] = await Promise.all([readCurrentGeneration(dir), readActivationPending(dir, config.runDir)]);
     system = { ...system, generation: gen.generation, generationTimestamp: gen.timestamp, generations: generations.size, activationPending: pending, profilesError: dirError };
     noteError('profiles', dirError);
@@ -270,37 +272,34 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     noteError('pr', dirError ?? (Object.values(errors)[0] ?? null));
   }
 
-  function applyGenEvent(ev: WatchEvent, n: number): void {
-    if (ev === 'add' || ev === 'change') generations.add(n);
-    else if (ev === 'unlink') generations.delete(n);
-  }
-
   const watchers: RootWatcher[] = [];
+  const watcherOf = new Map<SourceName, RootWatcher>();
   const common = { logger: log, retryMs: opts.retryMs };
-  watchers.push(createRootWatcher({
+  const watch = (src: SourceName, o: Parameters<typeof createRootWatcher>[0]): RootWatcher => {
+    const w = createRootWatcher(o);
+    watcherOf.set(src, w);
+    return w;
+  };
+  watchers.push(watch('state', {
     ...common, root: config.stateDir, accept: acceptState,
     onEvent: () => mark('state'),
     onRescan: () => mark('state', true),
   }));
-  watchers.push(createRootWatcher({
+  watchers.push(watch('profiles', {
     ...common, root: config.profilesDir, accept: acceptProfiles,
-    onEvent: (ev, name) => {
-      const m = GENERATION_LINK_RE.exec(name);
-      if (m) {
-        if (genRescanInFlight) genEventsDuringRescan.push([ev, Number(m[1])]);
-        applyGenEvent(ev, Number(m[1]));
-      }
+    onEvent: (_ev, name) => {
+      if (GENERATION_LINK_RE.test(name)) genTouched.add(name);
       mark('profiles');
     },
     onRescan: () => mark('profiles', true),
   }));
-  watchers.push(createRootWatcher({
+  watchers.push(watch('run', {
     ...common, root: config.runDir, accept: acceptRun,
     onEvent: () => mark('run'),
     onRescan: () => mark('run', true),
   }));
   if (pr) {
-    watchers.push(createRootWatcher({
+    watchers.push(watch('pr', {
       ...common, root: pr.dir, accept: acceptPr,
       onEvent: (_ev, name) => {
         prDirty.add(name);

@@ -87,6 +87,13 @@ export function createRootWatcher(opts: RootWatcherOptions): RootWatcher {
       }
       if (dirname(path) === root) opts.onEvent(event as WatchEvent, basename(path));
     });
+    // chokidar misses a symlink replaced by rename (the `system`/`pins` swap): the raw
+    // inotify event still names the entry, so it is passed on as a change to re-check.
+    w.on('raw', (_ev, p, details) => {
+      if (watcher !== w || (details as { watchedPath?: string } | undefined)?.watchedPath !== root || !p) return;
+      const name = basename(p);
+      if (opts.accept(name)) opts.onEvent('change', name);
+    });
     w.on('error', (err: unknown) => {
       if (watcher !== w) return;
       log.warn('watcher error; restarting it and re-reading everything', { root, error: errorMessage(err) });

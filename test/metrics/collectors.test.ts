@@ -1,0 +1,121 @@
+// Collector isolation: a corrupt or missing source turns only its collector's success to 0;
+// a throwing collector is dropped alone; concurrent scrapes collect once (single-flight).
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import type { Collector } from '../../src/metrics/collector.js';
+import { createMetricsExporter } from '../../src/metrics/exporter.js';
+import { emptyState } from '../../src/state/model.js';
+import { silentLogger } from '../../src/util/log.js';
+import type { HostModel } from '../../src/watch/model.js';
+import { buildFixtureHost, FIXTURE_NOW, type FixtureHost } from '../fixtures/exporter/build.js';
+import { sample, startTestExporter, type StartedExporter } from '../fixtures/exporter/start.js';
+
+let host: FixtureHost | undefined;
+let exp: StartedExporter | undefined;
+afterEach(async () => {
+  await exp?.close();
+  await host?.cleanup();
+  exp = undefined;
+  host = undefined;
+});
+
+async function scrape(e: StartedExporter): Promise<string> {
+  return e.exporter.metrics();
+}
+
+describe('collectors against real files', () => {
+  it('a corrupt state.json fails desyncs and runs, keeps system, and exports only what the pin files say', async () => {
+    host = await buildFixtureHost();
+    await writeFile(join(host.stateDir, 'state.json'), '{"version": 1, "committed": ');
+    exp = await startTestExporter(host.config, { now: () => FIXTURE_NOW });
+    const t = await scrape(exp);
+    expect(sample(t, 'nixos_desync_collector_success{collector="desyncs"}')).toBe(0);
+    expect(sample(t, 'nixos_desync_collector_success{collector="runs"}')).toBe(0);
+    expect(sample(t, 'nixos_desync_collector_success{collector="system"}')).toBe(1);
+    expect(sample(t, 'nixos_desync_system_generations')).toBe(3);
+    // The pin files of the committed set still say what is pinned, with its lag.
+    expect(sample(t, 'nixos_desync_lag_rebuilds{desync="breached"}')).toBe(3);
+    expect(t).toMatch(/^nixos_desync_pin_info\{desync="lagging",revision="c0ffee0000000000000000000000000000000001",/m);
+    // Nothing that would read as a counter reset or a resolved breach.
+    expect(t).not.toMatch(/^nixos_desync_(attempts_total|runs_total|breached|in_sync)\{/m);
+    expect(t).not.toMatch(/^nixos_desync_last_run_success /m);
+    expect(sample(t, 'nixos_desync_run_in_progress')).toBe(0);
+  });
+
+  it('a missing state directory fails desyncs and runs only', async () => {
+    host = await buildFixtureHost();
+    await rm(host.stateDir, { recursive: true });
+    exp = await startTestExporter(host.config);
+    const t = await scrape(exp);
+    expect(sample(t, 'nixos_desync_collector_success{collector="desyncs"}')).toBe(0);
+    expect(sample(t, 'nixos_desync_collector_success{collector="runs"}')).toBe(0);
+    expect(sample(t, 'nixos_desync_collector_success{collector="system"}')).toBe(1);
+    expect(sample(t, 'nixos_desync_system_reboot_required')).toBe(1);
+  });
+
+  it('a fresh host (empty state dir) succeeds, with zero timestamps and no last-run success', async () => {
+    host = await buildFixtureHost();
+    for (const f of ['state.json', 'history.json', 'pins', 'state.json.corrupt-20260105T040000000Z']) await rm(join(host.stateDir, f), { recursive: true });
+    exp = await startTestExporter(host.config);
+    const t = await scrape(exp);
+    expect(sample(t, 'nixos_desync_collector_success{collector="desyncs"}')).toBe(1);
+    expect(sample(t, 'nixos_desync_collector_success{collector="runs"}')).toBe(1);
+    expect(sample(t, 'nixos_desync_runs_total{result="success"}')).toBe(0);
+    expect(sample(t, 'nixos_desync_last_run_timestamp_seconds')).toBe(0);
+    expect(sample(t, 'nixos_desync_last_successful_run_timestamp_seconds')).toBe(0);
+    expect(t).not.toMatch(/^nixos_desync_last_run_(success|duration_seconds) /m);
+    expect(sample(t, 'nixos_desync_in_sync{desync="insync"}')).toBe(0);
+    expect(t).not.toMatch(/^nixos_desync_pin_info\{/m);
+  });
+
+  it('run_in_progress needs a journal whose process is alive', async () => {
+    host = await buildFixtureHost();
+    const journal = (pid: number): string => JSON.stringify({ version: 1, runId: 'r', pid, startedAt: '2026-01-10T04:00:00.000Z', stage: 'gate', previousSetId: null, candidateSetId: null, child: null });
+    await writeFile(join(host.stateDir, 'journal.json'), journal(process.pid));
+    exp = await startTestExporter(host.config);
+    expect(sample(await scrape(exp), 'nixos_desync_run_in_progress')).toBe(1);
+    await writeFile(join(host.stateDir, 'journal.json'), journal(2 ** 22 + 12345));
+    await exp.model.rescanAll('test');
+    expect(sample(await scrape(exp), 'nixos_desync_run_in_progress')).toBe(0);
+  });
+});
+
+describe('exporter isolation and single-flight', () => {
+  const config = parseConfig({});
+  const model = {
+    state: { state: emptyState(), stateProblem: null, stateMissing: true, recentRuns: [], historyProblem: null, journal: null, journalProblem: null, corruptFiles: [], dirError: null },
+    system: { generation: 7, generationTimestamp: new Date(0), generations: 7, rebootRequired: false, activationPending: false, profilesError: null, runError: null },
+    pr: null,
+  } as unknown as HostModel;
+
+  it('a throwing collector is reported failed alone and emits nothing', async () => {
+    const boom: Collector = {
+      name: 'runs',
+      collect(_ctx, emit) {
+        emit('nixos_desync_run_in_progress', {}, 1);
+        throw new Error('boom');
+      },
+    };
+    const { systemCollector } = await import('../../src/metrics/system.js');
+    const e = createMetricsExporter({ config, model, logger: silentLogger, processMetrics: false, collectors: [boom, systemCollector()] });
+    const t = await e.metrics();
+    expect(sample(t, 'nixos_desync_collector_success{collector="runs"}')).toBe(0);
+    expect(sample(t, 'nixos_desync_collector_success{collector="system"}')).toBe(1);
+    expect(sample(t, 'nixos_desync_system_generation')).toBe(7);
+    expect(t).not.toMatch(/^nixos_desync_run_in_progress /m);
+    expect(e.lastOutcome.runs).toMatch(/boom/);
+  });
+
+  it('concurrent scrapes share one collection', async () => {
+    let calls = 0;
+    const counting: Collector = { name: 'system', collect: () => (calls++, null) };
+    const e = createMetricsExporter({ config, model, logger: silentLogger, processMetrics: false, collectors: [counting] });
+    const texts = await Promise.all(Array.from({ length: 20 }, () => e.metrics()));
+    expect(calls).toBe(1);
+    expect(new Set(texts).size).toBe(1);
+    await e.metrics();
+    expect(calls).toBe(2);
+  });
+});
