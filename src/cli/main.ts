@@ -12,7 +12,9 @@ import { collectStatus, renderStatus } from './status.js';
 
 export const EXIT = { ok: 0, failed: 1, usage: 64, locked: 75, config: 78 } as const;
 
-export const VERSION: string = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+// package.json sits three levels up from dist/src/cli/, two from src/cli/ (tests run sources).
+const PKG = new URL(import.meta.url.endsWith('.ts') ? '../../package.json' : '../../../package.json', import.meta.url);
+export const VERSION: string = (JSON.parse(readFileSync(PKG, 'utf8')) as { version: string }).version;
 
 const HELP = `nixos-desync ${VERSION} — desync upgrade loop and Prometheus exporter for NixOS
 

@@ -1,0 +1,66 @@
+import { describe, it, expect } from 'vitest';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../src/cli/main.js';
+
+async function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(args, { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), env });
+  return { code, stdout, stderr };
+}
+
+describe('cli', () => {
+  it('--help and --version exit 0; no command is a usage error (64)', async () => {
+    expect((await cli(['--help'])).stdout).toMatch(/nixos-desync upgrade +--config FILE/);
+    expect((await cli(['--version'])).stdout).toMatch(/^nixos-desync \d+\.\d+\.\d+/);
+    expect((await cli([])).code).toBe(64);
+  });
+
+  it.each([
+    [['frobnicate']],
+    [['upgrade', '--bogus']],
+    [['status', '--dry-run']],
+    [['upgrade', 'extra']],
+    [['upgrade', '--config']],
+  ])('%j is a usage error (64)', async (args) => {
+    expect((await cli(args)).code).toBe(64);
+  });
+
+  it('check-config prints the effective config (exit 0) or every problem with its path (exit 78)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
+    const good = join(dir, 'good.json');
+    await writeFile(good, JSON.stringify({ desyncs: { hm: { requireBuilds: ['home-manager'] } } }));
+    const ok = await cli(['check-config', '--config', good]);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout).desyncs.hm.maxLagRebuilds).toBe(14);
+    const bad = join(dir, 'bad.json');
+    await writeFile(bad, JSON.stringify({ desyncs: { '$(reboot)': {}, hm: { requireBuilds: ['a.${b}'] } }, onBreach: 'maybe' }));
+    const r = await cli(['check-config', '--config', bad]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/\$\.desyncs\["\$\(reboot\)"\]: desync name must match/);
+    expect(r.stderr).toMatch(/\$\.desyncs\.hm\.requireBuilds\[0\]/);
+    expect(r.stderr).toMatch(/\$\.onBreach/);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  it('uses $NIXOS_DESYNC_CONFIG when --config is absent; a missing config is exit 78', async () => {
+    const r = await cli(['status'], { NIXOS_DESYNC_CONFIG: '/nonexistent/config.json' });
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/\/nonexistent\/config\.json/);
+  });
+
+  it('status on a fresh host works before any run', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
+    const cfg = join(dir, 'c.json');
+    await writeFile(cfg, JSON.stringify({ stateDir: join(dir, 'state'), profilesDir: join(dir, 'p'), runDir: join(dir, 'run'), desyncs: { hm: {} } }));
+    const r = await cli(['status', '--config', cfg, '--json']);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.desyncs[0]).toMatchObject({ name: 'hm', revision: null, lagRebuilds: 0, maxLagRebuilds: 14, breached: false, lastAttempt: null });
+    expect(doc.lastRun).toBeNull();
+    expect(doc.system).toMatchObject({ generation: null, rebootRequired: false });
+    expect((await cli(['status', '--config', cfg])).stdout).toMatch(/hm\s+-\s+0\/14/);
+  });
+});
