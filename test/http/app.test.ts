@@ -1,0 +1,124 @@
+// Every endpoint through supertest, the landing page's escaping, and serve()'s lifecycle.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import request from 'supertest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { escapeHtml } from '../../src/http/landing.js';
+import { parseListenAddress, serve } from '../../src/http/serve.js';
+import { isDesyncError } from '../../src/util/errors.js';
+import { buildFixtureHost, FIXTURE_NOW, type FixtureHost } from '../fixtures/exporter/build.js';
+import { startTestExporter, type StartedExporter } from '../fixtures/exporter/start.js';
+
+let host: FixtureHost | undefined;
+let exp: StartedExporter | undefined;
+afterEach(async () => {
+  await exp?.close();
+  await host?.cleanup();
+  exp = undefined;
+  host = undefined;
+});
+
+describe('endpoints', () => {
+  it('/metrics answers with the Prometheus text content type', async () => {
+    host = await buildFixtureHost();
+    exp = await startTestExporter(host.config);
+    const res = await request(exp.server).get('/metrics');
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
+    expect(res.text).toMatch(/^nixos_desync_build_info\{version="[^"]+"\} 1$/m);
+    const head = await request(exp.server).head('/metrics');
+    expect(head.status).toBe(200);
+  });
+
+  it('/healthz answers ok', async () => {
+    host = await buildFixtureHost();
+    exp = await startTestExporter(host.config);
+    const res = await request(exp.server).get('/healthz');
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ status: 'ok' });
+  });
+
+  it('/ shows pins, lag against budget, the last run and a link to /metrics, all escaped', async () => {
+    host = await buildFixtureHost({ pr: true });
+    exp = await startTestExporter(host.config, { now: () => FIXTURE_NOW });
+    await exp.exporter.metrics();
+    const res = await request(exp.server).get('/');
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/html/);
+    const html = res.text;
+    expect(html).toContain('<a href="metrics">');
+    expect(html).toMatch(/<td>lagging<\/td>.*<td>2 \/ 4<\/td>/);
+    expect(html).toMatch(/<td>breached<\/td>.*BREACHED/);
+    expect(html).toMatch(/<td>nopin<\/td>.*<td>0 \/ ∞<\/td>/);
+    expect(html).toContain('retired (removed)');
+    expect(html).toContain('breach at 2026-01-10T04:00:00.000Z');
+    expect(html).toContain('activation pending');
+    expect(html).toContain('reboot required');
+    // The revision `<b>c0ffee"0</b>` from state.json is shown as text, never as markup.
+    expect(html).not.toContain('<b>c0ffee');
+    expect(html).toContain('&lt;b&gt;c0ffee&quot;0&lt;/b&gt;');
+    // Problems: the corrupt history, the file moved aside, the broken PR file.
+    expect(html).toMatch(/history\.json: not valid JSON/);
+    expect(html).toContain('state.json.corrupt-20260105T040000000Z');
+    expect(html).toMatch(/collector pr_compat: .*broken\.nix/);
+  });
+
+  it('unknown paths are 404 and nothing accepts writes', async () => {
+    host = await buildFixtureHost();
+    exp = await startTestExporter(host.config);
+    expect((await request(exp.server).get('/nope')).status).toBe(404);
+    expect((await request(exp.server).post('/metrics').send('x')).status).toBe(404);
+  });
+
+  it('escapeHtml escapes the five HTML metacharacters', () => {
+    expect(escapeHtml(`<a href="x" onclick='y'>&</a>`)).toBe('&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;');
+  });
+});
+
+describe('serve()', () => {
+  it('listens, serves, and returns 0 after the abort signal; everything is stopped', async () => {
+    host = await buildFixtureHost();
+    const ac = new AbortController();
+    const lines: string[] = [];
+    let url = '';
+    const done = serve(host.config, {
+      listenAddress: '127.0.0.1:0',
+      io: { stdout: () => undefined, stderr: (s) => void lines.push(s), env: {} },
+      signal: ac.signal,
+      model: { rescanIntervalMs: 0 },
+      onListening: (u) => void (url = u),
+    });
+    while (!url) await new Promise((r) => setTimeout(r, 10));
+    const res = await fetch(`${url}metrics`);
+    expect(res.status).toBe(200);
+    ac.abort();
+    expect(await done).toBe(0);
+    await expect(fetch(`${url}metrics`)).rejects.toThrow();
+    const logs = lines.join('').trim().split('\n').map((l) => JSON.parse(l) as { msg: string; level: string });
+    expect(logs.map((l) => l.msg)).toEqual(expect.arrayContaining(['listening', 'shutting down', 'stopped']));
+  });
+
+  it('refuses --web.config.file rather than serving without the TLS/auth it asks for', async () => {
+    host = await buildFixtureHost();
+    await writeFile(join(host.dir, 'web.yml'), 'basic_auth_users: {}\n');
+    const err = await serve(host.config, { webConfigFile: join(host.dir, 'web.yml'), io: { stdout: () => undefined, stderr: () => undefined, env: {} } }).catch((e: unknown) => e);
+    expect(isDesyncError(err, 'E_WEB_CONFIG')).toBe(true);
+  });
+
+  it('reports an address in use as a usage error', async () => {
+    host = await buildFixtureHost();
+    exp = await startTestExporter(host.config);
+    const port = (exp.server.address() as { port: number }).port;
+    const err = await startTestExporter(host.config, { listenAddress: `127.0.0.1:${port}` }).catch((e: unknown) => e);
+    expect(isDesyncError(err, 'E_USAGE')).toBe(true);
+    expect(String((err as Error).message)).toMatch(/EADDRINUSE/);
+  });
+
+  it('parses listen addresses', () => {
+    expect(parseListenAddress('127.0.0.1:9793')).toEqual({ host: '127.0.0.1', port: 9793 });
+    expect(parseListenAddress('[::1]:9793')).toEqual({ host: '::1', port: 9793 });
+    expect(parseListenAddress(':9793')).toEqual({ host: undefined, port: 9793 });
+    expect(() => parseListenAddress('9793')).toThrow(/host:port/);
+    expect(() => parseListenAddress('a:70000')).toThrow(/host:port/);
+  });
+});
