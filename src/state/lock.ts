@@ -40,7 +40,8 @@ async function createExclusive(path: string, content: string): Promise<boolean> 
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw new DesyncError('E_LOCK', `cannot create lock ${path}: ${errorMessage(err)}`, { cause: err });
+    const hint = (err as NodeJS.ErrnoException).code === 'EROFS' ? ' (the state filesystem is read-only)' : (err as NodeJS.ErrnoException).code === 'ENOSPC' ? ' (the state filesystem is full)' : '';
+    throw new DesyncError('E_LOCK', `cannot create lock ${path}: ${errorMessage(err)}${hint}`, { cause: err });
   }
 }
 

@@ -137,7 +137,8 @@ export function createStateStore(stateDir: string) {
       return { value: state, problems: r.problem ? [r.problem] : [] };
     },
 
-    writeState: (s: MachineState) => writeFileAtomic(p.state, JSON.stringify(s, null, 2) + '\n'),
+    writeState: (s: MachineState, failpointName?: string) =>
+      guardWrite(p.state, () => writeFileAtomic(p.state, JSON.stringify(s, null, 2) + '\n', 0o644, failpointName)),
 
     async readHistory(opts: { repair: boolean }): Promise<ReadResult<History>> {
       const r = await readJson(p.history, historySchema, opts.repair);
@@ -147,7 +148,7 @@ export function createStateStore(stateDir: string) {
     async appendHistory(rec: RunRecord, limit = DEFAULT_HISTORY_LIMIT): Promise<StateProblem[]> {
       const { value, problems } = await this.readHistory({ repair: true });
       const runs = [...value.runs, rec].slice(-limit);
-      await writeFileAtomic(p.history, JSON.stringify({ version: HISTORY_VERSION, runs }, null, 1) + '\n');
+      await guardWrite(p.history, () => writeFileAtomic(p.history, JSON.stringify({ version: HISTORY_VERSION, runs }, null, 1) + '\n'));
       return problems;
     },
 
@@ -155,7 +156,7 @@ export function createStateStore(stateDir: string) {
       const r = await readJson(p.journal, journalSchema, true);
       return { value: r.value ?? null, problems: r.problem ? [r.problem] : [] };
     },
-    writeJournal: (j: Journal) => writeFileAtomic(p.journal, JSON.stringify(j) + '\n'),
+    writeJournal: (j: Journal) => guardWrite(p.journal, () => writeFileAtomic(p.journal, JSON.stringify(j) + '\n')),
     async removeJournal(): Promise<void> {
       await rm(p.journal, { force: true });
       await fsyncDir(stateDir);
@@ -174,14 +175,32 @@ export function createStateStore(stateDir: string) {
 
     async writeSetPins(id: string, pins: Record<string, Pin>): Promise<void> {
       for (const [name, pin] of Object.entries(pins)) {
-        await writeFileAtomic(join(setDir(id), 'pins', `${name}.nix`), renderPinFile(name, pin, id));
+        const f = join(setDir(id), 'pins', `${name}.nix`);
+        await guardWrite(f, () => writeFileAtomic(f, renderPinFile(name, pin, id)));
       }
       await fsyncDir(join(setDir(id), 'pins'));
     },
 
     /** Makes `pins` show set `id` (one atomic rename). */
     async pointPinsAt(id: string): Promise<void> {
-      await replaceSymlink(`sets/${id}/pins`, p.pins);
+      await guardWrite(p.pins, () => replaceSymlink(`sets/${id}/pins`, p.pins));
+    },
+
+    /** Refuses a committed set whose directories or pin files were replaced (e.g. by symlinks). */
+    async verifySet(id: string): Promise<void> {
+      for (const d of [p.sets, setDir(id), join(setDir(id), 'pins')]) {
+        await checkSafeDir(d).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+          throw new DesyncError('E_STATE', `the committed pin set ${setDir(id)} is missing (${d} does not exist); ` +
+            'restore it from a backup, or move state.json aside to start over from the next run', { cause: err });
+        });
+      }
+      for (const n of await readdir(join(setDir(id), 'pins'))) {
+        const st = await lstat(join(setDir(id), 'pins', n));
+        if (!st.isFile()) {
+          throw new DesyncError('E_UNSAFE_PATH', `${join(setDir(id), 'pins', n)} is not a regular file (a symlink or other file replaced it); refusing to use this pin set`);
+        }
+      }
     },
 
     async listSets(): Promise<string[]> {
@@ -203,6 +222,18 @@ export function createStateStore(stateDir: string) {
 }
 
 export type StateStore = ReturnType<typeof createStateStore>;
+
+/** State writes fail with a clear E_STATE error (ENOSPC, EROFS, EACCES…) instead of a raw errno. */
+async function guardWrite<T>(file: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof DesyncError) throw err;
+    const e = err as NodeJS.ErrnoException;
+    const hint = e.code === 'ENOSPC' ? ' (the state filesystem is full)' : e.code === 'EROFS' ? ' (the state filesystem is read-only)' : '';
+    throw new DesyncError('E_STATE', `cannot write ${file}: ${e.code ?? ''} ${errorMessage(err)}${hint}; nothing was committed`, { cause: err });
+  }
+}
 
 async function checkSafeDir(dir: string): Promise<void> {
   const st = await lstat(dir);

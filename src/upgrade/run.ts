@@ -12,6 +12,7 @@ import { describeFailure, tailLines, type Runner } from '../util/exec.js';
 import { formatSeconds, parseDuration } from '../util/duration.js';
 import type { Logger } from '../util/log.js';
 import { processStartTime } from '../util/proc.js';
+import { failpoint } from '../util/failpoint.js';
 import { decide, type GateOutcome } from './policy.js';
 import { recoverInterruptedRun, restorePins } from './recover.js';
 
@@ -79,6 +80,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: { dryRun?: boolean } =
 
   await store.ensureLayout();
   const lock = await acquireLock(store.paths.lock, dryRun ? 'upgrade --dry-run' : 'upgrade');
+  failpoint('after-lock');
   try {
     const recovered = await recoverInterruptedRun(store, log, now, { dryRun });
     res.recoveredRun = recovered;
@@ -88,6 +90,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: { dryRun?: boolean } =
       log.warn(`state file ${p.file} was ${p.message}${p.movedTo ? `; moved aside to ${p.movedTo}` : ''}; pins were re-read from the pin files`, { problem: p });
     }
     const prev: MachineState = read.value;
+    if (prev.committed.setId !== null) await store.verifySet(prev.committed.setId);
     const next: MachineState = structuredClone(prev);
     const journal: Journal = {
       version: 1,
@@ -108,6 +111,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: { dryRun?: boolean } =
       void saveJournal({ child: { pgid, startTime: processStartTime(pgid) } }).catch(() => undefined);
     };
     await saveJournal({});
+    failpoint('after-journal');
 
     const stage = async <T>(name: Stage, fn: () => Promise<T>): Promise<T> => {
       const s = Date.now();
@@ -135,6 +139,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: { dryRun?: boolean } =
         await nix.updateChannel(config.channel.name, { timeoutMs: ms(config.timeouts.channel), signal: deps.signal, onSpawn });
         log.info(`fetch      nix-channel --update ${config.channel.name} ok (${formatSeconds((Date.now() - s) / 1000)})`, { stage: 'fetch' });
       });
+      failpoint('after-fetch');
 
       // 4. Candidate, rooted at once so a concurrent GC cannot delete it mid-run.
       const candidate: Candidate = await stage('candidate', async () => {
@@ -142,7 +147,9 @@ export async function runUpgrade(deps: UpgradeDeps, opts: { dryRun?: boolean } =
         if (!dryRun) {
           await store.createSet(res.runId);
           await saveJournal({ candidateSetId: res.runId });
+          failpoint('after-candidate-set');
           await nix.addRoot(c.storePath, join(store.setDir(res.runId), 'roots', 'candidate'), { timeoutMs: ms(config.timeouts.build), signal: deps.signal });
+          failpoint('after-candidate-root');
         }
         log.info(`candidate  ${c.path} (revision ${c.revision})`, { stage: 'candidate', path: c.path, revision: c.revision });
         return c;
@@ -152,6 +159,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: { dryRun?: boolean } =
       // 5. Gate every desync: one evaluation + keep-going build, then the checks.
       const names = Object.keys(config.desyncs).sort();
       const gate: GateOutcome[] = await stage('gate', () => runGate(deps, names, candidate, res, onSpawn));
+      failpoint('after-gate');
 
       // 6. New pin set.
       const decision = decide({ config, prevPins: prev.committed.pins, prevRecords: prev.desyncs, gate, candidate, now: now() });
@@ -195,10 +203,13 @@ export async function runUpgrade(deps: UpgradeDeps, opts: { dryRun?: boolean } =
       // 7. Candidate pins visible to the system build; restored exactly if it fails.
       await stage('system_build', async () => {
         await store.writeSetPins(res.runId, decision.pins);
+        failpoint('after-set-pins');
         for (const [name, pin] of Object.entries(decision.pins)) {
           await nix.addRoot(pin.storePath, join(store.setDir(res.runId), 'roots', name), { timeoutMs: ms(config.timeouts.build), signal: deps.signal });
         }
+        failpoint('after-set-roots');
         await store.pointPinsAt(res.runId);
+        failpoint('after-pins-swap');
         const r = await deps.run(config.system.build, { env, timeoutMs: ms(config.timeouts.system), signal: deps.signal, onSpawn });
         if (r.exitCode !== 0 || r.timedOut) {
           await restorePins(store, prev.committed.setId, res.runId);
@@ -207,13 +218,16 @@ export async function runUpgrade(deps: UpgradeDeps, opts: { dryRun?: boolean } =
         }
         log.info(`system     ${config.system.build.join(' ')} ok (${formatSeconds(r.durationMs / 1000)})`, { stage: 'system_build' });
       });
+      failpoint('after-system-build');
 
       // 8. Commit (state.json is the commit point), then activate.
       await stage('commit', async () => {
         next.committed = { setId: res.runId, at: now().toISOString(), pins: decision.pins };
-        await store.writeState(next);
+        await store.writeState(next, 'mid-state-write');
         committedAfter = true;
+        failpoint('after-commit');
         for (const id of await store.listSets()) if (id !== res.runId) await store.removeSet(id);
+        failpoint('after-old-sets-removed');
         log.info(`commit     pin set ${res.runId} committed (${Object.keys(decision.pins).length} pins)`, { stage: 'commit', setId: res.runId });
       });
 
@@ -226,6 +240,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: { dryRun?: boolean } =
           }
           log.info(`activate   ${activate.join(' ')} ok (${formatSeconds(r.durationMs / 1000)})`, { stage: 'activate' });
         });
+        failpoint('after-activate');
       }
       res.result = breachedNow.length > 0 ? 'breach' : 'success';
       res.exitCode = res.result === 'success' ? 0 : 1;
@@ -331,8 +346,11 @@ async function record(store: StateStore, next: MachineState, res: UpgradeResult)
   next.runs.last = summary;
   if (res.result === 'success') next.runs.lastSuccessAt = finishedAt;
   await store.writeState(next);
+  failpoint('after-record-state');
   res.stateProblems.push(
     ...(await store.appendHistory({ ...summary, exitCode: res.exitCode, candidate: res.candidate, desyncs: res.desyncs, evaluations: res.evaluations })),
   );
+  failpoint('after-history');
   await store.removeJournal();
+  failpoint('after-journal-removed');
 }

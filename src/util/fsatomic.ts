@@ -2,6 +2,7 @@
 import { open, rename, unlink, mkdir, symlink, readdir } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { failpoint } from './failpoint.js';
 
 export const TMP_MARK = '.tmp-';
 
@@ -18,7 +19,7 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644, failpointName?: string): Promise<void> {
   const tmp = tempNameFor(path);
   const fh = await open(tmp, 'wx', mode);
   try {
@@ -28,6 +29,7 @@ export async function writeFileAtomic(path: string, data: string | Buffer, mode 
     } finally {
       await fh.close();
     }
+    if (failpointName) failpoint(failpointName);
     await rename(tmp, path);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);

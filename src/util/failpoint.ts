@@ -1,0 +1,27 @@
+// Test-only fault injection: NIXOS_DESYNC_FAILPOINT=<name> makes the process SIGKILL itself
+// when it reaches that point, so the fault suite can "pull the plug" at every step boundary.
+const target = process.env.NIXOS_DESYNC_FAILPOINT;
+
+export function failpoint(name: string): void {
+  if (target !== undefined && target === name) process.kill(process.pid, 'SIGKILL');
+}
+
+export const FAILPOINTS = [
+  'after-lock',
+  'after-journal',
+  'after-fetch',
+  'after-candidate-set',
+  'after-candidate-root',
+  'after-gate',
+  'after-set-pins',
+  'after-set-roots',
+  'after-pins-swap',
+  'after-system-build',
+  'mid-state-write',
+  'after-commit',
+  'after-old-sets-removed',
+  'after-activate',
+  'after-record-state',
+  'after-history',
+  'after-journal-removed',
+] as const;
