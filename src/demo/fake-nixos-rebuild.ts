@@ -1,7 +1,7 @@
 // A stand-in for `nixos-rebuild build|switch|boot` on hosts without NixOS (demo and tests):
 // builds the fake system with real nix-build and sets a real profile generation.
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, renameSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
 function usage(): never {
@@ -25,7 +25,7 @@ try {
   out = execFileSync('nix-build', [
     join(host, 'system.nix'),
     '--argstr', 'nixpkgs', join(host, 'channels', 'nixos'),
-    '--argstr', 'pinsDir', join(host, 'state', 'pins'),
+    '--argstr', 'pinsDir', join(stateDirOf(host), 'pins'),
     '-o', join(work, 'result'),
   ], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
 } catch (err) {
@@ -43,6 +43,16 @@ if (action === 'switch') {
   atomicSymlink(out, join(run, 'current-system'));
   if (!existsSync(join(run, 'booted-system')) && !isLink(join(run, 'booted-system'))) atomicSymlink(out, join(run, 'booted-system'));
   process.stdout.write(`activating the configuration... done\n`);
+}
+
+/** The host's stateDir from its config.json (the demo default is <host>/state). */
+function stateDirOf(hostDir: string): string {
+  try {
+    const c = JSON.parse(readFileSync(join(hostDir, 'config.json'), 'utf8')) as { stateDir?: string };
+    return c.stateDir ?? join(hostDir, 'state');
+  } catch {
+    return join(hostDir, 'state');
+  }
 }
 
 function isLink(p: string): boolean {

@@ -15,6 +15,8 @@ export interface FakeRevision {
   evalCost?: number;
   /** Extra top-level packages named pkg0…pkgN-1 (for benchmarks with many desyncs). */
   extraPackages?: number;
+  /** Attributes whose builder sleeps this many seconds first (slow or hanging builds). */
+  sleep?: Record<string, number>;
 }
 
 export const FAKE_ATTRS = ['hello', 'home-manager', 'matrix-synapse', 'python3Packages.requests', 'firefox', 'linux', 'unfree-tool'] as const;
@@ -34,6 +36,8 @@ export function fakeNixpkgsExpr(rev: FakeRevision): string {
     const name = attr.split('.').pop()!;
     if (evalBroken.has(attr)) return `throw ${nixStr(`${attr} is marked broken on ${rev.label}`)}`;
     if (broken.has(attr)) return `bad ${nixStr(name)}`;
+    const secs = rev.sleep?.[attr];
+    if (secs !== undefined) return `slow ${nixStr(name)} ${Math.max(0, Math.floor(secs))}`;
     return `ok ${nixStr(name)}`;
   };
   const extra = Array.from({ length: rev.extraPackages ?? 0 }, (_, i) => `  pkg${i} = ${pkg(`pkg${i}`)};`).join('\n');
@@ -47,9 +51,11 @@ let
     system = builtins.currentSystem;
     builder = "/bin/sh";
     args = [ "-c" script ];
+    PATH = "/usr/bin:/bin";
     inherit cost;
   };
   ok = name: mk name "echo ${'$'}{name} ${'$'}{rev} > $out";
+  slow = name: secs: mk name "sleep ${'$'}{toString secs}; echo ${'$'}{name} ${'$'}{rev} > $out";
   bad = name: mk name "echo 'error: ${'$'}{name} fails to build on ${'$'}{rev}: test suite failed' >&2; exit 1";
 in
 {

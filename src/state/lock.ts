@@ -34,9 +34,13 @@ async function createExclusive(path: string, content: string): Promise<boolean> 
     try {
       await fh.writeFile(content);
       await fh.sync();
-    } finally {
-      await fh.close();
+    } catch (err) {
+      // Never leave an empty lock behind (e.g. on a full filesystem): it would block the next run.
+      await fh.close().catch(() => undefined);
+      await unlink(path).catch(() => undefined);
+      throw err;
     }
+    await fh.close();
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;

@@ -11,6 +11,7 @@ import { createDemoHost, type DemoHost } from '../../src/demo/host.js';
 import { gitRevisionOf, type FakeRevision } from '../../src/demo/fake-nixpkgs.js';
 import { requireTools } from '../helpers/tools.js';
 import { NIX_ENV, runCli, startCli } from '../helpers/cli.js';
+import { defineFaultSuite } from './faults.suite.js';
 
 const HAVE_NIX = requireTools('nix-build', 'nix-instantiate', 'nix-store', 'nix-env', 'nix-channel', 'nix-collect-garbage', 'tar', 'xz');
 const env = { ...process.env, ...NIX_ENV };
@@ -282,3 +283,5 @@ describe.skipIf(!HAVE_NIX)('the desync upgrade loop with real Nix', () => {
     expect((await upgrade(host, 'rev4')).code).toBe(0);
   });
 });
+
+if (HAVE_NIX) defineFaultSuite(() => root);
