@@ -12,6 +12,7 @@ import { gitRevisionOf, type FakeRevision } from '../../src/demo/fake-nixpkgs.js
 import { requireTools } from '../helpers/tools.js';
 import { NIX_ENV, runCli, startCli } from '../helpers/cli.js';
 import { defineFaultSuite } from './faults.suite.js';
+import { defineExporterDemoSuite } from './exporter-demo.suite.js';
 
 const HAVE_NIX = requireTools('nix-build', 'nix-instantiate', 'nix-store', 'nix-env', 'nix-channel', 'nix-collect-garbage', 'tar', 'xz');
 const env = { ...process.env, ...NIX_ENV };
@@ -285,3 +286,4 @@ describe.skipIf(!HAVE_NIX)('the desync upgrade loop with real Nix', () => {
 });
 
 if (HAVE_NIX) defineFaultSuite(() => root);
+defineExporterDemoSuite();

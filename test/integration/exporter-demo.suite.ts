@@ -1,5 +1,6 @@
 // End to end on the demo host with real Nix: `upgrade` runs, then the exporter shows every
 // contract metric with the values `status --json` reports, live changes included.
+// Imported by real-nix.test.ts (all store-touching tests share one file; see there).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import { sample, startTestExporter, waitFor, type StartedExporter } from '../fix
 
 const io = { stdout: () => undefined, stderr: () => undefined, env: { ...process.env, NIX_CONFIG: process.env.NIX_CONFIG ?? 'sandbox = false\nsubstituters =' } };
 
+export function defineExporterDemoSuite(): void {
 describe.skipIf(!requireTools('nix-build', 'promtool'))('demo host: upgrade, then serve', () => {
   let dir: string;
   let host: DemoHost;
@@ -64,3 +66,4 @@ describe.skipIf(!requireTools('nix-build', 'promtool'))('demo host: upgrade, the
     expect(sample(text, 'nixos_desync_run_in_progress')).toBe(0);
   });
 });
+}
