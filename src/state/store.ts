@@ -152,8 +152,9 @@ export function createStateStore(stateDir: string) {
       return problems;
     },
 
-    async readJournal(): Promise<ReadResult<Journal | null>> {
-      const r = await readJson(p.journal, journalSchema, true);
+    /** The in-flight run's journal; `repair` (the loop only) moves a corrupt one aside. */
+    async readJournal(opts: { repair: boolean } = { repair: true }): Promise<ReadResult<Journal | null>> {
+      const r = await readJson(p.journal, journalSchema, opts.repair);
       return { value: r.value ?? null, problems: r.problem ? [r.problem] : [] };
     },
     writeJournal: (j: Journal) => guardWrite(p.journal, () => writeFileAtomic(p.journal, JSON.stringify(j) + '\n')),

@@ -3,10 +3,10 @@
 // a source dirty; bursts are coalesced (debounce with a max wait) and each source is re-read
 // by one refresh at a time. Watcher errors, lost roots and a slow safety-net timer trigger
 // full re-reads, so numbers are never stale forever.
-import { lstat, readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
-import { emptyState, journalSchema, type Journal, type MachineState, type RunRecord } from '../state/model.js';
+import { emptyState, type Journal, type MachineState, type RunRecord } from '../state/model.js';
 import { createStateStore, type StateProblem } from '../state/store.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
@@ -189,7 +189,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     const [st, hist, journal, corrupt] = await Promise.all([
       store.readState({ repair: false }),
       store.readHistory({ repair: false }),
-      readJournal(store.paths.journal),
+      store.readJournal({ repair: false }),
       store.corruptFiles(),
     ]);
     const stateMissing = st.problems.length === 0 && !(await stat(store.paths.state).then(() => true, () => false));
@@ -200,7 +200,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
       recentRuns: hist.value.runs.slice(-recentLimit).reverse(),
       historyProblem: hist.problems[0] ?? null,
       journal: journal.value,
-      journalProblem: journal.problem,
+      journalProblem: journal.problems[0] ?? null,
       corruptFiles: corrupt,
       dirError: null,
     };
@@ -362,22 +362,4 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
       if (running) await running.catch(() => undefined);
     },
   };
-}
-
-/** journal.json read-only (the store's reader would move a corrupt one aside). */
-async function readJournal(file: string): Promise<{ value: Journal | null; problem: StateProblem | null }> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { value: null, problem: null };
-    return { value: null, problem: { file, message: `unreadable: ${errorMessage(err)}` } };
-  }
-  try {
-    const r = journalSchema.safeParse(JSON.parse(text));
-    if (r.success) return { value: r.data, problem: null };
-    return { value: null, problem: { file, message: `invalid content: ${r.error.issues[0]?.message ?? 'schema mismatch'}` } };
-  } catch (err) {
-    return { value: null, problem: { file, message: `not valid JSON: ${errorMessage(err)}` } };
-  }
 }
