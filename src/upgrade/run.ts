@@ -114,6 +114,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: { dryRun?: boolean } =
     failpoint('after-journal');
 
     const stage = async <T>(name: Stage, fn: () => Promise<T>): Promise<T> => {
+      if (deps.signal?.aborted) throw new DesyncError('E_INTERRUPTED', `interrupted before stage ${name}; the committed pin set is kept`);
       const s = Date.now();
       await saveJournal({ stage: name, child: null });
       try {
@@ -160,6 +161,8 @@ export async function runUpgrade(deps: UpgradeDeps, opts: { dryRun?: boolean } =
       const names = Object.keys(config.desyncs).sort();
       const gate: GateOutcome[] = await stage('gate', () => runGate(deps, names, candidate, res, onSpawn));
       failpoint('after-gate');
+      // Gate results cut short by an interruption say nothing about the desyncs: don't record them.
+      if (deps.signal?.aborted) throw new DesyncError('E_INTERRUPTED', 'interrupted during the gate; the committed pin set is kept');
 
       // 6. New pin set.
       const decision = decide({ config, prevPins: prev.committed.pins, prevRecords: prev.desyncs, gate, candidate, now: now() });

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'E_BREACH'
   | 'E_SYSTEM_BUILD'
   | 'E_ACTIVATE'
+  | 'E_INTERRUPTED'
   | 'E_NIX'
   | 'E_WEB_CONFIG';
 

@@ -67,6 +67,10 @@ export const runCommand: Runner = (argv, opts) => {
   if (!cmd) return Promise.reject(new DesyncError('E_COMMAND', 'empty argv'));
   installExitHook();
   const started = Date.now();
+  // An already-aborted run starts nothing (an abort listener added now would never fire).
+  if (opts.signal?.aborted) {
+    return Promise.resolve({ argv: [...argv], exitCode: null, signal: 'SIGTERM', stdout: '', stderr: 'not started: the run was interrupted', timedOut: false, durationMs: 0 });
+  }
   const maxBytes = opts.maxOutputBytes ?? 256 * 1024;
   return new Promise<RunResult>((resolve, reject) => {
     const child = spawn(cmd, args, {

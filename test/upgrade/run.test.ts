@@ -401,3 +401,33 @@ describe('crash between steps and recovery', () => {
     await expect(stat(join(config.stateDir, 'lock'))).rejects.toThrow();
   });
 });
+
+describe('interruption (SIGINT/SIGTERM)', () => {
+  it('an abort during the gate ends the run before the system build; the committed pins stay', async () => {
+    const config = makeConfig(join(dir, 'state'));
+    await fullRun(config, 'rev1');
+    const link = await readlink(join(config.stateDir, 'pins'));
+    const q = new CallQueue();
+    const ac = new AbortController();
+    const lines: string[] = [];
+    const p = runUpgrade({ config, nix: createFakeNix(q), run: createFakeRunner(q), store: createStateStore(config.stateDir), logger: createLogger({ write: (l) => lines.push(l) }), env: {}, signal: ac.signal });
+    (await q.next('updateChannel')).resolve(undefined);
+    (await q.next('resolveCandidate')).resolve(candidate('rev2'));
+    const g = await q.next('buildGates');
+    ac.abort();
+    g.resolve(gateReport(g.args[0] as GateRequest[]));
+    // The check is still handed to the runner, which refuses to start anything once aborted.
+    const c = await q.next('run');
+    c.resolve({ ...fail(c.args[0] as string[]), exitCode: null, signal: 'SIGTERM' });
+    const res = await p;
+    expect(res.exitCode).toBe(1);
+    expect(res.error?.code).toBe('E_INTERRUPTED');
+    expect(q.log.filter((l) => l.method === 'run')).toHaveLength(1);
+    expect(await readlink(join(config.stateDir, 'pins'))).toBe(link);
+    expect(await createStateStore(config.stateDir).listSets()).toHaveLength(1);
+    // The cut-short check is not recorded as a failure of the desync.
+    const state = (await createStateStore(config.stateDir).readState({ repair: false })).value;
+    expect(state.desyncs.syn!.attempts.failed).toBe(0);
+    expect(state.runs.last!.error).toMatch(/interrupted during the gate/);
+  });
+});

@@ -66,3 +66,14 @@ describe('runCommand', () => {
     expect(tailLines(r.stdout, 2)).toBe('line 19998\nline 19999');
   });
 });
+
+describe('runCommand with an aborted signal', () => {
+  it('starts nothing', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    const dir = await mkdtemp(join(tmpdir(), 'desync-exec-'));
+    const r = await runCommand(['/bin/sh', '-c', 'touch "$0"', join(dir, 'ran')], { timeoutMs: 5000, signal: ac.signal });
+    expect(r.signal).toBe('SIGTERM');
+    await expect(readFile(join(dir, 'ran'))).rejects.toThrow();
+  });
+});
