@@ -1,0 +1,460 @@
+# NixOS module: services.nixos-desync — the desync upgrade loop (root, oneshot + timer)
+# and its Prometheus exporter (unprivileged, hardened).
+#
+# Import it with the flake (`nixos-desync.nixosModules.default`) or from a checkout/channel
+# (`imports = [ /path/to/nixos-desync/nix/module.nix ];`). Documentation: docs/nixos.md.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib)
+    mkEnableOption
+    mkIf
+    mkOption
+    types
+    literalExpression
+    ;
+
+  cfg = config.services.nixos-desync;
+  jsonFormat = pkgs.formats.json { };
+
+  stateDir = cfg.settings.stateDir or "/var/lib/nixos-desync";
+
+  # systemd ExecStart quoting, as nixpkgs' utils.escapeSystemdExecArg: every argument is a
+  # JSON string (systemd understands C-style double quotes) with `%` and `$` doubled so that
+  # systemd expands neither specifiers nor environment variables inside it.
+  escapeExecArg =
+    arg:
+    lib.replaceStrings [ "%" "$" ] [ "%%" "$$" ] (builtins.toJSON (toString arg));
+  escapeExecArgs = args: lib.concatStringsSep " " (map escapeExecArg args);
+
+  # Pins are written by `nixos-desync upgrade` as
+  #   { desyncAge = N; path = "/nix/store/…"; revision = "…"; storePath = "…"; pinnedAt = "…"; }
+  # Before the first run there is no pin: the desync uses this configuration's own nixpkgs,
+  # as the proposal's module did.
+  readPin =
+    name:
+    let
+      file = "${stateDir}/pins/${name}.nix";
+    in
+    if builtins.pathExists file then import file else null;
+
+  desyncModule =
+    { name, config, ... }:
+    let
+      pin = readPin name;
+    in
+    {
+      options = {
+        requireBuilds = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          example = [
+            "home-manager"
+            "python3Packages.requests"
+          ];
+          description = ''
+            nixpkgs attribute paths that must build on the new channel revision before this
+            desync follows it.
+          '';
+        };
+        checks = mkOption {
+          type = types.listOf (types.listOf types.str);
+          default = [ ];
+          example = [
+            [
+              "/run/current-system/sw/bin/my-check"
+              "--quick"
+            ]
+          ];
+          description = ''
+            Commands (argv lists, no shell) run after the builds; exit 0 = pass. They see
+            NIXOS_DESYNC_NAME, NIXOS_DESYNC_CANDIDATE and NIXOS_DESYNC_OUT_PATHS.
+          '';
+        };
+        maxLagRebuilds = mkOption {
+          type = types.nullOr types.ints.positive;
+          default = 14;
+          description = ''
+            Rebuild budget (the proposal's maxDesyncAge): failing while this many rebuilds
+            behind is a breach. null = unlimited.
+          '';
+        };
+        maxBehind = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "14d";
+          description = "Time budget since the first failure after the last success (30s 10m 3h 14d 2w); null = none.";
+        };
+        nixpkgsConfig = mkOption {
+          type = jsonFormat.type;
+          default = { };
+          example = {
+            allowUnfree = true;
+          };
+          description = "nixpkgs `config` for this desync (JSON data); also used for `pkgs`.";
+        };
+
+        path = mkOption {
+          type = types.path;
+          readOnly = true;
+          default = if pin != null then pin.path else pkgs.path;
+          defaultText = literalExpression ''(import "''${stateDir}/pins/<name>.nix").path, or pkgs.path before the first run'';
+          description = ''
+            The nixpkgs this desync is pinned to, read from `<stateDir>/pins/<name>.nix`;
+            this configuration's nixpkgs (`pkgs.path`) until the first run has written a pin.
+            Usable e.g. as `containers.<name>.nixpkgs`.
+          '';
+        };
+        pkgs = mkOption {
+          type = types.raw;
+          readOnly = true;
+          default = import config.path {
+            system = pkgs.stdenv.hostPlatform.system;
+            config = config.nixpkgsConfig;
+            overlays = [ ];
+          };
+          defaultText = literalExpression "import path { system = …; config = nixpkgsConfig; }";
+          description = "The package set of this desync's pinned nixpkgs, e.g. `.pkgs.matrix-synapse`.";
+        };
+        revision = mkOption {
+          type = types.nullOr types.str;
+          readOnly = true;
+          default = if pin != null then pin.revision or null else null;
+          description = "Revision of the pinned nixpkgs; null before the first run.";
+        };
+        desyncAge = mkOption {
+          type = types.nullOr types.int;
+          readOnly = true;
+          default = if pin != null then pin.desyncAge else null;
+          description = "Rebuilds since this desync last followed the channel; null before the first run.";
+        };
+      };
+    };
+
+  nixosRebuild = "${config.system.build.nixos-rebuild}/bin/nixos-rebuild";
+
+  listenHost =
+    if lib.hasInfix ":" cfg.exporter.listenAddress then
+      "[${cfg.exporter.listenAddress}]"
+    else
+      cfg.exporter.listenAddress;
+  listenAddress = "${listenHost}:${toString cfg.exporter.port}";
+
+  desyncJson = d: {
+    inherit (d)
+      requireBuilds
+      checks
+      maxLagRebuilds
+      maxBehind
+      nixpkgsConfig
+      ;
+  };
+
+  # settings first (with our system commands as defaults underneath), then the keys that
+  # have typed options of their own.
+  effectiveSettings =
+    lib.recursiveUpdate {
+      system = {
+        build = [
+          nixosRebuild
+          "build"
+        ];
+        activate = [
+          nixosRebuild
+          cfg.upgrade.operation
+        ];
+      };
+    } cfg.settings
+    // {
+      desyncs = lib.mapAttrs (_: desyncJson) cfg.desyncs;
+      exporter = {
+        inherit listenAddress;
+        webConfigFile = if cfg.exporter.webConfigFile == null then null else "${cfg.exporter.webConfigFile}";
+        prDesyncDir = cfg.exporter.prDesyncDir;
+      };
+    };
+
+  configFile = jsonFormat.generate "nixos-desync.json" effectiveSettings;
+in
+{
+  options.services.nixos-desync = {
+    enable = mkEnableOption "nixos-desync, the desync upgrade loop and its Prometheus exporter";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.callPackage ./package.nix { };
+      defaultText = literalExpression "pkgs.callPackage ./nix/package.nix { }";
+      description = "The nixos-desync package.";
+    };
+
+    desyncs = mkOption {
+      type = types.attrsOf (types.submodule desyncModule);
+      default = { };
+      description = ''
+        Desyncs: named copies of nixpkgs that follow the channel only when their gate passes.
+        Names must match ^[a-z0-9][a-z0-9_-]{0,62}$ (checked by the generated config's validation).
+      '';
+    };
+
+    upgrade = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Run `nixos-desync upgrade` periodically (replaces system.autoUpgrade, which must be off).
+        '';
+      };
+      operation = mkOption {
+        type = types.enum [
+          "switch"
+          "boot"
+        ];
+        default = "switch";
+        description = ''
+          As system.autoUpgrade.operation: `switch` activates the new system at once,
+          `boot` makes it the default for the next boot.
+        '';
+      };
+      dates = mkOption {
+        type = types.str;
+        default = "04:40";
+        example = "daily";
+        description = "As system.autoUpgrade.dates: systemd.time(7) calendar event of the timer.";
+      };
+      randomizedDelaySec = mkOption {
+        type = types.str;
+        default = "0";
+        example = "45min";
+        description = "As system.autoUpgrade.randomizedDelaySec: RandomizedDelaySec= of the timer.";
+      };
+      fixedRandomDelay = mkOption {
+        type = types.bool;
+        default = false;
+        description = "As system.autoUpgrade.fixedRandomDelay: FixedRandomDelay= of the timer.";
+      };
+      persistent = mkOption {
+        type = types.bool;
+        default = true;
+        description = "As system.autoUpgrade.persistent: catch up a run missed while powered off (Persistent=).";
+      };
+    };
+
+    exporter = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Run the Prometheus exporter (`nixos-desync serve`), unprivileged and read-only.";
+      };
+      listenAddress = mkOption {
+        type = types.str;
+        default = "127.0.0.1";
+        example = "0.0.0.0";
+        description = "Address to listen on (an IPv6 address without brackets is accepted).";
+      };
+      port = mkOption {
+        type = types.port;
+        default = 9793;
+        description = "Port to listen on.";
+      };
+      webConfigFile = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        description = ''
+          exporter-toolkit web config (TLS, basic auth). Handed to the service as a systemd
+          credential, so it may be readable by root only; files it names must be readable
+          by the service's dynamic user.
+        '';
+      };
+      openFirewall = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Open `port` in the firewall.";
+      };
+      prDesyncDir = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/var/lib/nixos/desyncs";
+        description = ''
+          Also export the desync proposal's own state files (`<dir>/<name>.nix`), e.g. while
+          migrating from that module.
+        '';
+      };
+    };
+
+    settings = mkOption {
+      type = jsonFormat.type;
+      default = { };
+      example = {
+        onBreach = "continue";
+        channel.name = "nixos";
+        timeouts.build = "6h";
+      };
+      description = ''
+        The remaining keys of the JSON config (docs/configuration.md): nixpkgs, channel,
+        system, onBreach, stateDir, profilesDir, runDir, timeouts. `desyncs` and `exporter`
+        come from the options above. `system.build`/`system.activate` default to
+        `nixos-rebuild build` / `nixos-rebuild <upgrade.operation>`.
+      '';
+    };
+
+    configFile = mkOption {
+      type = types.path;
+      readOnly = true;
+      default = configFile;
+      defaultText = literalExpression "generated from the options";
+      description = "The generated JSON config (also installed as /etc/nixos-desync/config.json).";
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = !(cfg.upgrade.enable && config.system.autoUpgrade.enable);
+        message = ''
+          services.nixos-desync.upgrade.enable and system.autoUpgrade.enable are both on: two
+          upgrade loops would fight over the channel and the system profile. Turn one off
+          (nixos-desync's loop does everything system.autoUpgrade does, plus desyncs).
+        '';
+      }
+      {
+        assertion = !(cfg.settings ? desyncs) && !(cfg.settings ? exporter);
+        message = "services.nixos-desync.settings: set desyncs and exporter through services.nixos-desync.desyncs / .exporter, not settings.";
+      }
+    ];
+
+    environment.etc."nixos-desync/config.json".source = configFile;
+    environment.systemPackages = [ cfg.package ];
+
+    # Readable by the exporter's dynamic user (the tool itself refuses group/world-writable dirs).
+    systemd.tmpfiles.rules = [ "d ${stateDir} 0755 root root - -" ];
+
+    systemd.services.nixos-desync-upgrade = mkIf cfg.upgrade.enable {
+      description = "nixos-desync upgrade (desync upgrade loop)";
+      # As system.autoUpgrade's nixos-upgrade.service: this unit runs `nixos-rebuild switch`,
+      # which must neither restart nor stop the unit doing the switch.
+      restartIfChanged = false;
+      unitConfig.X-StopOnRemoval = false;
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+      environment =
+        config.nix.envVars
+        // lib.optionalAttrs (config.environment.sessionVariables ? NIX_PATH) {
+          inherit (config.environment.sessionVariables) NIX_PATH;
+        }
+        // {
+          HOME = "/root";
+        }
+        // config.networking.proxy.envVars;
+      path = [
+        config.nix.package.out
+        pkgs.coreutils
+        pkgs.gnutar
+        pkgs.xz.bin
+        pkgs.gzip
+        pkgs.gitMinimal
+        config.programs.ssh.package
+      ];
+      serviceConfig = {
+        Type = "oneshot";
+        ExecStart = escapeExecArgs [
+          "${cfg.package}/bin/nixos-desync"
+          "upgrade"
+          "--config"
+          configFile
+        ];
+        # `nixos-rebuild build` leaves ./result here (a temporary GC root of the built system).
+        RuntimeDirectory = "nixos-desync-upgrade";
+        WorkingDirectory = "/run/nixos-desync-upgrade";
+        # SIGTERM to the tool only: it stops its command tree and restores the committed pins.
+        KillMode = "mixed";
+        TimeoutStopSec = "2min";
+      };
+    };
+
+    systemd.timers.nixos-desync-upgrade = mkIf cfg.upgrade.enable {
+      description = "nixos-desync upgrade timer";
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnCalendar = cfg.upgrade.dates;
+        RandomizedDelaySec = cfg.upgrade.randomizedDelaySec;
+        FixedRandomDelay = cfg.upgrade.fixedRandomDelay;
+        Persistent = cfg.upgrade.persistent;
+        Unit = "nixos-desync-upgrade.service";
+      };
+    };
+
+    systemd.services.nixos-desync-exporter = mkIf cfg.exporter.enable {
+      description = "nixos-desync Prometheus exporter";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "network.target" ];
+      serviceConfig = {
+        ExecStart =
+          escapeExecArgs [
+            "${cfg.package}/bin/nixos-desync"
+            "serve"
+            "--config"
+            configFile
+            "--web.listen-address"
+            listenAddress
+          ]
+          # %d = $CREDENTIALS_DIRECTORY (a systemd specifier, so not escaped).
+          + lib.optionalString (cfg.exporter.webConfigFile != null) " --web.config.file %d/web-config";
+        LoadCredential = lib.optional (cfg.exporter.webConfigFile != null) "web-config:${cfg.exporter.webConfigFile}";
+        Restart = "always";
+        RestartSec = "5s";
+
+        # Unprivileged and read-only: a transient user, the whole file system read-only.
+        # The state dir, profiles and /run/*-system are world-readable; the exporter never writes.
+        DynamicUser = true;
+        # Not PrivateUsers: it would show root-owned files as owned by `nobody`, and the
+        # exporter (like sshd's StrictModes) refuses a state dir owned by anyone but root or itself.
+        PrivateUsers = false;
+        UMask = "0077";
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        PrivateTmp = true;
+        PrivateDevices = true;
+        DevicePolicy = "closed";
+        PrivateIPC = true;
+        PrivateMounts = true;
+        ProtectHostname = true;
+        ProtectClock = true;
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectProc = "invisible";
+        ProcSubset = "pid";
+        NoNewPrivileges = true;
+        CapabilityBoundingSet = "";
+        AmbientCapabilities = "";
+        RestrictAddressFamilies = [
+          "AF_INET"
+          "AF_INET6"
+          "AF_UNIX"
+        ];
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        RemoveIPC = true;
+        LockPersonality = true;
+        # Node's JIT needs writable+executable memory.
+        MemoryDenyWriteExecute = false;
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [
+          "@system-service"
+          "~@privileged"
+        ];
+        # Node raises RLIMIT_NOFILE and probes io_uring at start-up; refused calls must
+        # fail with EPERM (Node falls back), not kill the process.
+        SystemCallErrorNumber = "EPERM";
+      };
+    };
+
+    networking.firewall.allowedTCPPorts = mkIf (cfg.exporter.enable && cfg.exporter.openFirewall) [ cfg.exporter.port ];
+  };
+}
