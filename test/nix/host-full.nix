@@ -1,0 +1,37 @@
+# A host using every option group: two desyncs (one with a pin, one without), the upgrade
+# timer with non-default timing, the exporter on all addresses with the firewall open,
+# the proposal's state dir exported, and settings passed through.
+{ testArgs, ... }:
+{
+  services.nixos-desync = {
+    enable = true;
+    desyncs.home-manager = {
+      requireBuilds = [ "home-manager" "python3Packages.requests" ];
+      checks = [ [ "/run/current-system/sw/bin/true" "--quick" ] ];
+      maxBehind = "14d";
+    };
+    desyncs.matrix-synapse = {
+      requireBuilds = [ "matrix-synapse" ];
+      maxLagRebuilds = 3;
+      nixpkgsConfig.allowUnfree = true;
+    };
+    upgrade = {
+      operation = "boot";
+      dates = "Mon..Fri 03:00";
+      randomizedDelaySec = "45min";
+      fixedRandomDelay = true;
+      persistent = false;
+    };
+    exporter = {
+      listenAddress = "0.0.0.0";
+      port = 9799;
+      openFirewall = true;
+      prDesyncDir = "/var/lib/nixos/desyncs";
+    };
+    settings = {
+      stateDir = testArgs.stateDir;
+      onBreach = "continue";
+      timeouts.build = "6h";
+    };
+  };
+}

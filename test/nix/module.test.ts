@@ -1,0 +1,402 @@
+// The Nix packaging without nixpkgs: every .nix file parses, and nix/module.nix is evaluated
+// by real Nix against test/nix/stub-lib.nix (a minimal module system) and stub-nixos.nix
+// (the NixOS options it touches). The generated config must pass `check-config`, the
+// generated units must carry the intended argv and hardening, and — with the demo host's
+// fake nixpkgs and fake nixos-rebuild — the generated upgrade unit's ExecStart is run for
+// real, the module then reads the pins it wrote, and the exporter's ExecStart serves them.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, chmodSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { requireTools, hasTool } from '../helpers/tools.js';
+import { CLI } from '../helpers/cli.js';
+import { createDemoHost, FAKE_REBUILD } from '../../src/demo/host.js';
+import { gitRevisionOf } from '../../src/demo/fake-nixpkgs.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const HERE = fileURLToPath(new URL('./', import.meta.url));
+const ENV = { ...process.env, NIX_CONFIG: 'sandbox = false\nsubstituters =' };
+
+interface Evaluated {
+  failedAssertions: string[];
+  configFile: string;
+  configText: string;
+  etc: Record<string, string>;
+  systemPackages: string[];
+  tmpfiles: string[];
+  firewallTCP: number[];
+  units: Record<string, string>;
+  desyncs: Record<string, { path: string; revision: string | null; desyncAge: number | null; helloName: string }>;
+}
+
+/** A unit file as systemd reads it: section → key → values (a key may repeat). */
+function parseUnit(text: string): Record<string, Record<string, string[]>> {
+  const out: Record<string, Record<string, string[]>> = {};
+  let section = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
+    const m = /^\[(.+)\]$/.exec(line);
+    if (m) {
+      section = m[1]!;
+      out[section] ??= {};
+      continue;
+    }
+    const eq = line.indexOf('=');
+    const key = line.slice(0, eq);
+    (out[section]![key] ??= []).push(line.slice(eq + 1));
+  }
+  return out;
+}
+
+/** ExecStart= → argv: "…" words are JSON strings (as the module writes them), others bare. */
+function execArgv(execStart: string): string[] {
+  const words = execStart.match(/"(?:[^"\\]|\\.)*"|\S+/g) ?? [];
+  return words.map((w) => (w.startsWith('"') ? (JSON.parse(w) as string) : w).replace(/%%/g, '%').replace(/\$\$/g, '$'));
+}
+
+function single(unit: Record<string, Record<string, string[]>>, section: string, key: string): string | undefined {
+  const v = unit[section]?.[key];
+  return v === undefined ? undefined : v[v.length - 1];
+}
+
+const ok = requireTools('nix-instantiate');
+
+describe.skipIf(!ok)('Nix packaging (real Nix, stub lib)', () => {
+  let tmp: string;
+  let pkgDir: string;
+  let fallbackNixpkgs: string;
+
+  function evaluate(hostModule: string, testArgs: Record<string, unknown> = {}): Evaluated {
+    const out = execFileSync(
+      'nix-instantiate',
+      [
+        '--eval', '--strict', '--json', '--read-write-mode', join(HERE, 'eval.nix'),
+        '--argstr', 'packageDir', pkgDir,
+        '--argstr', 'nixpkgsPath', fallbackNixpkgs,
+        '--arg', 'configModule', join(HERE, hostModule),
+        '--argstr', 'testArgs', JSON.stringify(testArgs),
+      ],
+      { env: ENV, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    return JSON.parse(out) as Evaluated;
+  }
+
+  function checkConfig(file: string): { status: number | null; stdout: string; stderr: string } {
+    const r = spawnSync(process.execPath, [CLI, 'check-config', '--config', file], { env: ENV, encoding: 'utf8' });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'nixos-desync-nixmod-'));
+    // Stands in for the buildNpmPackage output: bin/nixos-desync runs this checkout's dist/.
+    pkgDir = join(tmp, 'pkg');
+    mkdirSync(join(pkgDir, 'bin'), { recursive: true });
+    writeFileSync(join(pkgDir, 'bin', 'nixos-desync'), `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} "$@"\n`);
+    chmodSync(join(pkgDir, 'bin', 'nixos-desync'), 0o755);
+    // pkgs.path of the evaluated "system": the desyncs' fallback before the first run.
+    fallbackNixpkgs = join(tmp, 'system-nixpkgs');
+    mkdirSync(fallbackNixpkgs);
+    writeFileSync(join(fallbackNixpkgs, 'default.nix'), '{ ... }: { hello = { name = "hello-from-system-nixpkgs"; }; }\n');
+  });
+  afterAll(() => {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('every .nix file parses (nix-instantiate --parse)', () => {
+    const files: string[] = [];
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.name.endsWith('.nix')) files.push(p);
+      }
+    };
+    walk(join(ROOT, 'nix'));
+    walk(HERE);
+    files.push(join(ROOT, 'flake.nix'), join(ROOT, 'default.nix'));
+    expect(files.map((f) => relative(ROOT, f))).toEqual(expect.arrayContaining(['flake.nix', 'default.nix', 'nix/module.nix', 'nix/package.nix', 'nix/tests/vm-test.nix']));
+    for (const f of files) {
+      const r = spawnSync('nix-instantiate', ['--parse', f], { env: ENV, encoding: 'utf8' });
+      expect(r.status, `${relative(ROOT, f)}: ${r.stderr}`).toBe(0);
+    }
+  });
+
+  it('a full host: the generated config passes check-config and says what the options say', () => {
+    const stateDir = join(tmp, 'full-state');
+    const ev = evaluate('host-full.nix', { stateDir });
+    expect(ev.failedAssertions).toEqual([]);
+    const r = checkConfig(ev.configFile);
+    expect(r.status, r.stderr).toBe(0);
+    const eff = JSON.parse(r.stdout);
+    expect(eff.desyncs['home-manager']).toEqual({
+      requireBuilds: ['home-manager', 'python3Packages.requests'],
+      checks: [['/run/current-system/sw/bin/true', '--quick']],
+      maxLagRebuilds: 14,
+      maxBehind: '14d',
+      nixpkgsConfig: {},
+    });
+    expect(eff.desyncs['matrix-synapse']).toMatchObject({ maxLagRebuilds: 3, maxBehind: null, nixpkgsConfig: { allowUnfree: true } });
+    expect(eff.exporter).toEqual({ listenAddress: '0.0.0.0:9799', webConfigFile: null, prDesyncDir: '/var/lib/nixos/desyncs' });
+    expect(eff.onBreach).toBe('continue');
+    expect(eff.stateDir).toBe(stateDir);
+    expect(eff.timeouts).toEqual({ channel: '10m', build: '6h', check: '1h', system: '3h' });
+    // operation = "boot" → nixos-rebuild boot; the build is always nixos-rebuild build.
+    expect(eff.system.build).toEqual([expect.stringMatching(/^\/nix\/store\/[^/]+-nixos-rebuild\/bin\/nixos-rebuild$/), 'build']);
+    expect(eff.system.activate).toEqual([eff.system.build[0], 'boot']);
+
+    expect(ev.etc['nixos-desync/config.json']).toBe(ev.configFile);
+    expect(ev.systemPackages).toContain(pkgDir);
+    expect(ev.tmpfiles).toEqual([`d ${stateDir} 0755 root root - -`]);
+    expect(ev.firewallTCP).toEqual([9799]);
+
+    const timer = parseUnit(ev.units['nixos-desync-upgrade.timer']!);
+    expect(timer.Timer).toEqual({
+      OnCalendar: ['Mon..Fri 03:00'],
+      RandomizedDelaySec: ['45min'],
+      FixedRandomDelay: ['true'],
+      Persistent: ['false'],
+      Unit: ['nixos-desync-upgrade.service'],
+    });
+    expect(timer.Install).toEqual({ WantedBy: ['timers.target'] });
+    const exporter = parseUnit(ev.units['nixos-desync-exporter.service']!);
+    expect(execArgv(single(exporter, 'Service', 'ExecStart')!)).toEqual([
+      `${pkgDir}/bin/nixos-desync`, 'serve', '--config', ev.configFile, '--web.listen-address', '0.0.0.0:9799',
+    ]);
+  });
+
+  it('a minimal host gets the documented defaults', () => {
+    const ev = evaluate('host-minimal.nix');
+    expect(ev.failedAssertions).toEqual([]);
+    const r = checkConfig(ev.configFile);
+    expect(r.status, r.stderr).toBe(0);
+    const eff = JSON.parse(r.stdout);
+    expect(eff.desyncs).toEqual({});
+    expect(eff.stateDir).toBe('/var/lib/nixos-desync');
+    expect(eff.exporter.listenAddress).toBe('127.0.0.1:9793');
+    expect(eff.system.activate[1]).toBe('switch');
+    expect(ev.firewallTCP).toEqual([]);
+    expect(ev.tmpfiles).toEqual(['d /var/lib/nixos-desync 0755 root root - -']);
+
+    // The default package is nix/package.nix (buildNpmPackage is stubbed: its arguments are checked).
+    expect(ev.systemPackages).toEqual([pkgDir]);
+    const timer = parseUnit(ev.units['nixos-desync-upgrade.timer']!);
+    expect(timer.Timer).toMatchObject({ OnCalendar: ['04:40'], RandomizedDelaySec: ['0'], FixedRandomDelay: ['false'], Persistent: ['true'] });
+
+    const up = parseUnit(ev.units['nixos-desync-upgrade.service']!);
+    expect(execArgv(single(up, 'Service', 'ExecStart')!)).toEqual([`${pkgDir}/bin/nixos-desync`, 'upgrade', '--config', ev.configFile]);
+    expect(up.Service).toMatchObject({ Type: ['oneshot'], KillMode: ['mixed'], WorkingDirectory: ['/run/nixos-desync-upgrade'], RuntimeDirectory: ['nixos-desync-upgrade'] });
+    // Like nixos-upgrade.service: the unit that runs `switch` is neither restarted nor stopped by it.
+    expect(up.Unit).toMatchObject({ 'X-RestartIfChanged': ['false'], 'X-StopOnRemoval': ['false'], Wants: ['network-online.target'], After: ['network-online.target'] });
+    expect(up.Service!.User).toBeUndefined();
+    const env = Object.fromEntries(up.Service!.Environment!.map((e) => JSON.parse(e) as string).map((s) => [s.slice(0, s.indexOf('=')), s.slice(s.indexOf('=') + 1)]));
+    expect(env.HOME).toBe('/root');
+    expect(env.NIX_PATH).toContain('nixpkgs=/nix/var/nix/profiles/per-user/root/channels/nixos');
+    expect(env.PATH).toMatch(/-nix\/bin:.*-coreutils\/bin:.*-gitMinimal\/bin/);
+
+    const ex = parseUnit(ev.units['nixos-desync-exporter.service']!);
+    expect(execArgv(single(ex, 'Service', 'ExecStart')!)).toEqual([
+      `${pkgDir}/bin/nixos-desync`, 'serve', '--config', ev.configFile, '--web.listen-address', '127.0.0.1:9793',
+    ]);
+    expect(ex.Service).toMatchObject({
+      DynamicUser: ['true'],
+      MemoryDenyWriteExecute: ['false'],
+      ProtectSystem: ['strict'],
+      ProtectHome: ['true'],
+      PrivateTmp: ['true'],
+      PrivateDevices: ['true'],
+      NoNewPrivileges: ['true'],
+      CapabilityBoundingSet: [''],
+      AmbientCapabilities: [''],
+      RestrictAddressFamilies: ['AF_INET', 'AF_INET6', 'AF_UNIX'],
+      SystemCallFilter: ['@system-service', '~@privileged'],
+      SystemCallErrorNumber: ['EPERM'],
+      SystemCallArchitectures: ['native'],
+      ProtectProc: ['invisible'],
+      PrivateUsers: ['false'],
+      Restart: ['always'],
+    });
+    // Read-only: nothing may create or own a writable directory for the exporter.
+    for (const k of ['StateDirectory', 'ReadWritePaths', 'User', 'LoadCredential']) expect(ex.Service![k], k).toBeUndefined();
+    expect(ex.Install).toEqual({ WantedBy: ['multi-user.target'] });
+  });
+
+  it('nix/package.nix: buildNpmPackage arguments (stubbed build)', () => {
+    const expr = `
+      let
+        lib = import ${JSON.stringify(join(HERE, 'stub-lib.nix'))};
+        importNpmLock = { __functor = _: a: { args = a; }; npmConfigHook = "hook"; };
+        call = extra: import ${JSON.stringify(join(ROOT, 'nix', 'package.nix'))} ({
+          inherit lib importNpmLock;
+          nodejs_20 = { name = "nodejs-20"; };
+          buildNpmPackage = a: a;
+        } // extra);
+        p = call { };
+        h = call { npmDepsHash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; };
+        locked = p.npmDeps.args.packageLock.packages;
+      in {
+        inherit (p) pname version npmBuildScript npmFlags;
+        nodejs = p.nodejs.name;
+        mainProgram = p.meta.mainProgram;
+        hook = p.npmConfigHook;
+        unresolved = builtins.filter (n: n != "" && !(locked.\${n} ? resolved)) (builtins.attrNames locked);
+        zod = locked."node_modules/zod".resolved;
+        scoped = locked."node_modules/@types/node".resolved;
+        postPatch = p.postPatch;
+        hashVariant = { inherit (h) npmDepsHash; hasNpmDeps = h ? npmDeps; };
+        keep = map (f: p.src.filter (${JSON.stringify(ROOT)} + f) "regular") [ "package.json" "package-lock.json" "tsconfig.json" "src/cli/main.ts" "alerts/nixos-desync.rules.yml" "dist/src/cli/main.js" "node_modules/zod/package.json" "test/nix/eval.nix" ".git/HEAD" ];
+      }`;
+    const out = JSON.parse(execFileSync('nix-instantiate', ['--eval', '--strict', '--json', '-E', expr], { env: ENV, encoding: 'utf8' }));
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+    const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8'));
+    expect(out).toMatchObject({ pname: 'nixos-desync', version: pkg.version, npmBuildScript: 'build', nodejs: 'nodejs-20', mainProgram: 'nixos-desync', hook: 'hook', npmFlags: ['--ignore-scripts'] });
+    expect(Object.keys(pkg.bin)).toEqual(['nixos-desync']);
+    expect(out.unresolved).toEqual([]);
+    expect(out.zod).toBe(`https://registry.npmjs.org/zod/-/zod-${lock.packages['node_modules/zod'].version}.tgz`);
+    expect(out.scoped).toBe(`https://registry.npmjs.org/@types/node/-/node-${lock.packages['node_modules/@types/node'].version}.tgz`);
+    expect(out.postPatch).toMatch(/cp \/nix\/store\/[^ ]+-package-lock\.json package-lock\.json/);
+    expect(out.hashVariant).toEqual({ npmDepsHash: 'sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', hasNpmDeps: false });
+    // Source filter: what the build needs, not dist/, node_modules/, tests or .git.
+    expect(out.keep).toEqual([true, true, true, true, true, false, false, false, false]);
+  });
+
+  it('system.autoUpgrade and the upgrade timer together fail an assertion', () => {
+    const ev = evaluate('host-conflict.nix');
+    expect(ev.failedAssertions).toHaveLength(1);
+    expect(ev.failedAssertions[0]).toContain('system.autoUpgrade.enable');
+  });
+
+  it('desyncs.<name>.path/pkgs fall back to the system nixpkgs before the first run', () => {
+    const ev = evaluate('host-full.nix', { stateDir: join(tmp, 'empty-state') });
+    for (const name of ['home-manager', 'matrix-synapse']) {
+      expect(ev.desyncs[name]).toEqual({ path: fallbackNixpkgs, revision: null, desyncAge: null, helloName: 'hello-from-system-nixpkgs' });
+    }
+  });
+
+  it('end to end: run the generated upgrade unit, read its pins back through the module, serve them', async () => {
+    const host = await createDemoHost(join(tmp, 'e2e'), {
+      revisions: [{ label: 'rev1' }, { label: 'rev2', broken: ['home-manager'] }],
+      desyncs: {},
+      systemPackages: { 'home-manager': 'home-manager', 'matrix-synapse': 'matrix-synapse' },
+    });
+    const port = await freePort();
+    const rebuild = (action: string): string[] => [process.execPath, FAKE_REBUILD, action, '--host', host.dir];
+    const args = {
+      port,
+      nixpkgs: host.channelLink,
+      stateDir: host.stateDir,
+      profilesDir: host.profilesDir,
+      runDir: host.runDir,
+      system: { build: rebuild('build'), activate: rebuild('switch') },
+    };
+    const runUpgradeUnit = (ev: Evaluated): void => {
+      const up = parseUnit(ev.units['nixos-desync-upgrade.service']!);
+      const [prog, ...rest] = execArgv(single(up, 'Service', 'ExecStart')!);
+      const r = spawnSync(prog!, rest, { env: ENV, encoding: 'utf8', timeout: 120_000 });
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+    };
+
+    let ev = evaluate('host-e2e.nix', args);
+    expect(ev.desyncs['home-manager']!.path).toBe(fallbackNixpkgs);
+    runUpgradeUnit(ev);
+
+    ev = evaluate('host-e2e.nix', args);
+    const rev1 = ev.desyncs['home-manager']!;
+    expect(rev1.path).toMatch(/^\/nix\/store\//);
+    expect(rev1).toMatchObject({ revision: gitRevisionOf('rev1'), desyncAge: 0, helloName: 'hello-rev1' });
+
+    await host.useRevision('rev2');
+    runUpgradeUnit(ev);
+    ev = evaluate('host-e2e.nix', args);
+    // home-manager fails on rev2: its pin stays on rev1, one rebuild behind; synapse follows.
+    expect(ev.desyncs['home-manager']).toMatchObject({ path: rev1.path, revision: gitRevisionOf('rev1'), desyncAge: 1, helloName: 'hello-rev1' });
+    expect(ev.desyncs['matrix-synapse']).toMatchObject({ revision: gitRevisionOf('rev2'), desyncAge: 0, helloName: 'hello-rev2' });
+
+    const ex = parseUnit(ev.units['nixos-desync-exporter.service']!);
+    const [prog, ...rest] = execArgv(single(ex, 'Service', 'ExecStart')!);
+    expect(rest).toContain(`127.0.0.1:${port}`);
+    const child = spawn(prog!, rest, { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const body = await scrape(child, `http://127.0.0.1:${port}/metrics`);
+      expect(body).toMatch(/^nixos_desync_lag_rebuilds\{desync="home-manager"\} 1$/m);
+      expect(body).toMatch(/^nixos_desync_lag_rebuilds\{desync="matrix-synapse"\} 0$/m);
+      expect(body).toMatch(/^nixos_desync_max_lag_rebuilds\{desync="matrix-synapse"\} 2$/m);
+    } finally {
+      child.kill('SIGTERM');
+    }
+  }, 180_000);
+
+  describe.skipIf(!hasTool('systemd-analyze'))('systemd-analyze', () => {
+    it('the exporter unit scores <= 4.0 in `systemd-analyze security --offline=yes`', () => {
+      const ev = evaluate('host-minimal.nix');
+      const dir = join(tmp, 'units');
+      mkdirSync(dir, { recursive: true });
+      const file = join(dir, 'nixos-desync-exporter.service');
+      writeFileSync(file, ev.units['nixos-desync-exporter.service']!);
+      const r = spawnSync('systemd-analyze', ['security', '--offline=yes', '--no-pager', file], { env: ENV, encoding: 'utf8' });
+      const m = /Overall exposure level for \S+: ([0-9.]+)/.exec(r.stdout + r.stderr);
+      expect(m, r.stdout + r.stderr).not.toBeNull();
+      expect(Number(m![1])).toBeLessThanOrEqual(4.0);
+      // The same check on the documented example unit.
+      const doc = spawnSync('systemd-analyze', ['security', '--offline=yes', '--no-pager', join(ROOT, 'docs/systemd/nixos-desync-exporter.service')], { env: ENV, encoding: 'utf8' });
+      const d = /Overall exposure level for \S+: ([0-9.]+)/.exec(doc.stdout + doc.stderr);
+      expect(d, doc.stdout + doc.stderr).not.toBeNull();
+      expect(Number(d![1])).toBeLessThanOrEqual(4.0);
+    });
+  });
+
+  it('docs/systemd examples carry the same commands and hardening as the generated units', () => {
+    const ev = evaluate('host-minimal.nix');
+    for (const name of ['nixos-desync-upgrade.service', 'nixos-desync-upgrade.timer', 'nixos-desync-exporter.service']) {
+      const doc = parseUnit(readFileSync(join(ROOT, 'docs/systemd', name), 'utf8'));
+      const gen = parseUnit(ev.units[name]!);
+      const section = name.endsWith('.timer') ? 'Timer' : 'Service';
+      const strip = (s: Record<string, string[]> | undefined): Record<string, string[]> => {
+        const { ExecStart: _e, Environment: _v, ...rest } = s ?? {};
+        return rest;
+      };
+      expect(strip(doc[section]), name).toEqual(strip(gen[section]));
+      expect(doc.Install, name).toEqual(gen.Install);
+      if (section === 'Service') {
+        const d = execArgv(single(doc, 'Service', 'ExecStart')!);
+        const g = execArgv(single(gen, 'Service', 'ExecStart')!);
+        expect(d[0]).toBe('/usr/local/bin/nixos-desync');
+        expect(d.slice(1)).toEqual(g.slice(1).map((a) => (a === ev.configFile ? '/etc/nixos-desync/config.json' : a)));
+      }
+    }
+  });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      s.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
+    });
+  });
+}
+
+async function scrape(child: ChildProcess, url: string): Promise<string> {
+  let log = '';
+  child.stdout?.on('data', (b: Buffer) => (log += b.toString()));
+  child.stderr?.on('data', (b: Buffer) => (log += b.toString()));
+  const deadline = Date.now() + 20_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`exporter exited with ${child.exitCode}: ${log}`);
+    try {
+      const res = await fetch(url);
+      last = await res.text();
+      if (res.ok && /nixos_desync_lag_rebuilds\{desync="home-manager"\}/.test(last)) return last;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`no usable /metrics from ${url} within 20s; last body: ${last.slice(0, 500)}; log: ${log}`);
+}
