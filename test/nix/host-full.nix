@@ -27,6 +27,7 @@
       port = 9799;
       openFirewall = true;
       prDesyncDir = "/var/lib/nixos/desyncs";
+      webConfigFile = "/etc/nixos-desync/web.yml";
     };
     settings = {
       stateDir = testArgs.stateDir;

@@ -140,7 +140,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, stub lib)', () => {
       nixpkgsConfig: {},
     });
     expect(eff.desyncs['matrix-synapse']).toMatchObject({ maxLagRebuilds: 3, maxBehind: null, nixpkgsConfig: { allowUnfree: true } });
-    expect(eff.exporter).toEqual({ listenAddress: '0.0.0.0:9799', webConfigFile: null, prDesyncDir: '/var/lib/nixos/desyncs' });
+    expect(eff.exporter).toEqual({ listenAddress: '0.0.0.0:9799', webConfigFile: '/etc/nixos-desync/web.yml', prDesyncDir: '/var/lib/nixos/desyncs' });
     expect(eff.onBreach).toBe('continue');
     expect(eff.stateDir).toBe(stateDir);
     expect(eff.timeouts).toEqual({ channel: '10m', build: '6h', check: '1h', system: '3h' });
@@ -165,7 +165,10 @@ describe.skipIf(!ok)('Nix packaging (real Nix, stub lib)', () => {
     const exporter = parseUnit(ev.units['nixos-desync-exporter.service']!);
     expect(execArgv(single(exporter, 'Service', 'ExecStart')!)).toEqual([
       `${pkgDir}/bin/nixos-desync`, 'serve', '--config', ev.configFile, '--web.listen-address', '0.0.0.0:9799',
+      // The web config reaches the dynamic user as a systemd credential (%d = its directory).
+      '--web.config.file', '%d/web-config',
     ]);
+    expect(exporter.Service!.LoadCredential).toEqual(['web-config:/etc/nixos-desync/web.yml']);
   });
 
   it('a minimal host gets the documented defaults', () => {
