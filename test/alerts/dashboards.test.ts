@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { requireTools } from '../helpers/tools.js';
 import { METRIC_NAMES } from './metric-names.js';
+import { allPanels, queries, type Json } from './grafana.js';
 import { metricNames, substituteGrafanaVariables } from './promql.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -21,31 +22,7 @@ const EXPECTED_UIDS: Record<string, string> = {
   'nixos-desync-host.json': 'nixos-desync-host',
 };
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type Json = any;
-
 const files = readdirSync(DIR).filter((f) => f.endsWith('.json')).sort();
-
-function allPanels(panels: Json[] = []): Json[] {
-  return panels.flatMap((p) => [p, ...allPanels(p.panels)]);
-}
-
-interface Query { where: string; expr: string }
-
-/** Every PromQL expression: panel targets, and the selector inside label_values() variables. */
-function queries(d: Json): Query[] {
-  const out: Query[] = [];
-  for (const p of allPanels(d.panels)) {
-    for (const t of p.targets ?? []) out.push({ where: `panel "${p.title}" ${t.refId}`, expr: t.expr });
-  }
-  for (const v of d.templating.list) {
-    if (v.type !== 'query') continue;
-    const q: string = typeof v.query === 'string' ? v.query : v.query.query;
-    const m = /^label_values\((.*),\s*([A-Za-z_][A-Za-z0-9_]*)\)$/.exec(q.trim());
-    out.push({ where: `variable ${v.name}`, expr: m ? m[1]! : q });
-  }
-  return out;
-}
 
 function hasKeyDeep(x: Json, key: string): boolean {
   if (Array.isArray(x)) return x.some((y) => hasKeyDeep(y, key));

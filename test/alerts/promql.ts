@@ -57,12 +57,20 @@ export function markdownAnchors(markdown: string): Set<string> {
   return anchors;
 }
 
-/** Substitute Grafana's variables with concrete values so promtool can parse the query. */
-export function substituteGrafanaVariables(expr: string): string {
+/**
+ * Substitute Grafana's variables with concrete values so promtool can parse the query (or a
+ * live Prometheus can run it). The defaults suit a parse-only check; the end-to-end test
+ * passes its real job, instance and a rate interval that fits its scrape interval.
+ */
+export function substituteGrafanaVariables(
+  expr: string,
+  values: { job?: string; instance?: string; rateInterval?: string } = {},
+): string {
+  const { job = 'nixos-desync', instance = 'host-a:9793', rateInterval = '5m' } = values;
   return expr
-    .replace(/\$__rate_interval|\$\{__rate_interval\}/g, '5m')
+    .replace(/\$__rate_interval|\$\{__rate_interval\}/g, rateInterval)
     .replace(/\$__interval|\$\{__interval\}/g, '1m')
     .replace(/\$__range|\$\{__range\}/g, '1h')
-    .replace(/\$job\b|\$\{job(:[a-z]+)?\}/g, 'nixos-desync')
-    .replace(/\$instance\b|\$\{instance(:[a-z]+)?\}/g, 'host-a:9793');
+    .replace(/\$job\b|\$\{job(:[a-z]+)?\}/g, () => job)
+    .replace(/\$instance\b|\$\{instance(:[a-z]+)?\}/g, () => instance);
 }
