@@ -7,5 +7,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Files run one at a time: the garbage-collection tests (nix-collect-garbage -d) would
+    // otherwise delete another file's freshly built, not yet rooted store paths.
+    fileParallelism: false,
   },
 });
