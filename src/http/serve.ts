@@ -1,7 +1,9 @@
 // `nixos-desync serve`: watchers → in-memory model → collectors → express, plus the optional
 // in-process schedule. Logs are JSON lines on stderr; the abort signal shuts everything down.
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.js';
 import { createMetricsExporter, type MetricsExporter } from '../metrics/exporter.js';
 import { VERSION } from '../metrics/version.js';
@@ -11,6 +13,9 @@ import { createLogger, type Logger } from '../util/log.js';
 import { createHostModel, type HostModel, type HostModelOptions } from '../watch/model.js';
 import { upgradeDeps } from '../wire.js';
 import { createApp } from './app.js';
+import { createBasicAuth, type BasicAuth, type BcryptCompare } from './basic-auth.js';
+import { clientCertProblem, createGuard, DEFAULT_LIMITS, type GuardStats, type HttpLimits } from './guard.js';
+import { loadWebConfig, type WebConfig } from './web-config.js';
 import { parseSchedule, startScheduler, type Scheduler } from './schedule.js';
 
 export interface ServeIo {
@@ -34,14 +39,25 @@ export interface ServeOptions {
   model?: Partial<Omit<HostModelOptions, 'logger'>>;
   logger?: Logger;
   onListening?: (url: string) => void;
+  /** Tests: request limits and timeouts (see guard.ts for the defaults). */
+  limits?: Partial<HttpLimits>;
+  /** Tests: the bcrypt comparator (e.g. to count comparisons) and the auth cache size. */
+  bcryptCompare?: BcryptCompare;
+  authCacheSize?: number;
 }
 
 export interface RunningExporter {
   url: string;
-  server: Server;
+  server: Server | HttpsServer;
   model: HostModel;
   exporter: MetricsExporter;
   scheduler: Scheduler | null;
+  /** The parsed `--web.config.file`, if any. */
+  webConfig: WebConfig | null;
+  /** Requests in flight and rejected, by reason. */
+  guard: GuardStats;
+  /** Basic auth (comparisons, cache hits), when users are configured. */
+  auth: BasicAuth | null;
   close(): Promise<void>;
 }
 
@@ -57,33 +73,88 @@ export function parseListenAddress(addr: string): { host: string | undefined; po
 export async function startExporter(config: Config, opts: ServeOptions): Promise<RunningExporter> {
   const log = opts.logger ?? createLogger({ write: opts.io.stderr, format: 'json', base: { component: 'serve' } });
   const listen = parseListenAddress(opts.listenAddress ?? config.exporter.listenAddress);
-  const webConfig = opts.webConfigFile ?? config.exporter.webConfigFile;
-  if (webConfig) {
-    // Serving without the TLS/auth the operator asked for would be worse than not serving.
-    throw new DesyncError('E_WEB_CONFIG', `--web.config.file ${webConfig}: TLS and basic auth are not supported by this version yet; remove the option or put a TLS/auth reverse proxy in front`);
-  }
+  const webConfigFile = opts.webConfigFile ?? config.exporter.webConfigFile;
+  // Validated in full (YAML, hashes, headers, certificates and keys) before anything starts.
+  const web = webConfigFile ? await loadWebConfig(webConfigFile) : null;
+  const limits: HttpLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const schedule = opts.schedule !== undefined ? parseSchedule(opts.schedule) : null;
 
   const model = createHostModel(config, { logger: log.child({ component: 'watch' }), ...opts.model });
-  let server: Server | null = null;
+  let server: Server | HttpsServer | null = null;
   let scheduler: Scheduler | null = null;
   try {
     await model.ready;
     const exporter = createMetricsExporter({ config, model, logger: log.child({ component: 'metrics' }), now: opts.now });
     const app = createApp({ config, model, exporter, logger: log, version: VERSION, now: opts.now });
-    const srv = createServer(app);
+    const auth = web && web.users.size > 0 ? createBasicAuth({ users: web.users, compare: opts.bcryptCompare, cacheSize: opts.authCacheSize }) : null;
+    const guard = createGuard({
+      app,
+      limits,
+      headers: web?.headers,
+      auth,
+      rateLimit: web?.rateLimit,
+      tls: web?.tls,
+      logger: log.child({ component: 'http' }),
+    });
+    const httpOptions = {
+      maxHeaderSize: limits.maxHeaderSize,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      connectionsCheckingInterval: limits.timeoutCheckIntervalMs,
+    };
+    const tls = web?.tls ?? null;
+    let srv: Server | HttpsServer;
+    if (tls) {
+      const requestCert = tls.clientAuth !== 'NoClientCert';
+      srv = createHttpsServer({
+        ...httpOptions,
+        cert: tls.cert,
+        key: tls.key,
+        // Client certificates are verified against the configured CAs only, never the system's:
+        // with no client_ca_file the trust store is empty and no presented certificate verifies.
+        ...(requestCert ? { ca: tls.clientCa ? [tls.clientCa] : [] } : {}),
+        requestCert,
+        rejectUnauthorized: tls.clientAuth === 'RequireAndVerifyClientCert',
+        minVersion: tls.minVersion,
+        maxVersion: tls.maxVersion,
+        ...(tls.ciphers ? { ciphers: tls.ciphers } : {}),
+        ...(tls.ecdhCurve ? { ecdhCurve: tls.ecdhCurve } : {}),
+        honorCipherOrder: tls.honorCipherOrder,
+        ALPNProtocols: ['http/1.1'],
+        handshakeTimeout: limits.handshakeTimeoutMs,
+      }, guard);
+      srv.on('secureConnection', (sock: TLSSocket) => {
+        const problem = clientCertProblem(sock, tls);
+        if (problem) {
+          guard.stats.rejected.client_cert += 1;
+          log.debug('TLS connection rejected', { reason: problem, remote: sock.remoteAddress });
+          sock.destroy();
+        }
+      });
+      srv.on('tlsClientError', (err: Error, sock: TLSSocket) => {
+        log.debug('TLS handshake failed', { error: err.message, remote: sock.remoteAddress });
+      });
+    } else {
+      srv = createServer(httpOptions, guard);
+    }
     server = srv;
-    srv.headersTimeout = 10_000;
-    srv.requestTimeout = 30_000;
-    srv.keepAliveTimeout = 5_000;
+    srv.headersTimeout = limits.headersTimeoutMs;
+    srv.requestTimeout = limits.requestTimeoutMs;
+    srv.keepAliveTimeout = limits.keepAliveTimeoutMs;
     await new Promise<void>((resolve, reject) => {
       srv.once('error', (err: NodeJS.ErrnoException) =>
         reject(new DesyncError('E_USAGE', `cannot listen on ${opts.listenAddress ?? config.exporter.listenAddress}: ${err.code ?? errorMessage(err)}`, { cause: err })));
       srv.listen(listen.port, listen.host, () => resolve());
     });
     const a = srv.address() as AddressInfo;
-    const url = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/`;
-    log.info('listening', { url, version: VERSION, stateDir: config.stateDir, profilesDir: config.profilesDir, runDir: config.runDir, prDesyncDir: config.exporter.prDesyncDir });
+    const url = `${tls ? 'https' : 'http'}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/`;
+    log.info('listening', {
+      url,
+      tls: tls ? { clientAuth: tls.clientAuth, minVersion: tls.minVersion, maxVersion: tls.maxVersion } : false,
+      basicAuthUsers: web?.users.size ?? 0,
+      webConfigFile: webConfigFile ?? null,
+      version: VERSION, stateDir: config.stateDir, profilesDir: config.profilesDir, runDir: config.runDir, prDesyncDir: config.exporter.prDesyncDir });
 
     if (schedule) {
       const run = opts.runUpgrade ?? ((signal: AbortSignal) =>
@@ -98,6 +169,9 @@ export async function startExporter(config: Config, opts: ServeOptions): Promise
       model,
       exporter,
       scheduler: sched,
+      webConfig: web,
+      guard: guard.stats,
+      auth,
       async close() {
         await sched?.stop();
         await closeServer(srv);
@@ -112,7 +186,7 @@ export async function startExporter(config: Config, opts: ServeOptions): Promise
   }
 }
 
-async function closeServer(srv: Server): Promise<void> {
+async function closeServer(srv: Server | HttpsServer): Promise<void> {
   if (!srv.listening) return;
   const closed = new Promise<void>((r) => srv.close(() => r()));
   srv.closeIdleConnections();

@@ -67,7 +67,8 @@ describe('endpoints', () => {
     host = await buildFixtureHost();
     exp = await startTestExporter(host.config);
     expect((await request(exp.server).get('/nope')).status).toBe(404);
-    expect((await request(exp.server).post('/metrics').send('x')).status).toBe(404);
+    const post = await request(exp.server).post('/metrics').send('x');
+    expect([post.status, post.headers.allow]).toEqual([405, 'GET, HEAD']);
   });
 
   it('escapeHtml escapes the five HTML metacharacters', () => {
@@ -98,11 +99,21 @@ describe('serve()', () => {
     expect(logs.map((l) => l.msg)).toEqual(expect.arrayContaining(['listening', 'shutting down', 'stopped']));
   });
 
-  it('refuses --web.config.file rather than serving without the TLS/auth it asks for', async () => {
+  it('serves with --web.config.file (basic auth here; TLS and the rest in security.test.ts)', async () => {
     host = await buildFixtureHost();
-    await writeFile(join(host.dir, 'web.yml'), 'basic_auth_users: {}\n');
+    const hash = '$2b$04$exCXiwI.2FrgOjA6ki.MSuUdOxHj4I6QKIohl3PoREihkY7TdR6T2'; // "pw"
+    await writeFile(join(host.dir, 'web.yml'), `basic_auth_users:\n  prometheus: ${hash}\n`);
+    exp = await startTestExporter(host.config, { webConfigFile: join(host.dir, 'web.yml') });
+    expect((await request(exp.server).get('/metrics')).status).toBe(401);
+    expect((await request(exp.server).get('/metrics').auth('prometheus', 'pw')).status).toBe(200);
+  });
+
+  it('refuses an invalid --web.config.file (E_WEB_CONFIG) before listening', async () => {
+    host = await buildFixtureHost();
+    await writeFile(join(host.dir, 'web.yml'), 'basic_auth_users:\n  prometheus: not-a-hash\n');
     const err = await serve(host.config, { webConfigFile: join(host.dir, 'web.yml'), io: { stdout: () => undefined, stderr: () => undefined, env: {} } }).catch((e: unknown) => e);
     expect(isDesyncError(err, 'E_WEB_CONFIG')).toBe(true);
+    expect((err as Error).message).toMatch(/basic_auth_users\.prometheus: not a bcrypt hash/);
   });
 
   it('reports an address in use as a usage error', async () => {

@@ -5,20 +5,19 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadWebConfig, normalizeSan, type WebConfig } from '../../src/http/web-config.js';
 import { isDesyncError } from '../../src/util/errors.js';
 import { hasTool } from '../helpers/tools.js';
+import { CORPUS } from './client.js';
 
-export const CORPUS = resolve(fileURLToPath(new URL('../../', import.meta.url)), '../shared/testdata/exporter-toolkit-web');
 
 /**
  * Files where this exporter's verdict differs from promtool 0.8 (toolkit 0.8.2), and why.
  * docs/security.md ("Web config compatibility") has the same list: keep them in step.
  */
-export const DIFFERENCES: Record<string, { ours: 0 | 1; why: string }> = {
+const DIFFERENCES: Record<string, { ours: 0 | 1; why: string }> = {
   'tls_config_noAuth.requireanyclientcertkeyinline.good.yml': { ours: 0, why: 'inline `key` (newer toolkit field) is supported' },
   'web_config_noAuth_tlsInline.good.yml': { ours: 0, why: 'inline `cert`/`key` (newer toolkit fields) are supported' },
   'web_config_auth_client_san.good.yaml': { ours: 0, why: '`client_allowed_sans` (newer toolkit field) is supported' },
