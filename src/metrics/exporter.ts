@@ -69,6 +69,10 @@ export function createMetricsExporter(opts: ExporterOptions): MetricsExporter {
   let scrapes = 0;
 
   async function scrape(): Promise<string> {
+    // Let every request already waiting in this event-loop turn join this scrape before it
+    // collects (the check phase runs after the poll phase): under many concurrent scrapers
+    // one collection serves them all, and a scrape that comes after it still collects anew.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     scrapes += 1;
     for (const f of families.values()) f.reset();
     set('nixos_desync_build_info', { version }, 1);
@@ -121,7 +125,11 @@ class Family {
     this.index.clear();
   }
   set(labels: Labels, value: number): void {
-    const key = JSON.stringify(Object.entries(labels).sort(([a], [b]) => a.localeCompare(b)));
+    // Label names are identifiers and values are JSON-quoted: the key is unique per label set.
+    const names = Object.keys(labels);
+    if (names.length > 1) names.sort();
+    let key = '';
+    for (const n of names) key += `${n}=${JSON.stringify(labels[n])},`;
     const i = this.index.get(key);
     if (i !== undefined) this.values[i] = { labels, value };
     else {
