@@ -90,10 +90,16 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
   try {
     const config = await loadConfig(configPath);
     switch (command) {
-      case 'check-config':
+      case 'check-config': {
+        // The exporter's web config is part of the configuration: refuse a bad one here too.
+        if (config.exporter.webConfigFile !== null) {
+          const { loadWebConfig } = await import('../http/web-config.js');
+          await loadWebConfig(config.exporter.webConfigFile);
+        }
         io.stdout(JSON.stringify(config, null, 2) + '\n');
         io.stderr(`${configPath}: valid\n`);
         return EXIT.ok;
+      }
       case 'status': {
         const doc = await collectStatus(config);
         io.stdout(values.json ? JSON.stringify(doc, null, 2) + '\n' : renderStatus(doc));

@@ -144,7 +144,7 @@ export async function startExporter(config: Config, opts: ServeOptions): Promise
     srv.keepAliveTimeout = limits.keepAliveTimeoutMs;
     await new Promise<void>((resolve, reject) => {
       srv.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new DesyncError('E_USAGE', `cannot listen on ${opts.listenAddress ?? config.exporter.listenAddress}: ${err.code ?? errorMessage(err)}`, { cause: err })));
+        reject(new DesyncError('E_LISTEN', `cannot listen on ${opts.listenAddress ?? config.exporter.listenAddress}: ${err.code ?? errorMessage(err)}`, { cause: err })));
       srv.listen(listen.port, listen.host, () => resolve());
     });
     const a = srv.address() as AddressInfo;

@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'E_SYSTEM_BUILD'
   | 'E_ACTIVATE'
   | 'E_INTERRUPTED'
+  | 'E_LISTEN'
   | 'E_NIX'
   | 'E_WEB_CONFIG';
 

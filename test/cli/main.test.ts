@@ -45,6 +45,17 @@ describe('cli', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
   });
 
+  it('check-config also validates exporter.webConfigFile (exit 78 naming the field)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
+    const web = join(dir, 'web.yml');
+    await writeFile(web, 'basic_auth_users:\n  prometheus: not-a-hash\n');
+    const cfg = join(dir, 'c.json');
+    await writeFile(cfg, JSON.stringify({ exporter: { webConfigFile: web } }));
+    const r = await cli(['check-config', '--config', cfg]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/basic_auth_users\.prometheus/);
+  });
+
   it('uses $NIXOS_DESYNC_CONFIG when --config is absent; a missing config is exit 78', async () => {
     const r = await cli(['status'], { NIXOS_DESYNC_CONFIG: '/nonexistent/config.json' });
     expect(r.code).toBe(78);

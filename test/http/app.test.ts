@@ -116,12 +116,12 @@ describe('serve()', () => {
     expect((err as Error).message).toMatch(/basic_auth_users\.prometheus: not a bcrypt hash/);
   });
 
-  it('reports an address in use as a usage error', async () => {
+  it('reports an address in use as a run failure (E_LISTEN → exit 1), not a usage error', async () => {
     host = await buildFixtureHost();
     exp = await startTestExporter(host.config);
     const port = (exp.server.address() as { port: number }).port;
     const err = await startTestExporter(host.config, { listenAddress: `127.0.0.1:${port}` }).catch((e: unknown) => e);
-    expect(isDesyncError(err, 'E_USAGE')).toBe(true);
+    expect(isDesyncError(err, 'E_LISTEN')).toBe(true);
     expect(String((err as Error).message)).toMatch(/EADDRINUSE/);
   });
 
