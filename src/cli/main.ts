@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Entry point: parses argv, maps errors to the contract's exit codes (0 1 64 75 78).
 import { parseArgs } from 'node:util';
-import { readFileSync, realpathSync } from 'node:fs';
+import { readFileSync, realpathSync, constants } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { DesyncError, errorMessage, isDesyncError } from '../util/errors.js';
@@ -92,9 +93,16 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
     switch (command) {
       case 'check-config': {
         // The exporter's web config is part of the configuration: refuse a bad one here too.
-        if (config.exporter.webConfigFile !== null) {
-          const { loadWebConfig } = await import('../http/web-config.js');
-          await loadWebConfig(config.exporter.webConfigFile);
+        // It is often a secret that only exists at run time (a systemd credential), so a file
+        // that cannot be read here is a warning, not an error.
+        const web = config.exporter.webConfigFile;
+        if (web !== null) {
+          if (await access(web, constants.R_OK).then(() => true, () => false)) {
+            const { loadWebConfig } = await import('../http/web-config.js');
+            await loadWebConfig(web);
+          } else {
+            io.stderr(`warning: exporter.webConfigFile ${web} cannot be read here; it is checked when serve starts\n`);
+          }
         }
         io.stdout(JSON.stringify(config, null, 2) + '\n');
         io.stderr(`${configPath}: valid\n`);

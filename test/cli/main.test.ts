@@ -54,6 +54,11 @@ describe('cli', () => {
     const r = await cli(['check-config', '--config', cfg]);
     expect(r.code).toBe(78);
     expect(r.stderr).toMatch(/basic_auth_users\.prometheus/);
+    // A secret that only exists at run time (e.g. a systemd credential) is a warning here.
+    await writeFile(cfg, JSON.stringify({ exporter: { webConfigFile: join(dir, 'absent.yml') } }));
+    const w = await cli(['check-config', '--config', cfg]);
+    expect(w.code).toBe(0);
+    expect(w.stderr).toMatch(/cannot be read here; it is checked when serve starts/);
   });
 
   it('uses $NIXOS_DESYNC_CONFIG when --config is absent; a missing config is exit 78', async () => {
