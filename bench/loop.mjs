@@ -1,0 +1,299 @@
+#!/usr/bin/env node
+// Benchmark: one run of the upgrade loop (runUpgrade, real Nix) against the desync
+// proposal's own pattern, side by side, as the number of desyncs grows.
+//
+//   node bench/loop.mjs [--sizes 1,4,16] [--trials 2] [--eval-seconds 0.5] [--json FILE]
+//
+// Needs real Nix and a built dist/ (bench/run.sh does both). Every trial uses a fresh
+// fake nixpkgs revision (so both sides build cold), in which pkg0 fails to build: one
+// failing desync per run, the others follow the channel. Baseline and candidate runs are
+// interleaved (their order alternates per trial) so machine load hits both alike.
+//
+// Baseline ("proposal pattern", what nixpkgs PR 385143's auto-upgrade script does):
+//   nix-store --add CANDIDATE
+//   for each desync:  nix-build CANDIDATE -A <its requireBuilds> --no-out-link   (1 evaluation each)
+//   for a failing one: nix-build OLD_PIN -A <its requireBuilds> --no-out-link    (a 2nd evaluation)
+//   write <pins>/<name>.nix, then `nixos-rebuild switch`                          (1 system evaluation)
+// Candidate: runUpgrade() with the demo host's config (system.build = nixos-rebuild build,
+// system.activate = nixos-rebuild switch, both the fake rebuild that runs real nix-build).
+//
+// Counted: Nix evaluations (each nix-instantiate / nix-build / fake nixos-rebuild call that
+// evaluates), wall time, and the loop's own overhead = run wall time − Σ wall time of the
+// commands it ran (every Runner call is timed where it is made).
+import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { tmpdir, cpus, loadavg } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const D = (p) => import(join(ROOT, 'dist/src', p));
+const { createDemoHost, FAKE_REBUILD } = await D('demo/host.js');
+const { writeFakeNixpkgs } = await D('demo/fake-nixpkgs.js');
+const { runUpgrade } = await D('upgrade/run.js');
+const { createCliNix } = await D('nix/cli-adapter.js');
+const { createStateStore } = await D('state/store.js');
+const { runCommand } = await D('util/exec.js');
+const { parseConfig } = await D('config/load.js');
+const { createLogger } = await D('util/log.js');
+const { GATE_EXPR } = await D('nix/gate-expr.js');
+
+// What-if (not in src/): the gate expression with one `import nixpkgs { config }` shared by
+// every desync that has the same nixpkgs and nixpkgsConfig (today each desync imports its own).
+const SHARED_GATE_EXPR = GATE_EXPR
+  .replace('  evalDesync = d:\n    let p = tryShallow (import d.nixpkgs { config = d.config; }); in',
+    '  importKey = d: builtins.toJSON [ d.nixpkgs d.config ];\n' +
+    '  imported = builtins.listToAttrs (map (d: { name = importKey d; value = tryShallow (import d.nixpkgs { config = d.config; }); }) (builtins.attrValues spec.desyncs));\n' +
+    '  evalDesync = d:\n    let p = builtins.getAttr (importKey d) imported; in');
+if (SHARED_GATE_EXPR === GATE_EXPR) throw new Error('gate-expr.ts changed: update SHARED_GATE_EXPR in bench/loop.mjs');
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
+);
+const SIZES = (args.sizes ?? '1,4,16').split(',').map(Number);
+const TRIALS = Number(args.trials ?? 2);
+const EVAL_SECONDS = Number(args['eval-seconds'] ?? 0.5);
+process.env.NIX_CONFIG ??= 'sandbox = false\nsubstituters =';
+const env = process.env;
+const log = (s) => process.stderr.write(`loop: ${s}\n`);
+
+// ---------------------------------------------------------------- calibration
+// `(import ./rev {}).hello.name` does not force the fake's `cost` (a derivation's name is
+// read without instantiating it); `.drvPath` does, like any real evaluation of a package.
+async function timeEval(dir, cost) {
+  await writeFakeNixpkgs(join(dir, `cal${cost}`), { label: `cal${cost}`, evalCost: cost });
+  let best = Infinity; // best of 3: calibration should not follow momentary load
+  for (let k = 0; k < 3; k++) {
+    const t = process.hrtime.bigint();
+    execFileSync('nix-instantiate', ['--eval', '-E', `(import ${join(dir, `cal${cost}`)} {}).hello.drvPath`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    best = Math.min(best, Number(process.hrtime.bigint() - t) / 1e9);
+  }
+  return best;
+}
+async function calibrate(dir) {
+  let cost = 1_000_000;
+  let t = await timeEval(dir, cost);
+  for (let i = 0; i < 3; i++) {
+    cost = Math.max(10_000, Math.round((cost * EVAL_SECONDS) / Math.max(t, 0.02)));
+    t = await timeEval(dir, cost);
+    if (Math.abs(t - EVAL_SECONDS) / EVAL_SECONDS < 0.1) break;
+  }
+  return { evalCost: cost, evalSeconds: t };
+}
+
+// ---------------------------------------------------------------- timed runner
+function timedRunner() {
+  const calls = [];
+  const run = async (argv, opts) => {
+    const t = process.hrtime.bigint();
+    const r = await runCommand(argv, opts);
+    calls.push({ argv: [...argv], ms: Number(process.hrtime.bigint() - t) / 1e6, exitCode: r.exitCode });
+    return r;
+  };
+  return { run, calls };
+}
+const isRebuild = (argv) => argv.includes(FAKE_REBUILD);
+// ours-built's activate evaluates nothing (it switches to the result of system.build).
+function countEvaluations(calls) {
+  let gate = 0;
+  let system = 0;
+  for (const c of calls) {
+    if (c.argv[0] === 'nix-instantiate' || c.argv[0] === 'nix-build') gate += 1;
+    else if (isRebuild(c.argv)) system += 1;
+  }
+  return { gate, system, total: gate + system };
+}
+
+// ---------------------------------------------------------------- hosts
+function desyncSetup(n) {
+  const desyncs = {};
+  const systemPackages = {};
+  for (let i = 0; i < n; i++) {
+    desyncs[`d${i}`] = { requireBuilds: [`pkg${i}`], maxLagRebuilds: null };
+    systemPackages[`d${i}`] = `pkg${i}`;
+  }
+  return { desyncs, systemPackages };
+}
+
+const ACTIVATE_BUILT = join(ROOT, 'bench', 'activate-built.mjs');
+async function makeOurs(dir, n, evalCost, { activateBuilt = false } = {}) {
+  const { desyncs, systemPackages } = desyncSetup(n);
+  const host = await createDemoHost(dir, { revisions: [{ label: `good-${n}`, evalCost, extraPackages: n }], desyncs, systemPackages });
+  if (activateBuilt) await host.writeConfig({ system: { ...host.config.system, activate: [process.execPath, ACTIVATE_BUILT, '--host', dir] } });
+  const config = parseConfig(host.config);
+  const once = async () => {
+    const { run, calls } = timedRunner();
+    const deps = {
+      config,
+      nix: createCliNix({ env, run }),
+      run,
+      store: createStateStore(config.stateDir),
+      logger: createLogger({ write: () => undefined }),
+      env,
+    };
+    const t = process.hrtime.bigint();
+    const res = await runUpgrade(deps);
+    const wallMs = Number(process.hrtime.bigint() - t) / 1e6;
+    return { res, calls, wallMs };
+  };
+  const first = await once(); // establishes the pins (not measured)
+  if (first.res.exitCode !== 0) throw new Error(`setup run failed: ${JSON.stringify(first.res.error)}`);
+  return { host, once };
+}
+
+async function makeBaseline(dir, n, evalCost) {
+  const { desyncs, systemPackages } = desyncSetup(n);
+  const host = await createDemoHost(dir, { revisions: [{ label: `good-${n}`, evalCost, extraPackages: n }], desyncs, systemPackages });
+  const pinsDir = join(host.stateDir, 'pins');
+  await mkdir(pinsDir, { recursive: true });
+  const good = execFileSync('nix-store', ['--add', join(host.dir, 'revs', `good-${n}`)], { env, encoding: 'utf8' }).trim();
+  const pins = Object.fromEntries(Object.keys(desyncs).map((d) => [d, { path: good, desyncAge: 0 }]));
+  const writePin = (name, p) => writeFile(join(pinsDir, `${name}.nix`), `{ desyncAge = ${p.desyncAge}; path = ${JSON.stringify(p.path)}; }\n`);
+  for (const [d, p] of Object.entries(pins)) await writePin(d, p);
+  const T = { timeoutMs: 600_000, env };
+  const once = async () => {
+    const { run, calls } = timedRunner();
+    const t = process.hrtime.bigint();
+    const add = await run(['nix-store', '--add', realpathSync(join(host.dir, 'channels', 'nixos'))], T);
+    const cand = add.stdout.trim();
+    const failed = [];
+    for (const [d, cfg] of Object.entries(desyncs)) {
+      const r = await run(['nix-build', cand, ...cfg.requireBuilds.flatMap((a) => ['-A', a]), '--no-out-link'], T);
+      if (r.exitCode !== 0) failed.push(d);
+    }
+    const next = structuredClone(pins);
+    for (const d of Object.keys(desyncs)) {
+      if (failed.includes(d)) {
+        // The proposal's second evaluation for a failing desync: its attrs on the old pin.
+        const r = await run(['nix-build', pins[d].path, ...desyncs[d].requireBuilds.flatMap((a) => ['-A', a]), '--no-out-link'], T);
+        if (r.exitCode !== 0) throw new Error(`baseline: ${d} fails on its old pin too`);
+        next[d].desyncAge += 1;
+      } else next[d] = { path: cand, desyncAge: 0 };
+    }
+    for (const [d, p] of Object.entries(next)) await writePin(d, p);
+    const sys = await run([process.execPath, FAKE_REBUILD, 'switch', '--host', host.dir], T);
+    if (sys.exitCode !== 0) throw new Error(`baseline system build failed: ${sys.stderr}`);
+    Object.assign(pins, next);
+    const wallMs = Number(process.hrtime.bigint() - t) / 1e6;
+    return { calls, wallMs, failed };
+  };
+  return { host, once };
+}
+
+// ---------------------------------------------------------------- main
+const tmp = await mkdtemp(join(tmpdir(), 'nixos-desync-bench-loop-'));
+const results = { started: new Date().toISOString(), nproc: cpus().length, loadavgStart: loadavg(), sizes: [] };
+try {
+  Object.assign(results, await calibrate(tmp));
+  log(`evalCost ${results.evalCost}: (import rev {}).hello.drvPath evaluates in ${results.evalSeconds.toFixed(2)} s`);
+  for (const n of SIZES) {
+    log(`${n} desync(s): setting up (one unmeasured run of each side establishes the pins)`);
+    const ours = await makeOurs(join(tmp, `ours-${n}`), n, results.evalCost);
+    const built = await makeOurs(join(tmp, `built-${n}`), n, results.evalCost, { activateBuilt: true });
+    const base = await makeBaseline(join(tmp, `base-${n}`), n, results.evalCost);
+    const row = { desyncs: n, trials: [] };
+    for (let t = 0; t < TRIALS; t++) {
+      // A fresh revision per side and trial (same shape, own label), so each side builds cold.
+      for (const [side, h] of [['ours', ours.host], ['built', built.host], ['base', base.host]]) {
+        const label = `cand-${n}-${t}-${side}`;
+        await writeFakeNixpkgs(join(h.dir, 'revs', label), { label, evalCost: results.evalCost, extraPackages: n, broken: ['pkg0'] });
+        await h.useRevision(label);
+      }
+      const order = t % 2 === 0 ? ['baseline', 'ours', 'built'] : ['built', 'ours', 'baseline'];
+      const trial = { load1: loadavg()[0] };
+      for (const side of order) {
+        if (side === 'ours' || side === 'built') {
+          const r = await (side === 'ours' ? ours : built).once();
+          const cmdMs = r.calls.reduce((s, c) => s + c.ms, 0);
+          trial[side] = {
+            wallMs: r.wallMs,
+            exitCode: r.res.exitCode,
+            result: r.res.result,
+            reportedEvaluations: r.res.evaluations,
+            evaluations: countEvaluations(r.calls),
+            commands: r.calls.length,
+            commandMs: cmdMs,
+            overheadMs: r.wallMs - cmdMs,
+            stages: r.res.stages,
+            failed: r.res.desyncs.filter((d) => d.result === 'failed').map((d) => d.name),
+          };
+        } else {
+          const r = await base.once();
+          const cmdMs = r.calls.reduce((s, c) => s + c.ms, 0);
+          trial.baseline = { wallMs: r.wallMs, evaluations: countEvaluations(r.calls), commands: r.calls.length, commandMs: cmdMs, failed: r.failed };
+        }
+      }
+      trial.ratio = trial.ours.wallMs / trial.baseline.wallMs;
+      trial.ratioBuilt = trial.built.wallMs / trial.baseline.wallMs;
+      log(`${n} desync(s) trial ${t + 1}/${TRIALS}: ours ${(trial.ours.wallMs / 1000).toFixed(2)} s (${trial.ours.evaluations.gate} gate + ${trial.ours.evaluations.system} system evals, overhead ${trial.ours.overheadMs.toFixed(0)} ms) · baseline ${(trial.baseline.wallMs / 1000).toFixed(2)} s (${trial.baseline.evaluations.gate} + ${trial.baseline.evaluations.system}) · ratio ${trial.ratio.toFixed(2)} · activate-built ${(trial.built.wallMs / 1000).toFixed(2)} s ratio ${trial.ratioBuilt.toFixed(2)} · load ${trial.load1.toFixed(2)}`);
+      row.trials.push(trial);
+    }
+    const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+    row.median = {
+      oursMs: med(row.trials.map((x) => x.ours.wallMs)),
+      baselineMs: med(row.trials.map((x) => x.baseline.wallMs)),
+      ratio: med(row.trials.map((x) => x.ratio)),
+      builtMs: med(row.trials.map((x) => x.built.wallMs)),
+      ratioBuilt: med(row.trials.map((x) => x.ratioBuilt)),
+      builtGateMs: med(row.trials.map((x) => (x.built.stages.gate ?? 0) * 1000)),
+      overheadMs: med(row.trials.map((x) => x.ours.overheadMs)),
+      oursGateMs: med(row.trials.map((x) => (x.ours.stages.gate ?? 0) * 1000)),
+      oursEvaluations: row.trials[0].ours.evaluations,
+      baselineEvaluations: row.trials[0].baseline.evaluations,
+    };
+    results.sizes.push(row);
+  }
+  // Gate evaluation alone at the largest size: today's expression vs the shared-import one.
+  {
+    const n = Math.max(...SIZES);
+    const label = `gate-whatif-${n}`;
+    await writeFakeNixpkgs(join(tmp, label), { label, evalCost: results.evalCost, extraPackages: n, broken: ['pkg0'] });
+    const cand = execFileSync('nix-store', ['--add', join(tmp, label)], { env, encoding: 'utf8' }).trim();
+    const spec = { desyncs: Object.fromEntries(Array.from({ length: n }, (_, i) => [`d${i}`, { nixpkgs: cand, config: {}, attrs: [`pkg${i}`] }])) };
+    const specFile = join(tmp, 'spec.json');
+    await writeFile(specFile, JSON.stringify(spec));
+    const evalOnce = (expr) => {
+      const t = process.hrtime.bigint();
+      const out = execFileSync('nix-instantiate', ['--eval', '--strict', '--json', '--read-write-mode', '-E', expr, '--argstr', 'specFile', specFile], { env, encoding: 'utf8', maxBuffer: 64 << 20 });
+      return { ms: Number(process.hrtime.bigint() - t) / 1e6, out };
+    };
+    const cur = [];
+    const shared = [];
+    for (let k = 0; k < 3; k++) {
+      for (const which of k % 2 ? ['shared', 'cur'] : ['cur', 'shared']) {
+        const r = evalOnce(which === 'cur' ? GATE_EXPR : SHARED_GATE_EXPR);
+        (which === 'cur' ? cur : shared).push(r);
+      }
+    }
+    if (cur[0].out !== shared[0].out) throw new Error('shared-import gate expression gives a different result');
+    const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+    results.gateWhatIf = { desyncs: n, currentMs: med(cur.map((x) => x.ms)), sharedImportMs: med(shared.map((x) => x.ms)) };
+    log(`gate evaluation of ${n} desyncs: today ${(results.gateWhatIf.currentMs / 1000).toFixed(2)} s, with a shared import ${(results.gateWhatIf.sharedImportMs / 1000).toFixed(2)} s (same result)`);
+  }
+} finally {
+  results.loadavgEnd = loadavg();
+  await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+}
+
+if (args.json) {
+  await mkdir(dirname(args.json), { recursive: true });
+  await writeFile(args.json, JSON.stringify(results, null, 2) + '\n');
+}
+const pad = (s, w) => String(s).padStart(w);
+const sec = (ms) => (ms / 1000).toFixed(2);
+console.log(`\nLoop: one run with real Nix; fake nixpkgs evalCost ${results.evalCost} (one import ≈ ${results.evalSeconds.toFixed(2)} s); median of ${TRIALS} interleaved trial(s); load ${results.loadavgStart[0].toFixed(2)} → ${results.loadavgEnd[0].toFixed(2)}`);
+console.log(`${pad('desyncs', 7)} | ${pad('evals ours', 10)} ${pad('evals base', 10)} | ${pad('ours s', 7)} ${pad('(gate)', 6)} ${pad('base s', 7)} ${pad('ratio', 6)} | ${pad('act-built s', 11)} ${pad('ratio', 6)} | ${pad('overhead s', 10)}`);
+for (const r of results.sizes) {
+  const m = r.median;
+  const ev = (e) => `${e.total} (${e.gate}+${e.system})`;
+  console.log(`${pad(r.desyncs, 7)} | ${pad(ev(m.oursEvaluations), 10)} ${pad(ev(m.baselineEvaluations), 10)} | ${pad(sec(m.oursMs), 7)} ${pad(sec(m.oursGateMs), 6)} ${pad(sec(m.baselineMs), 7)} ${pad(m.ratio.toFixed(2), 6)} | ${pad(sec(m.builtMs), 11)} ${pad(m.ratioBuilt.toFixed(2), 6)} | ${pad((m.overheadMs / 1000).toFixed(3), 10)}`);
+}
+console.log('evals = Nix evaluations (gate + system); ours: nix-instantiate for the gate, nixos-rebuild build + switch; act-built: system.activate switches to the built result (no 2nd evaluation)');
+if (results.gateWhatIf) {
+  const g = results.gateWhatIf;
+  const last = results.sizes.find((r) => r.desyncs === g.desyncs);
+  const projected = last ? last.median.builtMs - (g.currentMs - g.sharedImportMs) : null;
+  console.log(`gate what-if at ${g.desyncs} desyncs: evaluation ${sec(g.currentMs)} s today, ${sec(g.sharedImportMs)} s with one shared nixpkgs import` +
+    (projected !== null ? `; act-built + shared import ≈ ${sec(projected)} s = ${(projected / last.median.baselineMs).toFixed(2)}× baseline (projection)` : ''));
+}
