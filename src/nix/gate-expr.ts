@@ -29,8 +29,12 @@ let
     else if !r.value.ok then { ok = false; error = r.value.error; }
     else if !d.success then { ok = false; error = "evaluation failed"; }
     else d.value;
+  # One nixpkgs instance per distinct (nixpkgs, config): desyncs sharing them share its cost.
+  pkgsKey = d: d.nixpkgs + "\n" + builtins.toJSON d.config;
+  imported = builtins.listToAttrs (map (d: { name = pkgsKey d; value = tryShallow (import d.nixpkgs { config = d.config; }); })
+    (builtins.attrValues spec.desyncs));
   evalDesync = d:
-    let p = tryShallow (import d.nixpkgs { config = d.config; }); in
+    let p = builtins.getAttr (pkgsKey d) imported; in
     if !p.success then { ok = false; error = "importing nixpkgs with this desync's nixpkgsConfig failed"; }
     else { ok = true; attrs = builtins.listToAttrs (map (a: { name = a; value = evalAttr p.value a; }) d.attrs); };
 in
