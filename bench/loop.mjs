@@ -39,15 +39,6 @@ const { parseConfig } = await D('config/load.js');
 const { createLogger } = await D('util/log.js');
 const { GATE_EXPR } = await D('nix/gate-expr.js');
 
-// What-if (not in src/): the gate expression with one `import nixpkgs { config }` shared by
-// every desync that has the same nixpkgs and nixpkgsConfig (today each desync imports its own).
-const SHARED_GATE_EXPR = GATE_EXPR
-  .replace('  evalDesync = d:\n    let p = tryShallow (import d.nixpkgs { config = d.config; }); in',
-    '  importKey = d: builtins.toJSON [ d.nixpkgs d.config ];\n' +
-    '  imported = builtins.listToAttrs (map (d: { name = importKey d; value = tryShallow (import d.nixpkgs { config = d.config; }); }) (builtins.attrValues spec.desyncs));\n' +
-    '  evalDesync = d:\n    let p = builtins.getAttr (importKey d) imported; in');
-if (SHARED_GATE_EXPR === GATE_EXPR) throw new Error('gate-expr.ts changed: update SHARED_GATE_EXPR in bench/loop.mjs');
-
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
 );
@@ -244,33 +235,6 @@ try {
     };
     results.sizes.push(row);
   }
-  // Gate evaluation alone at the largest size: today's expression vs the shared-import one.
-  {
-    const n = Math.max(...SIZES);
-    const label = `gate-whatif-${n}`;
-    await writeFakeNixpkgs(join(tmp, label), { label, evalCost: results.evalCost, extraPackages: n, broken: ['pkg0'] });
-    const cand = execFileSync('nix-store', ['--add', join(tmp, label)], { env, encoding: 'utf8' }).trim();
-    const spec = { desyncs: Object.fromEntries(Array.from({ length: n }, (_, i) => [`d${i}`, { nixpkgs: cand, config: {}, attrs: [`pkg${i}`] }])) };
-    const specFile = join(tmp, 'spec.json');
-    await writeFile(specFile, JSON.stringify(spec));
-    const evalOnce = (expr) => {
-      const t = process.hrtime.bigint();
-      const out = execFileSync('nix-instantiate', ['--eval', '--strict', '--json', '--read-write-mode', '-E', expr, '--argstr', 'specFile', specFile], { env, encoding: 'utf8', maxBuffer: 64 << 20 });
-      return { ms: Number(process.hrtime.bigint() - t) / 1e6, out };
-    };
-    const cur = [];
-    const shared = [];
-    for (let k = 0; k < 3; k++) {
-      for (const which of k % 2 ? ['shared', 'cur'] : ['cur', 'shared']) {
-        const r = evalOnce(which === 'cur' ? GATE_EXPR : SHARED_GATE_EXPR);
-        (which === 'cur' ? cur : shared).push(r);
-      }
-    }
-    if (cur[0].out !== shared[0].out) throw new Error('shared-import gate expression gives a different result');
-    const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
-    results.gateWhatIf = { desyncs: n, currentMs: med(cur.map((x) => x.ms)), sharedImportMs: med(shared.map((x) => x.ms)) };
-    log(`gate evaluation of ${n} desyncs: today ${(results.gateWhatIf.currentMs / 1000).toFixed(2)} s, with a shared import ${(results.gateWhatIf.sharedImportMs / 1000).toFixed(2)} s (same result)`);
-  }
 } finally {
   results.loadavgEnd = loadavg();
   await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
@@ -290,10 +254,3 @@ for (const r of results.sizes) {
   console.log(`${pad(r.desyncs, 7)} | ${pad(ev(m.oursEvaluations), 10)} ${pad(ev(m.baselineEvaluations), 10)} | ${pad(sec(m.oursMs), 7)} ${pad(sec(m.oursGateMs), 6)} ${pad(sec(m.baselineMs), 7)} ${pad(m.ratio.toFixed(2), 6)} | ${pad(sec(m.builtMs), 11)} ${pad(m.ratioBuilt.toFixed(2), 6)} | ${pad((m.overheadMs / 1000).toFixed(3), 10)}`);
 }
 console.log('evals = Nix evaluations (gate + system); ours: nix-instantiate for the gate, nixos-rebuild build + switch; act-built: system.activate switches to the built result (no 2nd evaluation)');
-if (results.gateWhatIf) {
-  const g = results.gateWhatIf;
-  const last = results.sizes.find((r) => r.desyncs === g.desyncs);
-  const projected = last ? last.median.builtMs - (g.currentMs - g.sharedImportMs) : null;
-  console.log(`gate what-if at ${g.desyncs} desyncs: evaluation ${sec(g.currentMs)} s today, ${sec(g.sharedImportMs)} s with one shared nixpkgs import` +
-    (projected !== null ? `; act-built + shared import ≈ ${sec(projected)} s = ${(projected / last.median.baselineMs).toFixed(2)}× baseline (projection)` : ''));
-}
