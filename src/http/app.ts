@@ -26,10 +26,18 @@ export function createApp(opts: AppOptions): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
 
+  // Requests that share one scrape also share its encoded body (one Buffer, not one per request).
+  let lastText: string | null = null;
+  let lastBody: Buffer = Buffer.alloc(0);
   app.get('/metrics', async (_req, res) => {
     try {
-      const body = await exporter.metrics();
-      res.status(200).set('Content-Type', exporter.contentType).set('Cache-Control', 'no-store').send(body);
+      const text = await exporter.metrics();
+      if (text !== lastText) {
+        lastText = text;
+        lastBody = Buffer.from(text, 'utf8');
+      }
+      res.writeHead(200, { 'Content-Type': exporter.contentType, 'Cache-Control': 'no-store', 'Content-Length': lastBody.length });
+      res.end(lastBody);
     } catch (err) {
       log.error('scrape failed', { error: errorMessage(err) });
       res.status(500).type('text/plain').send(`scrape failed: ${errorMessage(err)}\n`);
