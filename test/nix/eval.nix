@@ -45,7 +45,7 @@ let
       npmConfigHook = fake "npm-config-hook";
     };
   } // lib.mapAttrs (n: _: fake n) {
-    nodejs_20 = 1; coreutils = 1; gnutar = 1; xz = 1; gzip = 1; gitMinimal = 1; nix = 1; openssh = 1; nixos-rebuild = 1;
+    nodejs_20 = 1; coreutils = 1; gnutar = 1; xz = 1; gzip = 1; gitMinimal = 1; nix = 1; openssh = 1; nixos-rebuild = 1; systemd = 1;
   };
 
   eval = lib.evalModules {

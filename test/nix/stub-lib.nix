@@ -171,8 +171,10 @@ let
         let
           pushed = map (pushDown path) vs;
           defsOf = n: concatMap (p: if p ? ${n} then concatMap (discharge 100) [ p.${n} ] else [ ]) pushed;
+          # As nixpkgs: an attribute whose definitions all vanish (`mkIf false`) does not exist.
+          names = filter (n: defsOf n != [ ]) (unique (concatMap attrNames pushed));
         in
-        genAttrs (unique (concatMap attrNames pushed)) (n: t.merge (path ++ [ n ]) (map (d: d.value) (defsOf n)));
+        genAttrs names (n: t.merge (path ++ [ n ]) (map (d: d.value) (defsOf n)));
     };
     submodule = m: {
       name = "submodule";
@@ -194,6 +196,7 @@ let
     literalExpression = text: { _type = "literalExpression"; inherit text; };
     jsonType = jsonType;
     optional = c: x: if c then [ x ] else [ ];
+    optionals = c: xs: if c then xs else [ ];
     optionalString = c: s: if c then s else "";
     optionalAttrs = c: a: if c then a else { };
     mapAttrs = builtins.mapAttrs;

@@ -8,6 +8,7 @@
 # nixos/lib/systemd-unit-options.nix), system/boot/systemd/tmpfiles.nix,
 # services/networking/firewall.nix, config/networking.nix (proxy.envVars),
 # services/system/nix-daemon.nix (nix.envVars, nix.package), programs/ssh.nix,
+# system/boot/systemd.nix (systemd.package),
 # tasks/auto-upgrade.nix, installer/tools/tools.nix (system.build.nixos-rebuild).
 { lib, pkgs, ... }:
 let
@@ -53,6 +54,7 @@ in
     systemd.services = mkOption { type = types.attrsOf (types.submodule { options = serviceOptions; }); default = { }; };
     systemd.timers = mkOption { type = types.attrsOf (types.submodule { options = timerOptions; }); default = { }; };
     systemd.tmpfiles.rules = list types.str;
+    systemd.package = mkOption { type = types.package; };
     networking.firewall.allowedTCPPorts = list types.port;
     networking.proxy.envVars = mkOption { type = types.attrsOf types.str; default = { }; };
     nix.envVars = mkOption { type = types.attrsOf types.str; default = { }; };
@@ -63,11 +65,12 @@ in
   };
 
   config = {
-    # What NixOS sets (nix-channel.nix, nix-daemon.nix, ssh.nix, tools.nix).
+    # What NixOS sets (nix-channel.nix, nix-daemon.nix, ssh.nix, systemd.nix, tools.nix).
     environment.sessionVariables.NIX_PATH =
       "nixpkgs=/nix/var/nix/profiles/per-user/root/channels/nixos:nixos-config=/etc/nixos/configuration.nix:/nix/var/nix/profiles/per-user/root/channels";
     nix.package = pkgs.nix;
     programs.ssh.package = pkgs.openssh;
+    systemd.package = pkgs.systemd;
     system.build.nixos-rebuild = pkgs.nixos-rebuild;
   };
 }
