@@ -1,5 +1,6 @@
-# NixOS module: services.nixos-desync — the desync upgrade loop (root, oneshot + timer)
-# and its Prometheus exporter (unprivileged, hardened).
+# NixOS module: services.nixos-desync — the desync upgrade loop (root but sandboxed,
+# oneshot + timer), the activation it hands the built system to (root, unconfined, its own
+# oneshot unit) and the Prometheus exporter (unprivileged, hardened).
 #
 # Import it with the flake (`nixos-desync.nixosModules.default`) or from a checkout/channel
 # (`imports = [ /path/to/nixos-desync/nix/module.nix ];`). Documentation: docs/nixos.md.
@@ -136,6 +137,51 @@ let
     };
 
   nixosRebuild = "${config.system.build.nixos-rebuild}/bin/nixos-rebuild";
+  systemctl = "${config.systemd.package}/bin/systemctl";
+
+  # The loop's activation step: start the unconfined activation unit and wait for it. For a
+  # Type=oneshot unit `systemctl start` returns only once the unit's ExecStart has finished
+  # (the start job completes when the oneshot leaves "activating") and exits non-zero when it
+  # failed, so no --wait is needed. The operation is fixed in that unit (not passed by the
+  # sandboxed loop), so the loop can ask for "activate now" and nothing else.
+  activateUnit = "nixos-desync-activate.service";
+  activateArgv =
+    if cfg.upgrade.enable then
+      [
+        systemctl
+        "start"
+        activateUnit
+      ]
+    else
+      # No loop unit, no activation unit: a manual `nixos-desync upgrade` from a root shell is
+      # not sandboxed anyway and runs nixos-rebuild itself.
+      [
+        nixosRebuild
+        cfg.upgrade.operation
+      ];
+
+  channelUpdate = (cfg.settings.channel or { }).update or true;
+
+  # As nixos-upgrade.service (nixos/modules/tasks/auto-upgrade.nix): the environment and PATH
+  # of both the loop and the activation.
+  upgradeEnvironment =
+    config.nix.envVars
+    // lib.optionalAttrs (config.environment.sessionVariables ? NIX_PATH) {
+      inherit (config.environment.sessionVariables) NIX_PATH;
+    }
+    // {
+      HOME = "/root";
+    }
+    // config.networking.proxy.envVars;
+  upgradePath = [
+    config.nix.package.out
+    pkgs.coreutils
+    pkgs.gnutar
+    pkgs.xz.bin
+    pkgs.gzip
+    pkgs.gitMinimal
+    config.programs.ssh.package
+  ];
 
   listenHost =
     if lib.hasInfix ":" cfg.exporter.listenAddress then
@@ -163,10 +209,7 @@ let
           nixosRebuild
           "build"
         ];
-        activate = [
-          nixosRebuild
-          cfg.upgrade.operation
-        ];
+        activate = activateArgv;
       };
     } cfg.settings
     // {
@@ -296,8 +339,11 @@ in
       description = ''
         The remaining keys of the JSON config (docs/configuration.md): nixpkgs, channel,
         system, onBreach, stateDir, profilesDir, runDir, timeouts. `desyncs` and `exporter`
-        come from the options above. `system.build`/`system.activate` default to
-        `nixos-rebuild build` / `nixos-rebuild <upgrade.operation>`.
+        come from the options above. `system.build` defaults to `nixos-rebuild build`;
+        `system.activate` to `systemctl start nixos-desync-activate.service` (which runs
+        `nixos-rebuild <upgrade.operation>` outside the loop's sandbox), or to
+        `nixos-rebuild <upgrade.operation>` itself when `upgrade.enable` is false.
+        Note that a custom `system.activate` runs inside the loop's sandbox.
       '';
     };
 
@@ -330,34 +376,49 @@ in
     environment.systemPackages = [ cfg.package ];
 
     # Readable by the exporter's dynamic user (the tool itself refuses group/world-writable dirs).
-    systemd.tmpfiles.rules = [ "d ${stateDir} 0755 root root - -" ];
+    # /root/.nix-defexpr: `nix-channel --update` ends by replacing ~/.nix-defexpr/channels and
+    # creates the directory if it is missing; inside the loop's sandbox /root is read-only, so
+    # the directory must exist beforehand (ReadWritePaths= below makes it writable).
+    systemd.tmpfiles.rules = [
+      "d ${stateDir} 0755 root root - -"
+    ]
+    ++ lib.optional (cfg.upgrade.enable && channelUpdate) "d /root/.nix-defexpr 0755 root root - -";
 
+    # The loop: root (it owns the state dir and the root channel profile) but sandboxed.
+    # Everything that writes to the Nix store goes through nix-daemon (NIX_REMOTE=daemon), so
+    # the unit needs no capability at all and sees the file system read-only except for the
+    # few paths the loop itself writes. `systemd-analyze security --offline=yes`: 2.1 (was 9.6).
+    # The only step that needs full root, the activation, is a separate unit started through
+    # systemd (nixos-desync-activate.service below).
     systemd.services.nixos-desync-upgrade = mkIf cfg.upgrade.enable {
       description = "nixos-desync upgrade (desync upgrade loop)";
-      # As system.autoUpgrade's nixos-upgrade.service: this unit runs `nixos-rebuild switch`,
-      # which must neither restart nor stop the unit doing the switch.
+      # As system.autoUpgrade's nixos-upgrade.service: the switch the loop triggers must
+      # neither restart nor stop the unit waiting for it.
       restartIfChanged = false;
       unitConfig.X-StopOnRemoval = false;
-      wants = [ "network-online.target" ];
-      after = [ "network-online.target" ];
-      environment =
-        config.nix.envVars
-        // lib.optionalAttrs (config.environment.sessionVariables ? NIX_PATH) {
-          inherit (config.environment.sessionVariables) NIX_PATH;
-        }
-        // {
-          HOME = "/root";
-        }
-        // config.networking.proxy.envVars;
-      path = [
-        config.nix.package.out
-        pkgs.coreutils
-        pkgs.gnutar
-        pkgs.xz.bin
-        pkgs.gzip
-        pkgs.gitMinimal
-        config.programs.ssh.package
+      # Every Nix command talks to the daemon (socket-activated). Wants=, not Requires=: with
+      # nix.enable = false the commands fail with a clear "cannot connect to daemon" instead.
+      wants = [
+        "network-online.target"
+        "nix-daemon.socket"
       ];
+      after = [
+        "network-online.target"
+        "nix-daemon.socket"
+      ];
+      environment = upgradeEnvironment // {
+        # Store writes (.drv files from nix-instantiate --read-write-mode, nix-store --add,
+        # builds, the channel's new user environment) and GC-root registrations
+        # (--add-root --indirect: the link is made here, the daemon records it) all go
+        # through nix-daemon. A root client would otherwise open the store directly, which
+        # needs a writable /nix/store and /nix/var/nix/db.
+        NIX_REMOTE = "daemon";
+        # Nix's client-side caches (fetcher cache of fetchTarball/fetchGit and of
+        # nix-channel's download, flake eval cache, git checkouts) live in
+        # $XDG_CACHE_HOME/nix; /root/.cache is read-only here (ProtectHome=read-only).
+        XDG_CACHE_HOME = "/var/cache/nixos-desync";
+      };
+      path = upgradePath;
       serviceConfig = {
         Type = "oneshot";
         ExecStart = escapeExecArgs [
@@ -366,12 +427,131 @@ in
           "--config"
           configFile
         ];
-        # `nixos-rebuild build` leaves ./result here (a temporary GC root of the built system).
+        # `nixos-rebuild build` leaves ./result here (a temporary GC root of the built
+        # system). On the host's /run, not in PrivateTmp: nix-daemon's garbage collector
+        # must be able to follow the indirect root.
         RuntimeDirectory = "nixos-desync-upgrade";
         WorkingDirectory = "/run/nixos-desync-upgrade";
+        # /var/cache/nixos-desync, writable (XDG_CACHE_HOME above).
+        CacheDirectory = "nixos-desync";
         # SIGTERM to the tool only: it stops its command tree and restores the committed pins.
+        # An activation in progress is not interrupted: it runs in its own unit.
         KillMode = "mixed";
         TimeoutStopSec = "2min";
+
+        # ---- sandbox -----------------------------------------------------------------
+        # Root without capabilities: owner-based access to root's own files (state dir,
+        # channel profile, ~/.nix-defexpr) works, everything that needs a capability
+        # (overriding permissions, chown to others, mounts, modules, raw I/O, ptrace of
+        # other processes…) does not. The Nix commands need none as daemon clients.
+        CapabilityBoundingSet = "";
+        AmbientCapabilities = "";
+        NoNewPrivileges = true;
+        # State and channel files must stay world-readable: the exporter reads the state dir
+        # as a dynamic user, and profiles/defexpr are conventionally 0755/0644.
+        UMask = "0022";
+        # The whole file system read-only, except:
+        ProtectSystem = "strict";
+        ReadWritePaths = [
+          # pins, sets (and their GC-root links), state.json, history.json, journal, lock
+          stateDir
+        ]
+        ++ lib.optionals channelUpdate [
+          # nix-channel --update: the channels profile (channels-N-link, the channels
+          # symlink, channels.lock). "-": no error if it does not exist yet.
+          "-/nix/var/nix/profiles/per-user/root"
+          # nix-channel --update replaces ~/.nix-defexpr/channels (created by tmpfiles).
+          # ~/.nix-channels is only read by --update (written only by --add/--remove).
+          "-/root/.nix-defexpr"
+        ];
+        # Read-only, not hidden: configurations import files from home directories, git
+        # and ssh read /root/.gitconfig and /root/.ssh. The writable exception is above.
+        ProtectHome = "read-only";
+        # nixos-rebuild's and nix-channel's temp files, the gate's spec file.
+        PrivateTmp = true;
+        PrivateDevices = true;
+        DevicePolicy = "closed";
+        PrivateIPC = true;
+        PrivateMounts = true;
+        ProtectHostname = true;
+        ProtectClock = true;
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        # Not ProtectProc=invisible: a capability-less root cannot see full-capability
+        # root processes under hidepid, so the loop could no longer read the start time of
+        # a lock holder or a stale process group started from a root shell (PID-reuse
+        # check). Not ProcSubset=pid: Nix and Node read /proc/meminfo, /proc/cpuinfo.
+        # Not PrivateUsers: other users' files (e.g. /etc/nixos) would appear as nobody's.
+        # Not PrivateNetwork / IPAddressDeny: channel downloads, fetchTarball/fetchGit in the
+        # evaluated configuration, and checks (e.g. a health probe) need the network.
+        # AF_UNIX: nix-daemon's socket, systemd (systemctl start, below), nscd.
+        # AF_INET/AF_INET6: downloads. No AF_NETLINK: glibc's getaddrinfo falls back.
+        RestrictAddressFamilies = [
+          "AF_UNIX"
+          "AF_INET"
+          "AF_INET6"
+        ];
+        # Builds run in nix-daemon's sandbox, not here: the clients need no namespaces.
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        # Node's JIT needs writable+executable memory.
+        MemoryDenyWriteExecute = false;
+        SystemCallArchitectures = "native";
+        # @system-service only (not ~@privileged or ~@resources as the exporter): Nix raises
+        # its stack limit (setrlimit), and without capabilities the privileged calls fail
+        # anyway. Node probes io_uring at start-up: refused calls fail with EPERM (Node
+        # falls back) instead of killing the process.
+        SystemCallFilter = [ "@system-service" ];
+        SystemCallErrorNumber = "EPERM";
+      };
+    };
+
+    # The activation: `nixos-rebuild switch|boot` as root, deliberately not sandboxed. It
+    # parses no untrusted input (the system was built and its inputs gated by the loop); what
+    # it does — set the system profile, install the boot loader, run the activation script,
+    # restart services — needs the whole machine. Started only by the loop, through
+    # `systemctl start` (the generated config's system.activate), and waited for.
+    # No ordering against nixos-desync-upgrade.service: the loop's start job is still
+    # running while it waits for this one, so After= would deadlock.
+    systemd.services.nixos-desync-activate = mkIf cfg.upgrade.enable {
+      description = "nixos-desync activation (nixos-rebuild ${cfg.upgrade.operation})";
+      # Like nixos-upgrade.service: the switch must not restart or stop the unit doing it.
+      restartIfChanged = false;
+      unitConfig.X-StopOnRemoval = false;
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+      # Exactly nixos-upgrade.service's environment: a root client of the local store.
+      environment = upgradeEnvironment;
+      path = upgradePath;
+      serviceConfig = {
+        # `systemctl start` returns when the oneshot has finished, non-zero if it failed.
+        Type = "oneshot";
+        ExecStart = escapeExecArgs [
+          nixosRebuild
+          cfg.upgrade.operation
+        ];
+        # Hardening that cannot get in the way of an activation. Deliberately absent:
+        # - NoNewPrivileges: inherited by everything the activation executes directly
+        #   (nixos-rebuild, local builds, and switch-to-configuration with its activation
+        #   scripts when nixos-rebuild does not wrap it in systemd-run); setuid/setcap
+        #   programs (/run/wrappers, sudo, su in third-party activation snippets) would run
+        #   without their privileges and AppArmor/SELinux exec transitions would be blocked.
+        # - PrivateTmp, ProtectSystem, ProtectHome, PrivateDevices, ProtectKernel*,
+        #   ProtectControlGroups: each puts the unit in its own mount namespace; mounts made
+        #   by the activation script (special file systems) would not reach the host, and
+        #   /etc, /boot, /nix/var/nix/profiles, block devices (grub-install) must be writable.
+        # - ProtectClock (adds a device allow-list: grub-install could no longer open the
+        #   disk), ProtectHostname (activation sets the host name), RestrictSUIDSGID
+        #   (activation creates the setuid wrappers), LockPersonality and
+        #   SystemCallArchitectures=native (local i686 builds use PER_LINUX32 / the 32-bit
+        #   ABI), RestrictNamespaces (the Nix build sandbox), CapabilityBoundingSet.
+        # `systemd-analyze security` rates this unit UNSAFE (9.5); that is expected.
+        UMask = "0022";
+        RestrictRealtime = true;
       };
     };
 
