@@ -10,9 +10,11 @@
 #
 # The VM is offline and must not evaluate a real nixpkgs (slow, and nothing to fetch), so
 # the loop follows a tiny fake nixpkgs in the store (channel.update = false) and the
-# system build/activation are replaced by `true` — what this test checks is the module:
-# the units, the generated config, root for the run, the unprivileged exporter reading
-# the state it wrote, the firewall and the pin files.
+# system build is replaced by `true` and the activation unit's nixos-rebuild by `touch` —
+# what this test checks is the module: the units, the generated config, the loop running as
+# root inside its sandbox (store access through nix-daemon, GC roots, starting the
+# activation unit through systemctl), the unprivileged exporter reading the state it wrote,
+# the firewall and the pin files.
 {
   pkgs ? import <nixpkgs> { },
   module ? ../module.nix,
@@ -80,12 +82,13 @@ pkgs.testers.runNixOSTest {
           # The "channel": a symlink the test script moves between the two revisions.
           nixpkgs = "/etc/fake-channel";
           channel.update = false;
-          system = {
-            build = [ "${pkgs.coreutils}/bin/true" ];
-            activate = null;
-          };
+          # system.activate keeps the module's default: systemctl start nixos-desync-activate.
+          system.build = [ "${pkgs.coreutils}/bin/true" ];
         };
       };
+      # The activation unit without a real nixos-rebuild: leaves a mark per run.
+      systemd.services.nixos-desync-activate.serviceConfig.ExecStart =
+        lib.mkForce "${pkgs.bash}/bin/bash -c 'echo run >> /run/nixos-desync-activated'";
     };
 
   testScript = ''
@@ -104,9 +107,22 @@ pkgs.testers.runNixOSTest {
         machine.succeed("curl -sSf http://127.0.0.1:9793/metrics | grep -F nixos_desync_build_info")
         print(machine.succeed("systemd-analyze security nixos-desync-exporter.service | tail -n 1"))
 
-    with subtest("first run: both desyncs follow rev1"):
+    with subtest("the loop is sandboxed, the activation is not"):
+        machine.succeed("systemctl show -P ProtectSystem nixos-desync-upgrade.service | grep -x strict")
+        machine.succeed("systemctl show -P NoNewPrivileges nixos-desync-upgrade.service | grep -x yes")
+        machine.succeed("test -z \"$(systemctl show -P CapabilityBoundingSet nixos-desync-upgrade.service)\"")
+        machine.succeed("systemctl show -P Environment nixos-desync-upgrade.service | grep -F NIX_REMOTE=daemon")
+        machine.succeed("systemctl show -P NoNewPrivileges nixos-desync-activate.service | grep -x no")
+        print(machine.succeed("systemd-analyze security nixos-desync-upgrade.service | tail -n 1"))
+        print(machine.succeed("systemd-analyze security nixos-desync-activate.service | tail -n 1"))
+
+    with subtest("first run: both desyncs follow rev1, the activation unit ran once"):
         machine.succeed("ln -sfn ${rev1} /etc/fake-channel")
         machine.succeed("systemctl start nixos-desync-upgrade.service")
+        # From inside the sandbox: systemctl start (private socket) → the activation unit.
+        machine.succeed("test \"$(wc -l < /run/nixos-desync-activated)\" = 1")
+        # GC roots registered through the daemon survive a collection.
+        machine.succeed("nix-store --gc --print-roots | grep -F /var/lib/nixos-desync/sets/")
         pin = json.loads(machine.succeed(
             "nix-instantiate --eval --strict --json /var/lib/nixos-desync/pins/home-manager.nix"))
         assert pin["desyncAge"] == 0, pin
@@ -122,6 +138,7 @@ pkgs.testers.runNixOSTest {
             "nix-instantiate --eval --strict --json /var/lib/nixos-desync/pins/hello.nix"))
         assert hm["desyncAge"] == 1 and hm["revision"].startswith("1111"), hm
         assert hello["desyncAge"] == 0 and hello["revision"].startswith("2222"), hello
+        machine.succeed("test \"$(wc -l < /run/nixos-desync-activated)\" = 2")
 
     with subtest("metrics show the lag"):
         machine.wait_until_succeeds(
