@@ -9,22 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-command -v prometheus-node-exporter >/dev/null 2>&1 || need+=(prometheus-node-exporter)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "bench: installing Debian packages: ${need[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  else
-    echo "bench: missing Debian packages: ${need[*]} (as root: apt-get install -y ${need[*]})" >&2
-    exit 1
-  fi
-fi
 if [ -z "${BENCH_SKIP_SETUP:-}" ]; then
-  scripts/setup.sh test   # nix-bin, promtool, npm ci (when the lockfile changed), tsc → dist/
+  scripts/setup.sh bench   # nix-bin, promtool, wrk, node_exporter, npm ci (when the lockfile changed), tsc → dist/
 else
+  for t in wrk prometheus-node-exporter nix-build; do
+    command -v "$t" >/dev/null 2>&1 || { echo "bench: $t is missing; run without BENCH_SKIP_SETUP to install it" >&2; exit 1; }
+  done
   node node_modules/typescript/bin/tsc -p tsconfig.json   # deps already there: only build dist/
 fi
 

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Installs what nixos-desync's demo and tests need, idempotently, then builds dist/.
-# Usage: scripts/setup.sh [demo|test]   (demo needs only Nix; test also Prometheus tools)
+# Usage: scripts/setup.sh [demo|test|bench]   (demo needs only Nix; test also Prometheus tools;
+#        bench also wrk and node_exporter, the peers of bench/exporter.mjs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-test}"
 
 need=()
 command -v nix-build >/dev/null 2>&1 || need+=(nix-bin)
-if [ "$mode" = test ]; then
+if [ "$mode" = test ] || [ "$mode" = bench ]; then
   command -v promtool >/dev/null 2>&1 || need+=(prometheus)
   command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
   command -v xz >/dev/null 2>&1 || need+=(xz-utils)
+fi
+if [ "$mode" = bench ]; then
+  command -v wrk >/dev/null 2>&1 || need+=(wrk)
+  command -v prometheus-node-exporter >/dev/null 2>&1 || need+=(prometheus-node-exporter)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
