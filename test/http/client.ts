@@ -10,7 +10,9 @@ import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 
 /** The exporter-toolkit's web-config corpus (configs, certificates, keys), in the shared folder. */
-export const CORPUS = resolve(fileURLToPath(new URL('../../', import.meta.url)), '../shared/testdata/exporter-toolkit-web');
+// A vendored copy (with its LICENSE) of the exporter-toolkit's web-config test corpus, so a
+// clean clone tests against it without anything outside the repository.
+export const CORPUS = resolve(fileURLToPath(new URL('../fixtures/exporter-toolkit-web', import.meta.url)));
 
 export const pem = (name: string): string => readFileSync(join(CORPUS, name), 'utf8');
 
