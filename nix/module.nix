@@ -222,6 +222,20 @@ let
     };
 
   configFile = jsonFormat.generate "nixos-desync.json" effectiveSettings;
+
+  # Sandboxing shared by the loop and the exporter (each adds its own on top).
+  sandboxCommon = {
+    PrivateDevices = true;
+    DevicePolicy = "closed";
+    PrivateIPC = true;
+    PrivateMounts = true;
+    ProtectHostname = true;
+    ProtectClock = true;
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectKernelLogs = true;
+    ProtectControlGroups = true;
+  };
 in
 {
   options.services.nixos-desync = {
@@ -419,7 +433,7 @@ in
         XDG_CACHE_HOME = "/var/cache/nixos-desync";
       };
       path = upgradePath;
-      serviceConfig = {
+      serviceConfig = sandboxCommon // {
         Type = "oneshot";
         ExecStart = escapeExecArgs [
           "${cfg.package}/bin/nixos-desync"
@@ -469,16 +483,6 @@ in
         ProtectHome = "read-only";
         # nixos-rebuild's and nix-channel's temp files, the gate's spec file.
         PrivateTmp = true;
-        PrivateDevices = true;
-        DevicePolicy = "closed";
-        PrivateIPC = true;
-        PrivateMounts = true;
-        ProtectHostname = true;
-        ProtectClock = true;
-        ProtectKernelTunables = true;
-        ProtectKernelModules = true;
-        ProtectKernelLogs = true;
-        ProtectControlGroups = true;
         # Not ProtectProc=invisible: a capability-less root cannot see full-capability
         # root processes under hidepid, so the loop could no longer read the start time of
         # a lock holder or a stale process group started from a root shell (PID-reuse
@@ -571,7 +575,7 @@ in
       description = "nixos-desync Prometheus exporter";
       wantedBy = [ "multi-user.target" ];
       after = [ "network.target" ];
-      serviceConfig = {
+      serviceConfig = sandboxCommon // {
         ExecStart =
           escapeExecArgs [
             "${cfg.package}/bin/nixos-desync"
@@ -597,16 +601,6 @@ in
         ProtectSystem = "strict";
         ProtectHome = true;
         PrivateTmp = true;
-        PrivateDevices = true;
-        DevicePolicy = "closed";
-        PrivateIPC = true;
-        PrivateMounts = true;
-        ProtectHostname = true;
-        ProtectClock = true;
-        ProtectKernelTunables = true;
-        ProtectKernelModules = true;
-        ProtectKernelLogs = true;
-        ProtectControlGroups = true;
         ProtectProc = "invisible";
         ProcSubset = "pid";
         NoNewPrivileges = true;
