@@ -3,7 +3,8 @@
 import type { StateStore } from '../state/store.js';
 import type { Logger } from '../util/log.js';
 import { killStaleGroup } from '../util/proc.js';
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
+import type { Journal } from '../state/model.js';
 
 /** Returns the id of the recovered run, or null when the last run ended cleanly. */
 export async function recoverInterruptedRun(store: StateStore, log: Logger, now: () => Date, opts: { dryRun?: boolean } = {}): Promise<string | null> {
@@ -19,7 +20,11 @@ export async function recoverInterruptedRun(store: StateStore, log: Logger, now:
     return null;
   }
   const state = await store.readState({ repair: true });
-  const committed = state.value.committed.setId ?? journal?.previousSetId ?? null;
+  const committed = await committedSetAfterCrash(store, state.problems.length === 0, state.value.committed.setId, journal);
+  if (committed !== state.value.committed.setId) {
+    // state.json was corrupt or missing: the committed pins are those of the committed set's files.
+    state.value.committed = committed === null ? { setId: null, at: null, pins: {} } : { setId: committed, at: null, pins: await store.readSetPins(committed) };
+  }
   if (journal?.child && killStaleGroup(journal.child.pgid, journal.child.startTime)) {
     log.warn(`killed process group ${journal.child.pgid} left running by the interrupted run`);
   }
@@ -51,6 +56,23 @@ export async function recoverInterruptedRun(store: StateStore, log: Logger, now:
   await store.removeJournal();
   log.warn(`recovered from an interrupted run ${runId}: ${message}`);
   return runId;
+}
+
+/**
+ * Which set is committed after a crash. A valid state.json says so. Without one (corrupt, or
+ * never written before the first commit) the pins symlink may show the dead run's candidate,
+ * so the journal decides: the set committed before the run, unless the run died after its own
+ * commit point (then its candidate is the committed set).
+ */
+async function committedSetAfterCrash(store: StateStore, stateValid: boolean, fromState: string | null, journal: Journal | null): Promise<string | null> {
+  const stateExists = await stat(store.paths.state).then(() => true, () => false);
+  if (stateValid && stateExists) return fromState;
+  if (!journal) return fromState;
+  const sets = await store.listSets();
+  const afterCommit = journal.stage === 'commit' || journal.stage === 'activate';
+  if (afterCommit && journal.candidateSetId && sets.includes(journal.candidateSetId)) return journal.candidateSetId;
+  if (journal.previousSetId && sets.includes(journal.previousSetId)) return journal.previousSetId;
+  return journal.previousSetId === null ? null : fromState;
 }
 
 async function dropUncommittedSets(store: StateStore, committed?: string | null): Promise<void> {

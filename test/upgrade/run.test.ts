@@ -389,6 +389,59 @@ describe('crash between steps and recovery', () => {
     });
   }
 
+  it('a crash during the very first system build leaves no committed set behind', async () => {
+    const config = makeConfig(join(dir, 'state'));
+    const h = harness(config);
+    const p = h.start();
+    (await h.q.next('updateChannel')).resolve(undefined);
+    (await h.q.next('resolveCandidate')).resolve(candidate('rev1'));
+    const g = await h.q.next('buildGates');
+    g.resolve(gateReport(g.args[0] as GateRequest[]));
+    (await h.q.next('run')).resolve(ok(['check-syn']));
+    const b = await h.q.next('run');
+    const crashed = join(dir, 'crashed');
+    await crashCopy(config.stateDir, crashed);
+    expect(await readdir(crashed)).not.toContain('state.json'); // nothing was ever committed
+    b.resolve(fail(['sys-build']));
+    await p;
+    const h2 = harness(makeConfig(crashed));
+    const p2 = h2.start();
+    (await h2.q.next('updateChannel')).reject(new DesyncError('E_FETCH', 'offline'));
+    const res = await p2;
+    expect(res.recoveredRun).not.toBeNull();
+    // The dead run's candidate was never committed: no pins, no set.
+    expect(await readdir(crashed)).not.toContain('pins');
+    expect(await createStateStore(crashed).listSets()).toEqual([]);
+    const state = (await createStateStore(crashed).readState({ repair: false })).value;
+    expect(state.committed.setId).toBeNull();
+  });
+
+  it('a crash during the system build with a corrupt state.json restores the set the journal names', async () => {
+    const config = makeConfig(join(dir, 'state'));
+    await fullRun(config, 'rev1');
+    const committedLink = await readlink(join(config.stateDir, 'pins'));
+    const h = harness(config);
+    const p = h.start();
+    (await h.q.next('updateChannel')).resolve(undefined);
+    (await h.q.next('resolveCandidate')).resolve(candidate('rev2'));
+    const g = await h.q.next('buildGates');
+    g.resolve(gateReport(g.args[0] as GateRequest[], ['hm']));
+    (await h.q.next('run')).resolve(ok(['check-syn']));
+    const b = await h.q.next('run');
+    const crashed = join(dir, 'crashed');
+    await crashCopy(config.stateDir, crashed);
+    b.resolve(fail(['sys-build']));
+    await p;
+    await writeFile(join(crashed, 'state.json'), '{ torn');
+    const h2 = harness(makeConfig(crashed));
+    const p2 = h2.start();
+    (await h2.q.next('updateChannel')).reject(new DesyncError('E_FETCH', 'offline'));
+    await p2;
+    expect(await readlink(join(crashed, 'pins'))).toBe(committedLink);
+    expect(await createStateStore(crashed).listSets()).toEqual([committedLink.split('/')[1]]);
+    expect(await readFile(join(crashed, 'pins', 'hm.nix'), 'utf8')).toContain('desyncAge = 0;');
+  });
+
   it('a lock held by a live process gives E_LOCKED', async () => {
     const config = makeConfig(join(dir, 'state'));
     const h = harness(config);
