@@ -7,7 +7,7 @@ import { chown, chmod, lstat, mkdir, readdir, readFile, readlink, rm, symlink, w
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createDemoHost, type DemoHost } from '../../src/demo/host.js';
+import { createDemoHost, FAKE_REBUILD, type DemoHost } from '../../src/demo/host.js';
 import type { FakeRevision } from '../../src/demo/fake-nixpkgs.js';
 import { parsePinFile } from '../../src/state/pinfile.js';
 import { FAILPOINTS } from '../../src/util/failpoint.js';
@@ -108,6 +108,19 @@ export function defineFaultSuite(root: () => string): void {
     it(`kill -9 at each of the ${FAILPOINTS.length} step boundaries: one complete set, roots survive GC, the next run recovers cleanly`, async () => {
       const host = await faultHost(join(root(), 'failpoints'));
       await host.useRevision('rev1');
+      // The very first run killed while its candidate is visible: nothing was ever committed,
+      // so the recovery must not promote the candidate.
+      const first = await runCli(['upgrade', '--config', host.configPath], { NIXOS_DESYNC_FAILPOINT: 'after-pins-swap' });
+      expect(first.signal).toBe('SIGKILL');
+      stats.kills += 1;
+      const st0 = await runCli(['status', '--config', host.configPath, '--json']);
+      expect(st0.code).toBe(0);
+      await host.writeConfig({ channel: { name: 'nixos', update: false }, system: { build: ['/bin/false'], activate: null } });
+      const rec = await runCli(['upgrade', '--config', host.configPath]);
+      expect(rec.stdout).toMatch(/recovered from an interrupted run/);
+      expect(existsSync(join(host.stateDir, 'pins'))).toBe(false);
+      expect(await readdir(join(host.stateDir, 'sets'))).toEqual([]);
+      await host.writeConfig({ system: { build: [process.execPath, FAKE_REBUILD, 'build', '--host', host.dir], activate: [process.execPath, FAKE_REBUILD, 'switch', '--host', host.dir] } });
       expect((await runCli(['upgrade', '--config', host.configPath])).code).toBe(0);
       for (const [i, fp] of FAILPOINTS.entries()) {
         const before = await readlink(join(host.stateDir, 'pins'));
