@@ -1,6 +1,7 @@
 // The HTTP surface: /metrics (registry content type), /healthz, and the landing page.
 // No endpoint changes any state.
 import express, { type Express } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/schema.js';
 import { buildStatus } from '../state/status.js';
 import type { MetricsExporter } from '../metrics/exporter.js';
@@ -19,6 +20,40 @@ export interface AppOptions {
   now?: () => Date;
 }
 
+/**
+ * GET /metrics as a plain node:http handler: requests that share one scrape also share its
+ * encoded body (one Buffer, not one per request).
+ */
+export function metricsHandler(exporter: MetricsExporter, log: Logger): (req: IncomingMessage, res: ServerResponse) => void {
+  let lastText: string | null = null;
+  let lastBody: Buffer = Buffer.alloc(0);
+  return (_req, res) => {
+    exporter.metrics().then((text) => {
+      if (text !== lastText) {
+        lastText = text;
+        lastBody = Buffer.from(text, 'utf8');
+      }
+      res.writeHead(200, { 'Content-Type': exporter.contentType, 'Cache-Control': 'no-store', 'Content-Length': lastBody.length });
+      res.end(lastBody);
+    }, (err: unknown) => {
+      log.error('scrape failed', { error: errorMessage(err) });
+      res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end(`scrape failed: ${errorMessage(err)}\n`);
+    });
+  };
+}
+
+/** The request handler: /metrics directly (the hot path), everything else through express. */
+export function createHandler(opts: AppOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const app = createApp(opts);
+  const metrics = metricsHandler(opts.exporter, opts.logger);
+  return (req, res) => {
+    const url = req.url ?? '';
+    if (url === '/metrics' || url.startsWith('/metrics?')) metrics(req, res);
+    else app(req, res);
+  };
+}
+
 export function createApp(opts: AppOptions): Express {
   const { config, model, exporter, logger: log } = opts;
   const now = opts.now ?? (() => new Date());
@@ -26,23 +61,7 @@ export function createApp(opts: AppOptions): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  // Requests that share one scrape also share its encoded body (one Buffer, not one per request).
-  let lastText: string | null = null;
-  let lastBody: Buffer = Buffer.alloc(0);
-  app.get('/metrics', async (_req, res) => {
-    try {
-      const text = await exporter.metrics();
-      if (text !== lastText) {
-        lastText = text;
-        lastBody = Buffer.from(text, 'utf8');
-      }
-      res.writeHead(200, { 'Content-Type': exporter.contentType, 'Cache-Control': 'no-store', 'Content-Length': lastBody.length });
-      res.end(lastBody);
-    } catch (err) {
-      log.error('scrape failed', { error: errorMessage(err) });
-      res.status(500).type('text/plain').send(`scrape failed: ${errorMessage(err)}\n`);
-    }
-  });
+  app.get('/metrics', metricsHandler(exporter, log));
 
   app.get('/healthz', (_req, res) => {
     // Healthy means: the process answers and every watched source was read at least once.

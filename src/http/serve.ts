@@ -12,7 +12,7 @@ import { DesyncError, errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { createHostModel, type HostModel, type HostModelOptions } from '../watch/model.js';
 import { upgradeDeps } from '../wire.js';
-import { createApp } from './app.js';
+import { createHandler } from './app.js';
 import { createBasicAuth, type BasicAuth, type BcryptCompare } from './basic-auth.js';
 import { clientCertProblem, createGuard, DEFAULT_LIMITS, type GuardStats, type HttpLimits } from './guard.js';
 import { loadWebConfig, type WebConfig } from './web-config.js';
@@ -33,6 +33,11 @@ export interface ServeOptions {
   schedule?: string;
   io: ServeIo;
   signal?: AbortSignal;
+  /**
+   * A rendering is reused for up to this many ms while the model and the clock's second are
+   * unchanged (default 1000; 0 = collect on every scrape).
+   */
+  metricsCacheMs?: number;
   /** Tests: clock, upgrade runner, model timings, logger. */
   now?: () => Date;
   runUpgrade?: (signal: AbortSignal) => Promise<{ exitCode: number; result: string }>;
@@ -84,8 +89,8 @@ export async function startExporter(config: Config, opts: ServeOptions): Promise
   let scheduler: Scheduler | null = null;
   try {
     await model.ready;
-    const exporter = createMetricsExporter({ config, model, logger: log.child({ component: 'metrics' }), now: opts.now });
-    const app = createApp({ config, model, exporter, logger: log, version: VERSION, now: opts.now });
+    const exporter = createMetricsExporter({ config, model, logger: log.child({ component: 'metrics' }), now: opts.now, cacheMs: opts.metricsCacheMs ?? 1000 });
+    const app = createHandler({ config, model, exporter, logger: log, version: VERSION, now: opts.now });
     const auth = web && web.users.size > 0 ? createBasicAuth({ users: web.users, compare: opts.bcryptCompare, cacheSize: opts.authCacheSize }) : null;
     const guard = createGuard({
       app,

@@ -23,6 +23,11 @@ export interface ExporterOptions {
   /** prom-client's process/Node.js metrics (default on). */
   processMetrics?: boolean;
   collectors?: Collector[];
+  /**
+   * Serve one rendering for up to this many ms while nothing it was rendered from changed
+   * (the model's snapshots and the clock's second). 0 = every scrape collects (default).
+   */
+  cacheMs?: number;
 }
 
 export interface MetricsExporter {
@@ -67,6 +72,10 @@ export function createMetricsExporter(opts: ExporterOptions): MetricsExporter {
   const lastOutcome: Partial<Record<CollectorName, string | null>> = {};
   let inFlight: Promise<string> | null = null;
   let scrapes = 0;
+  const cacheMs = opts.cacheMs ?? 0;
+  // What the last rendering was made from: any watcher refresh replaces a snapshot object.
+  let cache: { state: unknown; system: unknown; pr: unknown; second: number; at: number; text: string } | null = null;
+  const second = (): number => Math.floor(now().getTime() / 1000);
 
   async function scrape(): Promise<string> {
     // Let every request already waiting in this event-loop turn join this scrape before it
@@ -77,6 +86,7 @@ export function createMetricsExporter(opts: ExporterOptions): MetricsExporter {
     for (const f of families.values()) f.reset();
     set('nixos_desync_build_info', { version }, 1);
     const ctx = { config, model, now: now() };
+    const from = { state: model.state, system: model.system, pr: model.pr, second: Math.floor(ctx.now.getTime() / 1000) };
     for (const c of collectors) {
       const t0 = process.hrtime.bigint();
       const buf: Array<[MetricName, Labels, number]> = [];
@@ -96,13 +106,19 @@ export function createMetricsExporter(opts: ExporterOptions): MetricsExporter {
       set('nixos_desync_collector_success', { collector: c.name }, error === null ? 1 : 0);
       set('nixos_desync_collector_duration_seconds', { collector: c.name }, Number(process.hrtime.bigint() - t0) / 1e9);
     }
-    return registry.metrics();
+    const text = await registry.metrics();
+    if (cacheMs > 0) cache = { ...from, at: Date.now(), text };
+    return text;
   }
 
   return {
     registry,
     contentType: registry.contentType,
     metrics() {
+      const c = cache;
+      if (c && Date.now() - c.at < cacheMs && c.state === model.state && c.system === model.system && c.pr === model.pr && c.second === second()) {
+        return Promise.resolve(c.text);
+      }
       inFlight ??= scrape().finally(() => {
         inFlight = null;
       });

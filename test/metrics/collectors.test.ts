@@ -118,4 +118,23 @@ describe('exporter isolation and single-flight', () => {
     await e.metrics();
     expect(calls).toBe(2);
   });
+
+  it('with cacheMs, a rendering is reused only while the model and the clock second are unchanged', async () => {
+    let calls = 0;
+    const counting: Collector = { name: 'system', collect: () => (calls++, null) };
+    const m = { ...model } as { state: unknown; system: unknown; pr: unknown };
+    let t = Date.parse('2026-01-01T00:00:00.200Z');
+    const e = createMetricsExporter({ config, model: m as unknown as HostModel, logger: silentLogger, processMetrics: false, collectors: [counting], cacheMs: 60_000, now: () => new Date(t) });
+    await e.metrics();
+    await e.metrics();
+    expect(calls).toBe(1);
+    m.system = { ...(m.system as object) }; // a watcher refresh replaces the snapshot
+    await e.metrics();
+    expect(calls).toBe(2);
+    t += 1000; // behind_seconds and other clock-derived values move with the second
+    await e.metrics();
+    expect(calls).toBe(3);
+    await e.metrics();
+    expect(calls).toBe(3);
+  });
 });
