@@ -575,6 +575,8 @@ in
       description = "nixos-desync Prometheus exporter";
       wantedBy = [ "multi-user.target" ];
       after = [ "network.target" ];
+      # A small V8 young generation keeps RSS under 100 MB under scrape load (docs/benchmarks.md).
+      environment.NODE_OPTIONS = "--max-semi-space-size=2";
       serviceConfig = sandboxCommon // {
         ExecStart =
           escapeExecArgs [
@@ -594,8 +596,8 @@ in
         # Unprivileged and read-only: a transient user, the whole file system read-only.
         # The state dir, profiles and /run/*-system are world-readable; the exporter never writes.
         DynamicUser = true;
-        # Not PrivateUsers: it would show root-owned files as owned by `nobody`, and the
-        # exporter (like sshd's StrictModes) refuses a state dir owned by anyone but root or itself.
+        # Not PrivateUsers: root-owned state would show as owned by `nobody` in the exporter's
+        # view, which makes its log messages about state files misleading.
         PrivateUsers = false;
         UMask = "0077";
         ProtectSystem = "strict";
