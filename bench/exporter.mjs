@@ -26,6 +26,9 @@ const { parseConfig } = await D('config/load.js');
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 const FLOOR = join(ROOT, 'bench/floor-server.mjs');
 const UNCAPPED = join(ROOT, 'bench/serve-uncapped.mjs');
+// The exporter runs as its systemd units run it (nix/module.nix, docs/systemd): a small V8
+// young generation. --node-defaults measures it with Node's defaults instead.
+const OURS_NODE_FLAGS = process.argv.includes('--node-defaults') ? [] : ['--max-semi-space-size=2'];
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
@@ -226,7 +229,7 @@ try {
   const startOurs = async () => {
     const port = await freePort();
     const t = process.hrtime.bigint();
-    const c = start(process.execPath, [CLI, 'serve', '--config', fx.configPath, '--web.listen-address', `127.0.0.1:${port}`]);
+    const c = start(process.execPath, [...OURS_NODE_FLAGS, CLI, 'serve', '--config', fx.configPath, '--web.listen-address', `127.0.0.1:${port}`]);
     const url = `http://127.0.0.1:${port}/metrics`;
     await waitFor(async () => (await get(url)).body.includes(GEN_LINE) , 15_000, 'the first correct scrape');
     return { c, url, startupMs: Number(process.hrtime.bigint() - t) / 1e6 };
@@ -243,7 +246,7 @@ try {
   // Under load: the same serve path with the in-flight cap lifted (see serve-uncapped.mjs).
   const ours = await (async () => {
     const port = await freePort();
-    const c = start(process.execPath, [UNCAPPED, fx.configPath, `127.0.0.1:${port}`]);
+    const c = start(process.execPath, [...OURS_NODE_FLAGS, UNCAPPED, fx.configPath, `127.0.0.1:${port}`]);
     const url = `http://127.0.0.1:${port}/metrics`;
     await waitFor(async () => (await get(url)).body.includes(GEN_LINE), 15_000, 'the uncapped exporter');
     return { c, url };
