@@ -88,11 +88,16 @@ export function fakeSystemExpr(desyncPackages: Record<string, string>): string {
   const lines = Object.entries(desyncPackages)
     .map(([desync, attr]) => `    (pkgFrom (desyncPkgs ${nixStr(desync)}) ${nixStr(attr)})`)
     .join('\n');
+  const names = Object.keys(desyncPackages).map(nixStr).join(' ');
   return `# Fake NixOS system (demo/test fixture): args come from --argstr, never interpolated.
 { nixpkgs, pinsDir }:
 let
   pkgs = import nixpkgs { };
-  desyncPkgs = name: import (import (pinsDir + "/" + name + ".nix")).path { };
+  # One nixpkgs instance per distinct pinned path (desyncs in sync share the candidate's), as a
+  # configuration with several desyncs should do: Nix does not memoise importing a path.
+  pinPath = name: (import (pinsDir + "/" + name + ".nix")).path;
+  byPath = builtins.listToAttrs (map (n: { name = pinPath n; value = import (pinPath n) { }; }) [ ${names} ]);
+  desyncPkgs = name: builtins.getAttr (pinPath name) byPath;
   pkgFrom = set: attr: builtins.getAttr attr set;
   packages = [
     pkgs.hello
