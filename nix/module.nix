@@ -43,6 +43,19 @@ let
     in
     if builtins.pathExists file then import file else null;
 
+  # One nixpkgs instance per distinct (pinned path, nixpkgsConfig) across all desyncs.
+  desyncPkgsKey = d: "${toString d.path}\n${builtins.toJSON d.nixpkgsConfig}";
+  sharedDesyncPkgs = builtins.listToAttrs (
+    map (d: {
+      name = desyncPkgsKey d;
+      value = import d.path {
+        system = pkgs.stdenv.hostPlatform.system;
+        config = d.nixpkgsConfig;
+        overlays = [ ];
+      };
+    }) (builtins.attrValues cfg.desyncs)
+  );
+
   desyncModule =
     { name, config, ... }:
     let
@@ -113,11 +126,9 @@ let
         pkgs = mkOption {
           type = types.raw;
           readOnly = true;
-          default = import config.path {
-            system = pkgs.stdenv.hostPlatform.system;
-            config = config.nixpkgsConfig;
-            overlays = [ ];
-          };
+          # Shared by every desync with the same pinned path and nixpkgsConfig (desyncs in sync
+          # all point at the same revision): Nix does not memoise `import path { }`.
+          default = builtins.getAttr (desyncPkgsKey config) sharedDesyncPkgs;
           defaultText = literalExpression "import path { system = …; config = nixpkgsConfig; }";
           description = "The package set of this desync's pinned nixpkgs, e.g. `.pkgs.matrix-synapse`.";
         };
