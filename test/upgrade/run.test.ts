@@ -334,6 +334,24 @@ describe('crash between steps and recovery', () => {
     await writeFile(join(to, 'lock'), JSON.stringify({ ...lock, pid: await deadPid() }));
   }
 
+  /** The next upgrade on a crashed copy; its fetch fails at once, so only the recovery runs. */
+  async function recoverOn(crashed: string): Promise<{ res: UpgradeResult; lines: string[] }> {
+    const h2 = harness(makeConfig(crashed));
+    const p2 = h2.start();
+    (await h2.q.next('updateChannel')).reject(new DesyncError('E_FETCH', 'offline'));
+    return { res: await p2, lines: h2.lines };
+  }
+
+  /** Releases a run up to its system build and returns that pending call. */
+  async function driveToSystemBuild(h: Harness, rev: string, failing: string[] = []) {
+    (await h.q.next('updateChannel')).resolve(undefined);
+    (await h.q.next('resolveCandidate')).resolve(candidate(rev));
+    const g = await h.q.next('buildGates');
+    g.resolve(gateReport(g.args[0] as GateRequest[], failing));
+    (await h.q.next('run')).resolve(ok(['check-syn']));
+    return h.q.next('run');
+  }
+
   const points = ['after-candidate', 'during-gate', 'during-system-build', 'during-activate'] as const;
   for (const point of points) {
     it(`a crash ${point} leaves one complete committed set and the next run recovers`, async () => {
@@ -368,13 +386,9 @@ describe('crash between steps and recovery', () => {
       await p;
       const expectedLink = point === 'during-activate' ? await readlink(join(config.stateDir, 'pins')) : committedLink;
       // Recovery on the crashed copy.
-      const cfg2 = makeConfig(crashed);
-      const h2 = harness(cfg2);
-      const p2 = h2.start();
-      (await h2.q.next('updateChannel')).reject(new DesyncError('E_FETCH', 'offline'));
-      const res = await p2;
+      const { res, lines } = await recoverOn(crashed);
       expect(res.recoveredRun).not.toBeNull();
-      expect(h2.lines.join('')).toMatch(/recovered from an interrupted run/);
+      expect(lines.join('')).toMatch(/recovered from an interrupted run/);
       expect(await readlink(join(crashed, 'pins'))).toBe(expectedLink);
       const store = createStateStore(crashed);
       expect(await store.listSets()).toEqual([expectedLink.split('/')[1]]);
@@ -393,21 +407,13 @@ describe('crash between steps and recovery', () => {
     const config = makeConfig(join(dir, 'state'));
     const h = harness(config);
     const p = h.start();
-    (await h.q.next('updateChannel')).resolve(undefined);
-    (await h.q.next('resolveCandidate')).resolve(candidate('rev1'));
-    const g = await h.q.next('buildGates');
-    g.resolve(gateReport(g.args[0] as GateRequest[]));
-    (await h.q.next('run')).resolve(ok(['check-syn']));
-    const b = await h.q.next('run');
+    const b = await driveToSystemBuild(h, 'rev1');
     const crashed = join(dir, 'crashed');
     await crashCopy(config.stateDir, crashed);
     expect(await readdir(crashed)).not.toContain('state.json'); // nothing was ever committed
     b.resolve(fail(['sys-build']));
     await p;
-    const h2 = harness(makeConfig(crashed));
-    const p2 = h2.start();
-    (await h2.q.next('updateChannel')).reject(new DesyncError('E_FETCH', 'offline'));
-    const res = await p2;
+    const { res } = await recoverOn(crashed);
     expect(res.recoveredRun).not.toBeNull();
     // The dead run's candidate was never committed: no pins, no set.
     expect(await readdir(crashed)).not.toContain('pins');
@@ -422,21 +428,13 @@ describe('crash between steps and recovery', () => {
     const committedLink = await readlink(join(config.stateDir, 'pins'));
     const h = harness(config);
     const p = h.start();
-    (await h.q.next('updateChannel')).resolve(undefined);
-    (await h.q.next('resolveCandidate')).resolve(candidate('rev2'));
-    const g = await h.q.next('buildGates');
-    g.resolve(gateReport(g.args[0] as GateRequest[], ['hm']));
-    (await h.q.next('run')).resolve(ok(['check-syn']));
-    const b = await h.q.next('run');
+    const b = await driveToSystemBuild(h, 'rev2', ['hm']);
     const crashed = join(dir, 'crashed');
     await crashCopy(config.stateDir, crashed);
     b.resolve(fail(['sys-build']));
     await p;
     await writeFile(join(crashed, 'state.json'), '{ torn');
-    const h2 = harness(makeConfig(crashed));
-    const p2 = h2.start();
-    (await h2.q.next('updateChannel')).reject(new DesyncError('E_FETCH', 'offline'));
-    await p2;
+    await recoverOn(crashed);
     expect(await readlink(join(crashed, 'pins'))).toBe(committedLink);
     expect(await createStateStore(crashed).listSets()).toEqual([committedLink.split('/')[1]]);
     expect(await readFile(join(crashed, 'pins', 'hm.nix'), 'utf8')).toContain('desyncAge = 0;');
