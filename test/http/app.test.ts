@@ -7,15 +7,13 @@ import { escapeHtml } from '../../src/http/landing.js';
 import { parseListenAddress, serve } from '../../src/http/serve.js';
 import { isDesyncError } from '../../src/util/errors.js';
 import { buildFixtureHost, FIXTURE_NOW, type FixtureHost } from '../fixtures/exporter/build.js';
-import { startTestExporter, type StartedExporter } from '../fixtures/exporter/start.js';
+import { startTestExporter, type StartedExporter, stopFixture } from '../fixtures/exporter/start.js';
 
 let host: FixtureHost | undefined;
 let exp: StartedExporter | undefined;
 afterEach(async () => {
-  await exp?.close();
-  await host?.cleanup();
-  exp = undefined;
-  host = undefined;
+  await stopFixture(exp, host);
+  [exp, host] = [undefined, undefined];
 });
 
 describe('endpoints', () => {

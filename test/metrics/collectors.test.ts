@@ -10,15 +10,13 @@ import { emptyState } from '../../src/state/model.js';
 import { silentLogger } from '../../src/util/log.js';
 import type { HostModel } from '../../src/watch/model.js';
 import { buildFixtureHost, FIXTURE_NOW, type FixtureHost } from '../fixtures/exporter/build.js';
-import { sample, startTestExporter, type StartedExporter } from '../fixtures/exporter/start.js';
+import { sample, startTestExporter, type StartedExporter, stopFixture } from '../fixtures/exporter/start.js';
 
 let host: FixtureHost | undefined;
 let exp: StartedExporter | undefined;
 afterEach(async () => {
-  await exp?.close();
-  await host?.cleanup();
-  exp = undefined;
-  host = undefined;
+  await stopFixture(exp, host);
+  [exp, host] = [undefined, undefined];
 });
 
 async function scrape(e: StartedExporter): Promise<string> {

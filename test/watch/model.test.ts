@@ -8,15 +8,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { MachineState } from '../../src/state/model.js';
 import { writeFileAtomic } from '../../src/util/fsatomic.js';
 import { buildFixtureHost, type FixtureHost } from '../fixtures/exporter/build.js';
-import { sample, startTestExporter, waitFor, type StartedExporter } from '../fixtures/exporter/start.js';
+import { sample, startTestExporter, waitFor, type StartedExporter, stopFixture } from '../fixtures/exporter/start.js';
 
 let host: FixtureHost | undefined;
 let exp: StartedExporter | undefined;
 afterEach(async () => {
-  await exp?.close();
-  await host?.cleanup();
-  exp = undefined;
-  host = undefined;
+  await stopFixture(exp, host);
+  [exp, host] = [undefined, undefined];
 });
 
 const metric = async (series: string): Promise<number | undefined> => sample((await request(exp!.server).get('/metrics')).text, series);
