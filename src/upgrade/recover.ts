@@ -1,13 +1,15 @@
 // Step 2: a run that died (kill -9, power loss) left a journal. Restore the committed pin set,
 // kill what it left running, drop its candidate set, and record it as an interrupted run.
 import type { StateStore } from '../state/store.js';
+import type { Source } from '../source/source.js';
 import type { Logger } from '../util/log.js';
 import { killStaleGroup } from '../util/proc.js';
-import { rm, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import type { Journal } from '../state/model.js';
+import { restoreSet } from './stages/restore.js';
 
 /** Returns the id of the recovered run, or null when the last run ended cleanly. */
-export async function recoverInterruptedRun(store: StateStore, log: Logger, now: () => Date, opts: { dryRun?: boolean } = {}): Promise<string | null> {
+export async function recoverInterruptedRun(store: StateStore, source: Source, log: Logger, now: () => Date, opts: { dryRun?: boolean } = {}): Promise<string | null> {
   const { value: journal, problems } = await store.readJournal();
   for (const p of problems) log.warn(`journal ${p.file} was ${p.message}; moved aside to ${p.movedTo}`);
   if (journal === null && problems.length === 0) {
@@ -28,11 +30,8 @@ export async function recoverInterruptedRun(store: StateStore, log: Logger, now:
   if (journal?.child && killStaleGroup(journal.child.pgid, journal.child.startTime)) {
     log.warn(`killed process group ${journal.child.pgid} left running by the interrupted run`);
   }
-  const target = await store.pinsTarget();
-  if (target !== committed) {
-    if (journal?.candidateSetId) await restorePins(store, committed, journal.candidateSetId);
-    else if (committed !== null) await store.pointPinsAt(committed);
-  }
+  // The source shows the committed set again (idempotent), the dead run's candidate set goes.
+  await restoreSet(store, source, committed === null ? null : { id: committed, pins: state.value.committed.pins }, journal?.candidateSetId ?? null, 60_000);
   await dropUncommittedSets(store, committed);
   const runId = journal?.runId ?? 'unknown';
   const at = journal?.startedAt ?? now().toISOString();
@@ -82,14 +81,3 @@ async function dropUncommittedSets(store: StateStore, committed?: string | null)
     if (id !== keep && id !== target) await store.removeSet(id);
   }
 }
-
-/** Points `pins` back at the committed set (or removes it) and deletes the candidate set. */
-export async function restorePins(store: StateStore, committedSetId: string | null, candidateSetId: string): Promise<void> {
-  if (committedSetId !== null) {
-    if ((await store.pinsTarget().catch(() => null)) !== committedSetId) await store.pointPinsAt(committedSetId);
-  } else if ((await store.pinsTarget().catch(() => null)) === candidateSetId) {
-    await rm(store.paths.pins, { force: true });
-  }
-  if (candidateSetId !== committedSetId) await store.removeSet(candidateSetId);
-}
-

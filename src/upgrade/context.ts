@@ -1,0 +1,103 @@
+// The shared context of one run: what every stage reads (config, parts, the state before the
+// run) and writes (the result, the next state, what the earlier stages found).
+import { randomBytes } from 'node:crypto';
+import type { Config } from '../config/schema.js';
+import type { CallOptions, Candidate, NixAdapter } from '../nix/adapter.js';
+import type { Source } from '../source/source.js';
+import type { StateProblem, StateStore } from '../state/store.js';
+import type { Journal, MachineState, RunDesyncOutcome, RunResult as RunOutcome } from '../state/model.js';
+import type { BuiltSystem, SystemSide } from '../system/system.js';
+import { DesyncError } from '../util/errors.js';
+import type { Runner } from '../util/exec.js';
+import { parseDuration } from '../util/duration.js';
+import type { Logger } from '../util/log.js';
+import type { Decision, GateOutcome } from './policy.js';
+
+/** Stage names as recorded (journal, stage durations, the stage label of the metrics), in loop order. */
+export const STAGES = ['fetch', 'candidate', 'gate', 'system_build', 'commit', 'activate'] as const;
+export type StageName = (typeof STAGES)[number];
+
+export interface UpgradeDeps {
+  config: Config;
+  nix: NixAdapter;
+  run: Runner;
+  store: StateStore;
+  logger: Logger;
+  /** What the system follows; defaults to the channel source built from `nix` and `store`. */
+  source?: Source;
+  /** The system side; defaults to NixOS built from `run`. */
+  system?: SystemSide;
+  now?: () => Date;
+  env?: NodeJS.ProcessEnv;
+  signal?: AbortSignal;
+}
+
+export interface UpgradeOptions {
+  dryRun?: boolean;
+}
+
+export interface UpgradeResult {
+  exitCode: number;
+  result: RunOutcome;
+  dryRun: boolean;
+  runId: string;
+  startedAt: string;
+  durationSeconds: number;
+  stages: Partial<Record<StageName, number>>;
+  candidate: { path: string; revision: string } | null;
+  desyncs: RunDesyncOutcome[];
+  evaluations: number;
+  error: { code: string; message: string } | null;
+  stateProblems: StateProblem[];
+  recoveredRun: string | null;
+}
+
+export interface RunContext {
+  readonly config: Config;
+  readonly nix: NixAdapter;
+  readonly run: Runner;
+  readonly store: StateStore;
+  readonly log: Logger;
+  readonly source: Source;
+  readonly system: SystemSide;
+  readonly env: NodeJS.ProcessEnv;
+  readonly signal?: AbortSignal;
+  readonly now: () => Date;
+  readonly dryRun: boolean;
+  readonly res: UpgradeResult;
+  /** State as committed before this run. */
+  readonly prev: MachineState;
+  /** State this run records (desync records from the decision; the committed set after commit). */
+  readonly next: MachineState;
+  readonly journal: Journal;
+  /** Found by the stages, in order. */
+  candidate: Candidate | null;
+  gate: GateOutcome[];
+  decision: Decision | null;
+  built: BuiltSystem | null;
+  /** True once state.json names this run's set as committed. */
+  committed: boolean;
+  saveJournal(patch: Partial<Journal>): Promise<void>;
+  /** Call options with the timeout `timeouts[key]`, the run's abort signal and child tracking. */
+  call(key: keyof Config['timeouts']): CallOptions;
+}
+
+export function makeRunId(now: Date): string {
+  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z') + '-' + randomBytes(3).toString('hex');
+}
+
+export function timeoutMs(config: Config, key: keyof Config['timeouts']): number {
+  return parseDuration(config.timeouts[key])!;
+}
+
+/** Runs one stage: journaled (crash recovery knows where the run died) and timed. */
+export async function stage(ctx: RunContext, name: StageName, fn: (ctx: RunContext) => Promise<void>): Promise<void> {
+  if (ctx.signal?.aborted) throw new DesyncError('E_INTERRUPTED', `interrupted before stage ${name}; the committed pin set is kept`);
+  const s = Date.now();
+  await ctx.saveJournal({ stage: name, child: null });
+  try {
+    await fn(ctx);
+  } finally {
+    ctx.res.stages[name] = (Date.now() - s) / 1000;
+  }
+}

@@ -1,0 +1,41 @@
+// Step 6: the new pin set from the gate (rules in policy.ts); stops the run on a missing pin
+// or, with onBreach "fail", on a breach.
+import { DesyncError } from '../../util/errors.js';
+import { formatSeconds } from '../../util/duration.js';
+import { decide } from '../policy.js';
+import type { RunContext } from '../context.js';
+
+export function decideStage(ctx: RunContext): void {
+  const { config, log, res, prev, candidate } = ctx;
+  const now = ctx.now();
+  const decision = decide({ config, prevPins: prev.committed.pins, prevRecords: prev.desyncs, gate: ctx.gate, candidate: candidate!, now });
+  ctx.decision = decision;
+  res.desyncs = decision.outcomes;
+  for (const o of decision.outcomes) {
+    const cfg = config.desyncs[o.name]!;
+    const budget = cfg.maxLagRebuilds === null ? '∞' : String(cfg.maxLagRebuilds);
+    if (o.result === 'passed') {
+      log.info(`pin        ${o.name}: follows ${candidate!.revision} (lag 0/${budget})`, { stage: 'decide', desync: o.name, lag: 0 });
+    } else if (o.revision === null) {
+      log.error(`pin        ${o.name}: failed with no known-good pin to stay on`, { stage: 'decide', desync: o.name });
+    } else {
+      const rec = decision.records[o.name]!;
+      const behind = rec.behindSince ? formatSeconds((now.getTime() - Date.parse(rec.behindSince)) / 1000) : '0s';
+      log.info(`pin        ${o.name}: stays on ${o.revision} (lag ${o.lagRebuilds}/${budget}, behind ${behind}${cfg.maxBehind ? `/${cfg.maxBehind}` : ''})${o.breached ? ' — BREACH: ' + rec.breachReason : ''}`,
+        { stage: 'decide', desync: o.name, lag: o.lagRebuilds, breached: o.breached });
+    }
+  }
+  if (!ctx.dryRun) ctx.next.desyncs = decision.records;
+
+  if (decision.noPin.length > 0) {
+    throw new DesyncError('E_NO_PIN',
+      `desync ${decision.noPin.join(', ')} failed its gate and has no known-good pin yet (first run): ` +
+      'fix the failing package or check, or remove the desync from the config, then run again');
+  }
+  if (decision.breached.length > 0 && config.onBreach === 'fail') {
+    res.result = 'breach';
+    throw new DesyncError('E_BREACH',
+      `desync ${decision.breached.join(', ')} breached its budget (${decision.breached.map((n) => decision.records[n]!.breachReason).join('; ')}); ` +
+      'onBreach is "fail": the system is not rebuilt. Fix the package, raise the budget, or remove the desync');
+  }
+}
