@@ -1,36 +1,90 @@
-# Evaluates nix/module.nix with real Nix against ./stub-lib.nix and ./stub-nixos.nix and
-# returns what the tests check: the generated JSON config and the systemd units rendered
-# the way NixOS renders them (nixos/lib/systemd-lib.nix: one `Key=value` line per list
-# element, booleans as true/false; unit dependencies joined by spaces).
+# Evaluates nix/module.nix with nixpkgs' real module system (lib.evalModules from the vendored
+# test/fixtures/nixpkgs-lib) next to ./nixos.nix (the NixOS options it touches) and a host
+# configuration module, with a small fake `pkgs` (there is no nixpkgs here).
 #
-#   nix-instantiate --eval --strict --json --read-write-mode test/nix/eval.nix \
-#     --argstr packageDir /tmp/pkg --argstr nixpkgsPath /tmp/nixpkgs \
-#     --arg configModule ./test/nix/example-config.nix
+#   inspect    what the tests check: the generated JSON config, and the systemd units rendered
+#              from the merged options the way NixOS renders them (nixos/lib/systemd-lib.nix:
+#              one `Key=value` line per list element, booleans as true/false, dependencies
+#              joined by spaces).
+#   toplevel   a stand-in for system.build.toplevel: NixOS's assertion/warning check
+#              (lib.asserts.checkAssertWarn, as nixos/modules/system/activation/top-level.nix)
+#              around a derivation holding the unit files and /etc/nixos-desync/config.json,
+#              so `nix-build -A toplevel` fails where `nixos-rebuild build` would.
 #
-# --read-write-mode makes the generated config a real store file (pkgs.formats.json's
-# generate is modelled with builtins.toFile), so the rendered ExecStart can be run as is.
+#   nix-instantiate --eval --strict --json --read-write-mode test/nix/eval.nix -A inspect \
+#     --argstr nixpkgsLib /tmp/nixos-desync-nixpkgs-lib-… --argstr packageDir /tmp/pkg \
+#     --argstr nixpkgsPath /tmp/nixpkgs --arg configModule ./test/nix/host-minimal.nix
 {
+  nixpkgsLib, # a directory holding nixpkgs' lib/ (test/helpers/nixpkgs-lib.ts unpacks it)
   packageDir, # outPath of services.nixos-desync.package (a directory with bin/nixos-desync)
   nixpkgsPath, # pkgs.path: the system's own nixpkgs, the fallback of desyncs.<name>.path
   configModule, # the host's configuration module; receives `testArgs` as a module argument
   testArgs ? "{}", # JSON: per-test values (temp dirs) for configModule
 }:
 let
-  lib = import ./stub-lib.nix;
-  inherit (builtins) attrNames concatStringsSep concatMap filter isList isBool mapAttrs toJSON;
+  lib = import (nixpkgsLib + "/lib");
+  inherit (builtins) attrNames concatStringsSep concatMap filter isList mapAttrs toJSON;
 
-  fake = name: let self = { type = "derivation"; inherit name; outPath = "/nix/store/${builtins.substring 0 32 (builtins.hashString "sha256" name)}-${name}"; out = self; bin = self; }; in self;
+  fake =
+    name:
+    let
+      self = {
+        type = "derivation";
+        inherit name;
+        outPath = "/nix/store/${builtins.substring 0 32 (builtins.hashString "sha256" name)}-${name}";
+        out = self;
+        bin = self;
+      };
+    in
+    self;
 
   pkgs = {
     path = nixpkgsPath;
     stdenv.hostPlatform.system = builtins.currentSystem;
-    formats.json = { }: {
-      type = lib.jsonType;
-      generate = name: value: builtins.toFile name (toJSON value);
-    };
-    callPackage = f: args:
-      let fn = if builtins.isFunction f then f else import f;
-      in fn (builtins.intersectAttrs (builtins.functionArgs fn) pkgs // args);
+    # pkgs-lib/formats.nix: the real type; generate writes the same JSON without jq.
+    formats.json =
+      { }:
+      {
+        type =
+          let
+            valueType =
+              with lib.types;
+              nullOr (oneOf [
+                bool
+                int
+                float
+                str
+                path
+                (attrsOf valueType)
+                (listOf valueType)
+              ])
+              // {
+                description = "JSON value";
+              };
+          in
+          valueType;
+        generate = name: value: builtins.toFile name (toJSON value);
+      };
+    # build-support/trivial-builders: a derivation running buildCommand with the
+    # nativeBuildInputs' bin/ on PATH (this machine's /bin stands in for stdenv).
+    runCommandLocal =
+      name: env: buildCommand:
+      derivation (
+        removeAttrs env [ "nativeBuildInputs" ]
+        // {
+          inherit name;
+          system = builtins.currentSystem;
+          builder = "/bin/sh";
+          args = [
+            "-c"
+            ''
+              export PATH=${lib.makeBinPath (env.nativeBuildInputs or [ ])}:/usr/bin:/bin
+              ${buildCommand}
+            ''
+          ];
+        }
+      );
+    callPackage = lib.callPackageWith pkgs;
     inherit lib;
     # buildNpmPackage is not run: its "output" is packageDir (this checkout's dist/ behind a
     # bin/nixos-desync link), and the arguments it got are kept for the tests.
@@ -44,59 +98,134 @@ let
       __functor = _: args: { importNpmLockArgs = args; };
       npmConfigHook = fake "npm-config-hook";
     };
-  } // lib.mapAttrs (n: _: fake n) {
-    nodejs_20 = 1; coreutils = 1; gnutar = 1; xz = 1; gzip = 1; gitMinimal = 1; nix = 1; openssh = 1; nixos-rebuild = 1; systemd = 1;
-  };
+  }
+  // lib.genAttrs [
+    "nodejs_20"
+    "coreutils"
+    "gnutar"
+    "xz"
+    "gzip"
+    "gitMinimal"
+    "nix"
+    "openssh"
+    "nixos-rebuild"
+    "systemd"
+  ] fake;
 
+  # As nixos/lib/eval-config.nix: `pkgs` is a module argument (_module.args), not a special one.
   eval = lib.evalModules {
-    modules = [ ../../nix/module.nix ./stub-nixos.nix configModule ];
-    specialArgs = { inherit pkgs; testArgs = builtins.fromJSON testArgs; };
+    modules = [
+      ../../nix/module.nix
+      ./nixos.nix
+      configModule
+      { _module.args.pkgs = pkgs; }
+    ];
+    specialArgs.testArgs = builtins.fromJSON testArgs;
   };
   cfg = eval.config;
 
   # ---- unit rendering (as nixos/lib/systemd-lib.nix) -------------------------------
-  toOption = x: if x == true then "true" else if x == false then "false" else toString x;
-  attrsToSection = as: concatStringsSep "" (concatMap (name:
-    let v = as.${name}; in map (x: "${name}=${toOption x}\n") (if isList v then v else [ v ])) (attrNames as));
+  toOption =
+    x:
+    if x == true then
+      "true"
+    else if x == false then
+      "false"
+    else
+      toString x;
+  attrsToSection =
+    as:
+    concatStringsSep "" (
+      concatMap (
+        name:
+        let
+          v = as.${name};
+        in
+        map (x: "${name}=${toOption x}\n") (if isList v then v else [ v ])
+      ) (attrNames as)
+    );
   nonEmpty = n: l: if l == [ ] then { } else { ${n} = concatStringsSep " " l; };
-  unitSection = u:
-    { Description = u.description; }
-    // nonEmpty "Documentation" u.documentation
-    // nonEmpty "Wants" u.wants // nonEmpty "Requires" u.requires
-    // nonEmpty "After" u.after // nonEmpty "Before" u.before
-    // lib.optionalAttrs (!u.restartIfChanged) { X-RestartIfChanged = false; }
+  unitSection =
+    u:
+    {
+      Description = u.description;
+    }
+    // nonEmpty "Wants" u.wants
+    // nonEmpty "Requires" u.requires
+    // nonEmpty "After" u.after
+    // nonEmpty "Before" u.before
+    // lib.optionalAttrs (!(u.restartIfChanged or true)) { X-RestartIfChanged = false; }
     // u.unitConfig;
-  installSection = u:
-    let s = nonEmpty "WantedBy" u.wantedBy // nonEmpty "RequiredBy" u.requiredBy;
-    in if s == { } then "" else "\n[Install]\n${attrsToSection s}";
-  makePath = paths: concatStringsSep ":" (map (p: "${p}/bin") paths ++ map (p: "${p}/sbin") paths);
-  envLines = s:
-    let env = lib.optionalAttrs (s.path != [ ]) { PATH = makePath s.path; } // s.environment;
-    in map (n: toJSON "${n}=${env.${n}}") (filter (n: env.${n} != null) (attrNames env));
-  renderService = s:
+  installSection =
+    u:
+    let
+      s = nonEmpty "WantedBy" u.wantedBy // nonEmpty "RequiredBy" u.requiredBy;
+    in
+    if s == { } then "" else "\n[Install]\n${attrsToSection s}";
+  envLines =
+    s:
+    let
+      env = lib.optionalAttrs (s.path != [ ]) { PATH = lib.makeBinPath s.path + ":" + lib.makeSearchPathOutput "bin" "sbin" s.path; } // s.environment;
+    in
+    map (n: toJSON "${n}=${toString env.${n}}") (filter (n: env.${n} != null) (attrNames env));
+  renderService =
+    s:
     "[Unit]\n${attrsToSection (unitSection s)}\n[Service]\n"
     + attrsToSection ({ Environment = envLines s; } // s.serviceConfig)
     + installSection s;
-  renderTimer = t:
-    "[Unit]\n${attrsToSection (unitSection t)}\n[Timer]\n${attrsToSection t.timerConfig}" + installSection t;
+  renderTimer =
+    t: "[Unit]\n${attrsToSection (unitSection t)}\n[Timer]\n${attrsToSection t.timerConfig}" + installSection t;
+
+  units =
+    lib.mapAttrs' (n: s: lib.nameValuePair "${n}.service" (renderService s)) cfg.systemd.services
+    // lib.mapAttrs' (n: t: lib.nameValuePair "${n}.timer" (renderTimer t)) cfg.systemd.timers;
 
   nd = cfg.services.nixos-desync;
+  envName = n: "unit_" + lib.replaceStrings [ "-" "." "@" ] [ "_" "_" "_" ] n;
 in
 {
-  failedAssertions = map (a: a.message) (filter (a: !a.assertion) cfg.assertions);
-  configFile = nd.configFile;
-  configText = builtins.readFile nd.configFile;
-  etc = mapAttrs (_: e: toString e.source) cfg.environment.etc;
-  systemPackages = map toString cfg.environment.systemPackages;
-  tmpfiles = cfg.systemd.tmpfiles.rules;
-  firewallTCP = cfg.networking.firewall.allowedTCPPorts;
-  units =
-    builtins.listToAttrs (map (n: { name = "${n}.service"; value = renderService cfg.systemd.services.${n}; }) (attrNames cfg.systemd.services))
-    // builtins.listToAttrs (map (n: { name = "${n}.timer"; value = renderTimer cfg.systemd.timers.${n}; }) (attrNames cfg.systemd.timers));
-  desyncs = mapAttrs (_: d: {
-    path = toString d.path;
-    inherit (d) revision desyncAge;
-    # Forces the desync's package set: imports the pinned (or fallback) nixpkgs for real.
-    helloName = d.pkgs.hello.name;
-  }) nd.desyncs;
+  inspect = {
+    failedAssertions = map (a: a.message) (filter (a: !a.assertion) cfg.assertions);
+    inherit (cfg) warnings;
+    configFile = toString nd.configFile;
+    configText = builtins.readFile nd.configFile;
+    etc = mapAttrs (_: e: toString e.source) cfg.environment.etc;
+    systemPackages = map toString cfg.environment.systemPackages;
+    tmpfiles = cfg.systemd.tmpfiles.rules;
+    firewallTCP = cfg.networking.firewall.allowedTCPPorts;
+    inherit units;
+    desyncs = mapAttrs (_: d: {
+      path = toString d.path;
+      inherit (d) revision desyncAge;
+      # Forces the desync's package set: imports the pinned (or fallback) nixpkgs for real.
+      helloName = d.pkgs.hello.name;
+    }) nd.desyncs;
+  };
+
+  toplevel = lib.asserts.checkAssertWarn cfg.assertions cfg.warnings (
+    derivation (
+      lib.mapAttrs' (n: text: lib.nameValuePair (envName n) text) units
+      // {
+        name = "nixos-system-test";
+        system = builtins.currentSystem;
+        builder = "/bin/sh";
+        args = [
+          "-c"
+          (
+            ''
+              set -e
+              PATH=/usr/bin:/bin
+              mkdir -p $out/etc/systemd/system
+            ''
+            + concatStringsSep "" (
+              map (n: ''printf '%s' "''$${envName n}" > "$out/etc/systemd/system/${n}"'' + "\n") (attrNames units)
+            )
+            + concatStringsSep "" (
+              lib.mapAttrsToList (n: e: ''mkdir -p "$(dirname "$out/etc/${n}")"; ln -s ${e.source} "$out/etc/${n}"'' + "\n") cfg.environment.etc
+            )
+          )
+        ];
+      }
+    )
+  );
 }

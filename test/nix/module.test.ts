@@ -1,6 +1,6 @@
 // The Nix packaging without nixpkgs: every .nix file parses, and nix/module.nix is evaluated
-// by real Nix against test/nix/stub-lib.nix (a minimal module system) and stub-nixos.nix
-// (the NixOS options it touches). The generated config must pass `check-config`, the
+// by real Nix with nixpkgs' real module system (lib.evalModules from the vendored
+// test/fixtures/nixpkgs-lib) next to test/nix/nixos.nix (the NixOS options it touches). The generated config must pass `check-config`, the
 // generated units must carry the intended argv and hardening (the loop sandboxed, the
 // activation in its own unconfined unit started through systemctl; `systemd-analyze
 // security --offline=yes` rates the loop and the exporter <= 4.0), and — with the demo host's
@@ -17,6 +17,7 @@ import { requireTools, hasTool } from '../helpers/tools.js';
 import { CLI } from '../helpers/cli.js';
 import { createDemoHost, FAKE_REBUILD } from '../../src/demo/host.js';
 import { gitRevisionOf } from '../../src/demo/fake-nixpkgs.js';
+import { nixpkgsLibDir } from '../helpers/nixpkgs-lib.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const HERE = fileURLToPath(new URL('./', import.meta.url));
@@ -67,8 +68,9 @@ function single(unit: Record<string, Record<string, string[]>>, section: string,
 
 const ok = requireTools('nix-instantiate');
 
-describe.skipIf(!ok)('Nix packaging (real Nix, stub lib)', () => {
+describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
   let tmp: string;
+  let libDir: string;
   let pkgDir: string;
   let fallbackNixpkgs: string;
 
@@ -76,7 +78,8 @@ describe.skipIf(!ok)('Nix packaging (real Nix, stub lib)', () => {
     const out = execFileSync(
       'nix-instantiate',
       [
-        '--eval', '--strict', '--json', '--read-write-mode', join(HERE, 'eval.nix'),
+        '--eval', '--strict', '--json', '--read-write-mode', join(HERE, 'eval.nix'), '-A', 'inspect',
+        '--argstr', 'nixpkgsLib', libDir,
         '--argstr', 'packageDir', pkgDir,
         '--argstr', 'nixpkgsPath', fallbackNixpkgs,
         '--arg', 'configModule', join(HERE, hostModule),
@@ -94,6 +97,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, stub lib)', () => {
 
   beforeAll(() => {
     tmp = mkdtempSync(join(tmpdir(), 'nixos-desync-nixmod-'));
+    libDir = nixpkgsLibDir();
     // Stands in for the buildNpmPackage output: bin/nixos-desync runs this checkout's dist/.
     pkgDir = join(tmp, 'pkg');
     mkdirSync(join(pkgDir, 'bin'), { recursive: true });
@@ -308,7 +312,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, stub lib)', () => {
   it('nix/package.nix: buildNpmPackage arguments (stubbed build)', () => {
     const expr = `
       let
-        lib = import ${JSON.stringify(join(HERE, 'stub-lib.nix'))};
+        lib = import ${JSON.stringify(join(libDir, 'lib'))};
         importNpmLock = { __functor = _: a: { args = a; }; npmConfigHook = "hook"; };
         call = extra: import ${JSON.stringify(join(ROOT, 'nix', 'package.nix'))} ({
           inherit lib importNpmLock;
