@@ -43,14 +43,13 @@ const OPTIONS = {
   json: { type: 'boolean' },
   'web.listen-address': { type: 'string' },
   'web.config.file': { type: 'string' },
-  schedule: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
 
 const ALLOWED: Record<string, string[]> = {
   upgrade: ['config', 'dry-run', 'json'],
-  serve: ['config', 'web.listen-address', 'web.config.file', 'schedule'],
+  serve: ['config', 'web.listen-address', 'web.config.file'],
   status: ['config', 'json'],
   'check-config': ['config', 'json'],
 };
@@ -127,7 +126,6 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
         return await serve(config, {
           listenAddress: values['web.listen-address'],
           webConfigFile: values['web.config.file'],
-          schedule: values.schedule,
           io,
           signal,
         });

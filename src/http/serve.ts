@@ -1,5 +1,6 @@
-// `nixos-desync serve`: watchers → in-memory model → collectors → express, plus the optional
-// in-process schedule. Logs are JSON lines on stderr; the abort signal shuts everything down.
+// `nixos-desync serve`: watchers → in-memory model → collectors → express. It never runs the
+// upgrade loop (timers do: the exporter stays unprivileged and read-only). Logs are JSON lines
+// on stderr; the abort signal shuts everything down.
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -7,16 +8,13 @@ import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.js';
 import { createMetricsExporter, type MetricsExporter } from '../metrics/exporter.js';
 import { VERSION } from '../metrics/version.js';
-import { runUpgrade } from '../upgrade/run.js';
 import { DesyncError, errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { createHostModel, type HostModel, type HostModelOptions } from '../watch/model.js';
-import { upgradeDeps } from '../wire.js';
 import { createHandler } from './app.js';
 import { createBasicAuth, type BasicAuth, type BcryptCompare } from './basic-auth.js';
 import { clientCertProblem, createGuard, DEFAULT_LIMITS, type GuardStats, type HttpLimits } from './guard.js';
 import { loadWebConfig, type WebConfig } from './web-config.js';
-import { parseSchedule, startScheduler, type Scheduler } from './schedule.js';
 
 export interface ServeIo {
   stdout: (s: string) => void;
@@ -29,8 +27,6 @@ export interface ServeOptions {
   listenAddress?: string;
   /** Overrides exporter.webConfigFile (`--web.config.file`). */
   webConfigFile?: string;
-  /** `--schedule`: run the upgrade loop in-process (see schedule.ts). */
-  schedule?: string;
   io: ServeIo;
   signal?: AbortSignal;
   /**
@@ -38,9 +34,8 @@ export interface ServeOptions {
    * unchanged (default 1000; 0 = collect on every scrape).
    */
   metricsCacheMs?: number;
-  /** Tests: clock, upgrade runner, model timings, logger. */
+  /** Tests: clock, model timings, logger. */
   now?: () => Date;
-  runUpgrade?: (signal: AbortSignal) => Promise<{ exitCode: number; result: string }>;
   model?: Partial<Omit<HostModelOptions, 'logger'>>;
   logger?: Logger;
   onListening?: (url: string) => void;
@@ -56,7 +51,6 @@ export interface RunningExporter {
   server: Server | HttpsServer;
   model: HostModel;
   exporter: MetricsExporter;
-  scheduler: Scheduler | null;
   /** The parsed `--web.config.file`, if any. */
   webConfig: WebConfig | null;
   /** Requests in flight and rejected, by reason. */
@@ -82,11 +76,9 @@ export async function startExporter(config: Config, opts: ServeOptions): Promise
   // Validated in full (YAML, hashes, headers, certificates and keys) before anything starts.
   const web = webConfigFile ? await loadWebConfig(webConfigFile) : null;
   const limits: HttpLimits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const schedule = opts.schedule !== undefined ? parseSchedule(opts.schedule) : null;
 
   const model = createHostModel(config, { logger: log.child({ component: 'watch' }), ...opts.model });
   let server: Server | HttpsServer | null = null;
-  let scheduler: Scheduler | null = null;
   try {
     await model.ready;
     const exporter = createMetricsExporter({ config, model, logger: log.child({ component: 'metrics' }), now: opts.now, cacheMs: opts.metricsCacheMs ?? 1000 });
@@ -160,31 +152,21 @@ export async function startExporter(config: Config, opts: ServeOptions): Promise
       basicAuthUsers: web?.users.size ?? 0,
       webConfigFile: webConfigFile ?? null,
       version: VERSION, stateDir: config.stateDir, profilesDir: config.profilesDir, runDir: config.runDir, prDesyncDir: config.exporter.prDesyncDir });
-
-    if (schedule) {
-      const run = opts.runUpgrade ?? ((signal: AbortSignal) =>
-        runUpgrade(upgradeDeps(config, log.child({ component: 'upgrade' }), opts.io.env, signal)));
-      scheduler = startScheduler({ schedule, run, logger: log.child({ component: 'schedule' }), now: opts.now });
-    }
     opts.onListening?.(url);
-    const sched = scheduler;
     return {
       url,
       server: srv,
       model,
       exporter,
-      scheduler: sched,
       webConfig: web,
       guard: guard.stats,
       auth,
       async close() {
-        await sched?.stop();
         await closeServer(srv);
         await model.close();
       },
     };
   } catch (err) {
-    await scheduler?.stop();
     if (server) await closeServer(server);
     await model.close();
     throw err;

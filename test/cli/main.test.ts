@@ -28,6 +28,17 @@ describe('cli', () => {
     expect((await cli(args)).code).toBe(64);
   });
 
+  it('serve never runs the upgrade loop: --schedule is gone (usage error 64, nothing started)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
+    const cfg = join(dir, 'c.json');
+    // A port that would be bound if serve started at all; it must not get that far.
+    await writeFile(cfg, JSON.stringify({ stateDir: join(dir, 'state'), exporter: { listenAddress: '127.0.0.1:0' } }));
+    const r = await cli(['serve', '--config', cfg, '--schedule', 'daily']);
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/--schedule/);
+    expect((await cli(['--help'])).stdout).not.toMatch(/schedule/);
+  });
+
   it('check-config prints the effective config (exit 0) or every problem with its path (exit 78)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
     const good = join(dir, 'good.json');
