@@ -14,6 +14,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const RULES = path.join(ROOT, 'alerts/nixos-desync.rules.yml');
 const RULE_TESTS_DIR = path.join(ROOT, 'alerts/tests');
 const PROM_EXAMPLE = path.join(ROOT, 'alerts/examples/prometheus.yml');
+const ABSENT_EXAMPLE = path.join(ROOT, 'alerts/examples/exporter-absent.rules.yml');
 const AM_EXAMPLE = path.join(ROOT, 'alerts/examples/alertmanager.yml');
 const RUNBOOKS = path.join(ROOT, 'docs/runbooks.md');
 const RUNBOOK_BASE = 'https://github.bileizhen.workers.dev/nixos-desync/nixos-desync/blob/main/docs/runbooks.md';
@@ -31,16 +32,21 @@ const ALERTS: Record<string, string> = {
 
 interface AlertRule {
   alert: string;
+  record?: string;
   expr: string;
   for?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
 }
 
-function loadRules(): AlertRule[] {
-  const doc = parseYamlSubset(readFileSync(RULES, 'utf8')) as unknown as { groups: { name: string; rules: AlertRule[] }[] };
+function loadAll(file = RULES): AlertRule[] {
+  const doc = parseYamlSubset(readFileSync(file, 'utf8')) as unknown as { groups: { name: string; rules: AlertRule[] }[] };
   return doc.groups.flatMap((g) => g.rules);
 }
+/** Alerting rules only (the file also has recording rules, which have `record`). */
+const loadRules = (file = RULES): AlertRule[] => loadAll(file).filter((r) => r.alert !== undefined);
+/** The recording rules the alerts rely on. */
+const RECORDS = ['nixos_desync:exporter_target:known'];
 
 function run(cmd: string, args: string[]): { status: number | null; out: string } {
   const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
@@ -57,8 +63,9 @@ describe('alert rules (static)', () => {
   const rules = loadRules();
   const byName = new Map(rules.map((r) => [r.alert, r]));
 
-  it('ships exactly the seven contract alerts, once each', () => {
+  it('ships exactly the seven contract alerts, once each, plus the recording rules they use', () => {
     expect(rules.map((r) => r.alert).sort()).toEqual(Object.keys(ALERTS).sort());
+    expect(loadAll().filter((r) => r.record !== undefined).map((r) => r.record)).toEqual(RECORDS);
   });
 
   it.each(Object.entries(ALERTS))('%s has severity %s, an explicit for:, and all annotations', (name, severity) => {
@@ -81,7 +88,7 @@ describe('alert rules (static)', () => {
   });
 
   it('only uses contract metric names (and `up`) in expressions and annotation queries', () => {
-    const known = new Set([...METRIC_NAMES, 'up']);
+    const known = new Set([...METRIC_NAMES, ...RECORDS, 'up']);
     for (const r of rules) {
       const used = [...metricNames(r.expr), ...Object.values(r.annotations ?? {}).flatMap(templateQueryMetricNames)];
       expect(used.length, r.alert).toBeGreaterThan(0);
@@ -89,17 +96,21 @@ describe('alert rules (static)', () => {
     }
   });
 
-  it('hard-codes the job only in NixosDesyncExporterDown, which uses job="nixos-desync"', () => {
-    for (const r of rules) {
-      const text = r.expr + Object.values(r.annotations ?? {}).join('\n');
-      const jobs = [...text.matchAll(/\bjob\s*(=~|!=|!~|=)\s*"([^"]*)"/g)].map((m) => m[2]);
-      if (r.alert === 'NixosDesyncExporterDown') {
-        expect(jobs.length).toBeGreaterThan(0);
-        expect(new Set(jobs)).toEqual(new Set(['nixos-desync']));
-      } else {
-        expect(jobs, r.alert).toEqual([]);
-      }
+  it('no shipped rule names a scrape job (ExporterDown works whatever the job is called)', () => {
+    for (const r of loadAll()) {
+      const text = (r.expr ?? '') + Object.values(r.annotations ?? {}).join('\n');
+      expect([...text.matchAll(/\bjob\s*(=~|!=|!~|=)\s*"/g)], r.alert ?? r.record).toEqual([]);
     }
+    // Never a bare `up == 0`: only targets that served nixos-desync metrics count.
+    expect(byName.get('NixosDesyncExporterDown')!.expr).toMatch(/up == 0\s+and on \(job, instance\)/);
+  });
+
+  it('the optional absent() rule is a separate file, same alert name, and names the example job', () => {
+    const absent = loadRules(ABSENT_EXAMPLE);
+    expect(absent.map((r) => r.alert)).toEqual(['NixosDesyncExporterDown']);
+    expect(absent[0]!.expr).toMatch(/^absent\(up\{job="nixos-desync"\}\)/);
+    expect(absent[0]!.annotations?.runbook_url).toBe(`${RUNBOOK_BASE}#nixosdesyncexporterdown`);
+    expect(readFileSync(PROM_EXAMPLE, 'utf8')).toMatch(/job_name:\s*"?nixos-desync"?\s*$/m);
   });
 
   it('NixosDesyncLagging is computed from the exported budgets, not from thresholds per host', () => {
@@ -125,10 +136,12 @@ describe('alert rules (static)', () => {
 });
 
 describe.skipIf(!requireTools('promtool', 'amtool'))('alert rules and example configs (promtool, amtool)', () => {
-  it('promtool check rules accepts the rule file and finds the same seven rules', () => {
+  it('promtool check rules accepts the rule files and finds the same rules', () => {
     const r = run('promtool', ['check', 'rules', RULES]);
     expect(r.status, r.out).toBe(0);
-    expect(r.out).toContain(`SUCCESS: ${Object.keys(ALERTS).length} rules found`);
+    expect(r.out).toContain(`SUCCESS: ${Object.keys(ALERTS).length + RECORDS.length} rules found`);
+    const a = run('promtool', ['check', 'rules', ABSENT_EXAMPLE]);
+    expect(a.status, a.out).toBe(0);
   });
 
   it('promtool test rules passes on every file in alerts/tests', () => {
@@ -141,10 +154,9 @@ describe.skipIf(!requireTools('promtool', 'amtool'))('alert rules and example co
   it('promtool check config accepts the example Prometheus config and its rule file', () => {
     const r = run('promtool', ['check', 'config', PROM_EXAMPLE]);
     expect(r.status, r.out).toBe(0);
-    expect(r.out).toContain('SUCCESS: 1 rule files found');
-    expect(r.out).toContain('SUCCESS: 7 rules found');
-    // The job name NixosDesyncExporterDown assumes.
-    expect(readFileSync(PROM_EXAMPLE, 'utf8')).toMatch(/job_name:\s*"?nixos-desync"?\s*$/m);
+    expect(r.out).toContain('SUCCESS: 2 rule files found');
+    expect(r.out).toContain(`SUCCESS: ${Object.keys(ALERTS).length + RECORDS.length} rules found`);
+    expect(r.out).toContain('SUCCESS: 1 rules found');
   });
 
   it('amtool check-config accepts the example Alertmanager config', () => {
