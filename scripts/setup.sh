@@ -12,6 +12,7 @@ if [ "$mode" = test ] || [ "$mode" = bench ]; then
   command -v promtool >/dev/null 2>&1 || need+=(prometheus)
   command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
   command -v xz >/dev/null 2>&1 || need+=(xz-utils)
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 fi
 if [ "$mode" = bench ]; then
   command -v wrk >/dev/null 2>&1 || need+=(wrk)

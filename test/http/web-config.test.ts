@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadWebConfig, normalizeSan, type WebConfig } from '../../src/http/web-config.js';
 import { isDesyncError } from '../../src/util/errors.js';
-import { hasTool } from '../helpers/tools.js';
+import { requireTools } from '../helpers/tools.js';
 import { CORPUS } from './client.js';
 
 
@@ -59,7 +59,7 @@ describe('the exporter-toolkit corpus', async () => {
     if (ours.code === 1) expect(ours.message).toMatch(new RegExp(`^--web\\.config\\.file ${CORPUS.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/${f.replace(/\./g, '\\.')}: `));
   });
 
-  it.skipIf(!hasTool('promtool'))('the recorded verdicts are what the installed promtool says', () => {
+  it.skipIf(!requireTools('promtool'))('the recorded verdicts are what the installed promtool says', () => {
     const differ: string[] = [];
     for (const f of files) {
       const r = spawnSync('promtool', ['check', 'web-config', f], { cwd: CORPUS, encoding: 'utf8', timeout: 20_000 });

@@ -13,7 +13,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { requireTools, hasTool } from '../helpers/tools.js';
+import { requireTools } from '../helpers/tools.js';
 import { CLI } from '../helpers/cli.js';
 import { createDemoHost, FAKE_REBUILD } from '../../src/demo/host.js';
 import { gitRevisionOf } from '../../src/demo/fake-nixpkgs.js';
@@ -414,7 +414,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     }
   }, 180_000);
 
-  describe.skipIf(!hasTool('systemd-analyze'))('systemd-analyze', () => {
+  describe.skipIf(!requireTools('systemd-analyze'))('systemd-analyze', () => {
     const exposure = (file: string): number => {
       const r = spawnSync('systemd-analyze', ['security', '--offline=yes', '--no-pager', file], { env: ENV, encoding: 'utf8' });
       const m = /Overall exposure level for \S+: ([0-9.]+)/.exec(r.stdout + r.stderr);
