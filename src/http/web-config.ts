@@ -350,8 +350,10 @@ async function parseTls(v: Value | undefined, dir: string): Promise<TlsSettings 
     throw new FieldError(`${F}.client_ca_file`, 'RequireAndVerifyClientCert needs client_ca_file: client certificates are only ever verified against the CAs you name');
   }
   if (sans !== null) {
-    if (clientAuth !== 'RequireAnyClientCert' && clientAuth !== 'RequireAndVerifyClientCert') {
-      throw new FieldError(`${F}.client_allowed_sans`, 'requires client_auth_type RequireAnyClientCert or RequireAndVerifyClientCert');
+    // A SAN is only worth checking on a certificate a trusted CA issued: with
+    // RequireAnyClientCert anyone can mint a self-signed certificate carrying an allowed SAN.
+    if (clientAuth !== 'RequireAndVerifyClientCert') {
+      throw new FieldError(`${F}.client_allowed_sans`, `requires client_auth_type RequireAndVerifyClientCert (and client_ca_file), not ${clientAuth}: without verification anyone can present a self-signed certificate carrying an allowed SAN`);
     }
     if (sans.length === 0) throw new FieldError(`${F}.client_allowed_sans`, 'is empty: no client could connect');
   }

@@ -114,6 +114,25 @@ describe('TLS', () => {
     await refused(`${bad.url}metrics`, { clientCert: 'client2_selfsigned' });
   });
 
+  it('client_allowed_sans with RequireAnyClientCert is refused at start (exit 78) and by check-config; a self-signed certificate with an allowed SAN never gets in', async () => {
+    // client2_selfsigned.pem is self-signed and carries the SAN "test3": anyone can make one.
+    const any = join(dir, 'sans-any.yml');
+    await writeFile(any, `${TLS}  client_auth_type: RequireAnyClientCert\n  client_allowed_sans: [test3]\n`);
+    const cfg = join(dir, 'sans-config.json');
+    await writeFile(cfg, JSON.stringify({ stateDir: host.stateDir, profilesDir: host.profilesDir, runDir: host.runDir, exporter: { listenAddress: '127.0.0.1:0', webConfigFile: any } }));
+    for (const args of [['serve', '--config', cfg], ['check-config', '--config', cfg]]) {
+      const err: string[] = [];
+      const code = await main(args, { stdout: () => undefined, stderr: (s) => void err.push(s), env: {} });
+      expect(code, args[0]).toBe(78);
+      expect(err.join(''), args[0]).toMatch(/tls_server_config\.client_allowed_sans: requires client_auth_type RequireAndVerifyClientCert/);
+    }
+    // With verification, the same self-signed certificate (allowed SAN, unknown issuer) is refused,
+    // while a certificate the configured CA vouches for is checked for its SAN.
+    const e = await start(`${TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ${CORPUS}/client_selfsigned.pem\n  client_allowed_sans: [test3]\n`);
+    await refused(`${e.url}metrics`, { clientCert: 'client2_selfsigned' });
+    await refused(`${e.url}metrics`, { clientCert: 'client_selfsigned' }); // trusted, but no allowed SAN
+  });
+
   it('parses the SAN forms Node prints', () => {
     expect(parseSubjectAltName('DNS:test3, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, email:a@b.c, URI:spiffe://x/y, DNS:"a, b"'))
       .toEqual(['test3', '127.0.0.1', '0:0:0:0:0:0:0:1', 'a@b.c', 'spiffe://x/y', 'a, b']);

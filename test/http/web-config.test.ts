@@ -133,6 +133,8 @@ describe('cases the corpus does not cover', () => {
     ['a certificate file as the key', 'tls_server_config:\n  cert_file: CORPUS/server.crt\n  key_file: CORPUS/server.crt\n', /tls_server_config\.key_file: /],
     ['a client CA file without certificates', `${TLS}  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: CORPUS/server.key\n`, /client_ca_file: contains no PEM certificate/],
     ['an unknown client_auth_type', `${TLS}  client_auth_type: Sometimes\n`, /client_auth_type: invalid value "Sometimes"/],
+    ['client_allowed_sans with RequireAnyClientCert (a self-signed certificate could carry the SAN)', `${TLS}  client_auth_type: RequireAnyClientCert\n  client_allowed_sans: [test3]\n`, /client_allowed_sans: requires client_auth_type RequireAndVerifyClientCert .*not RequireAnyClientCert: without verification anyone can present a self-signed certificate/],
+    ['client_allowed_sans with RequireClientCert (the alias of RequireAnyClientCert)', `${TLS}  client_auth_type: RequireClientCert\n  client_allowed_sans: [test3]\n`, /client_allowed_sans: requires client_auth_type RequireAndVerifyClientCert/],
     ['client_allowed_sans without a required certificate', `${TLS}  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: CORPUS/client2_selfsigned.pem\n  client_allowed_sans: [test3]\n`, /client_allowed_sans: requires client_auth_type/],
     ['cert and cert_file both set', `${TLS}  cert: "x"\n`, /tls_server_config\.cert: set cert or cert_file, not both/],
     ['a rate limit with burst 0', 'rate_limit:\n  interval: 1s\n  burst: 0\n', /rate_limit\.burst: must be at least 1/],
