@@ -88,6 +88,18 @@ export const configSchema = z.strictObject({
       listenAddress: listenAddress.default('127.0.0.1:9793'),
       webConfigFile: absPath.nullable().default(null),
       prDesyncDir: absPath.nullable().default(null),
+      // A systemd unit to monitor, e.g. system.autoUpgrade's nixos-upgrade.service.
+      upgradeUnit: z
+        .string()
+        .regex(/^[A-Za-z0-9:_.\\@][A-Za-z0-9:_.\\@-]{0,249}\.(service|timer|target|path|socket)$/, {
+          message: 'must be a systemd unit name like nixos-upgrade.service',
+        })
+        .nullable()
+        .default(null),
+      // A flake.lock whose inputs' ages are exported.
+      flakeLock: absPath.nullable().default(null),
+      // Node.js runtime series: "minimal" (CPU, memory, fds, start time, event-loop lag) or "all".
+      runtimeMetrics: z.enum(['minimal', 'all']).default('minimal'),
     })
     .prefault({}),
 });

@@ -39,6 +39,8 @@ export interface ServeOptions {
   model?: Partial<Omit<HostModelOptions, 'logger'>>;
   logger?: Logger;
   onListening?: (url: string) => void;
+  /** The systemctl program for exporter.upgradeUnit (tests: an executable stand-in). */
+  systemctl?: string;
   /** Tests: request limits and timeouts (see guard.ts for the defaults). */
   limits?: Partial<HttpLimits>;
   /** Tests: the bcrypt comparator (e.g. to count comparisons) and the auth cache size. */
@@ -81,7 +83,7 @@ export async function startExporter(config: Config, opts: ServeOptions): Promise
   let server: Server | HttpsServer | null = null;
   try {
     await model.ready;
-    const exporter = createMetricsExporter({ config, model, logger: log.child({ component: 'metrics' }), now: opts.now, cacheMs: opts.metricsCacheMs ?? 1000 });
+    const exporter = createMetricsExporter({ config, model, logger: log.child({ component: 'metrics' }), now: opts.now, cacheMs: opts.metricsCacheMs ?? 1000, systemctl: opts.systemctl, env: opts.io.env });
     const app = createHandler({ config, model, exporter, logger: log, version: VERSION, now: opts.now });
     const auth = web && web.users.size > 0 ? createBasicAuth({ users: web.users, compare: opts.bcryptCompare, cacheSize: opts.authCacheSize }) : null;
     const guard = createGuard({

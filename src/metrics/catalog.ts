@@ -4,7 +4,7 @@ export interface MetricDef {
   type: 'gauge' | 'counter';
   help: string;
   labels: readonly string[];
-  collector: 'desyncs' | 'runs' | 'system' | 'pr_compat' | 'exporter';
+  collector: 'desyncs' | 'runs' | 'system' | 'pr_compat' | 'upgrade_unit' | 'flake' | 'exporter';
 }
 
 const D = ['desync', 'source'] as const;
@@ -37,6 +37,14 @@ export const CATALOG = {
   nixos_desync_system_generations: { type: 'gauge', help: 'Number of system profile generations (system-N-link).', labels: [], collector: 'system' },
   nixos_desync_system_reboot_required: { type: 'gauge', help: '1 when the booted kernel, initrd or kernel modules differ from the current system.', labels: [], collector: 'system' },
   nixos_desync_system_activation_pending: { type: 'gauge', help: '1 when the newest profile generation is not the running system.', labels: [], collector: 'system' },
+  nixos_desync_system_nixpkgs_info: { type: 'gauge', help: "The running system's nixpkgs, from its nixos-version (value 1).", labels: ['revision', 'version'], collector: 'system' },
+  nixos_desync_system_nixpkgs_timestamp_seconds: { type: 'gauge', help: "Date of the running system's nixpkgs commit (nixos-version YY.MM.YYYYMMDD, else the flake lock's lastModified).", labels: [], collector: 'system' },
+  // Monitoring (any host): exporter.upgradeUnit and exporter.flakeLock.
+  nixos_desync_upgrade_unit_last_run_success: { type: 'gauge', help: "1 when the upgrade unit's last finished run succeeded; absent before its first run.", labels: ['unit'], collector: 'upgrade_unit' },
+  nixos_desync_upgrade_unit_last_run_timestamp_seconds: { type: 'gauge', help: "Start time of the upgrade unit's last run; absent before its first run.", labels: ['unit'], collector: 'upgrade_unit' },
+  nixos_desync_upgrade_unit_last_run_duration_seconds: { type: 'gauge', help: "Duration of the upgrade unit's last finished run; absent before its first run.", labels: ['unit'], collector: 'upgrade_unit' },
+  nixos_desync_upgrade_unit_running: { type: 'gauge', help: '1 while the upgrade unit is running.', labels: ['unit'], collector: 'upgrade_unit' },
+  nixos_desync_flake_input_last_modified_timestamp_seconds: { type: 'gauge', help: 'Date of the commit each direct input of exporter.flakeLock is locked to.', labels: ['input'], collector: 'flake' },
   // Exporter.
   nixos_desync_build_info: { type: 'gauge', help: 'Exporter build information (value 1).', labels: ['version'], collector: 'exporter' },
   nixos_desync_collector_success: { type: 'gauge', help: '1 when the collector read all of its sources in this scrape.', labels: ['collector'], collector: 'exporter' },

@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.js';
 import type { HostModel } from '../watch/model.js';
 import type { MetricName } from './catalog.js';
 
-export type CollectorName = 'desyncs' | 'runs' | 'system' | 'pr_compat';
+export type CollectorName = 'desyncs' | 'runs' | 'system' | 'pr_compat' | 'upgrade_unit' | 'flake';
 
 export interface CollectContext {
   config: Config;
@@ -19,6 +19,8 @@ export type Emit = (name: MetricName, labels: Labels, value: number) => void;
 
 export interface Collector {
   readonly name: CollectorName;
+  /** Refreshes a polled source before `collect` (cached by the collector; must not reject). */
+  prepare?(): Promise<void>;
   /** Emits this collector's samples; returns why its source could not be fully read, or null. */
   collect(ctx: CollectContext, emit: Emit): string | null;
 }

@@ -1,7 +1,7 @@
 // The registry (never prom-client's global one) and one scrape: every collector emits into
 // its own buffer, a throwing collector is dropped alone, then the text is rendered.
 // Concurrent scrapes share one in-flight render (single-flight), so collection never overlaps.
-import { collectDefaultMetrics, Registry, type Metric } from 'prom-client';
+import { Registry, type Metric } from 'prom-client';
 import type { Config } from '../config/schema.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
@@ -9,9 +9,12 @@ import type { HostModel } from '../watch/model.js';
 import { CATALOG, type MetricName } from './catalog.js';
 import type { Collector, CollectorName, Labels } from './collector.js';
 import { desyncsCollector } from './desyncs.js';
+import { flakeCollector } from './flake.js';
 import { prCompatCollector } from './pr-compat.js';
 import { runsCollector } from './runs.js';
+import { registerRuntimeMetrics } from './runtime.js';
 import { systemCollector } from './system.js';
+import { upgradeUnitCollector } from './upgrade-unit.js';
 import { VERSION } from './version.js';
 
 export interface ExporterOptions {
@@ -20,8 +23,14 @@ export interface ExporterOptions {
   logger: Logger;
   now?: () => Date;
   version?: string;
-  /** prom-client's process/Node.js metrics (default on). */
-  processMetrics?: boolean;
+  /**
+   * prom-client's process/Node.js metrics: `minimal` (default: CPU, memory, fds, start time,
+   * event-loop lag), `all`, or false (none).
+   */
+  processMetrics?: boolean | 'minimal' | 'all';
+  /** The systemctl program for exporter.upgradeUnit (default `systemctl` from PATH). */
+  systemctl?: string;
+  env?: NodeJS.ProcessEnv;
   collectors?: Collector[];
   /**
    * Serve one rendering for up to this many ms while nothing it was rendered from changed
@@ -40,13 +49,13 @@ export interface MetricsExporter {
   readonly scrapes: number;
 }
 
-// These default Node.js gauges end in _total and fail `promtool check metrics`; the
-// same numbers stay available per type in nodejs_active_{handles,requests,resources}.
-const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
-export function defaultCollectors(config: Config): Collector[] {
+
+export function defaultCollectors(config: Config, opts: { systemctl?: string; env?: NodeJS.ProcessEnv } = {}): Collector[] {
   const list = [desyncsCollector(), runsCollector(), systemCollector()];
   if (config.exporter.prDesyncDir) list.push(prCompatCollector());
+  if (config.exporter.upgradeUnit) list.push(upgradeUnitCollector({ unit: config.exporter.upgradeUnit, systemctl: opts.systemctl, env: opts.env }));
+  if (config.exporter.flakeLock) list.push(flakeCollector());
   return list;
 }
 
@@ -54,10 +63,8 @@ export function createMetricsExporter(opts: ExporterOptions): MetricsExporter {
   const { config, model, logger: log } = opts;
   const now = opts.now ?? (() => new Date());
   const registry = new Registry();
-  if (opts.processMetrics ?? true) {
-    collectDefaultMetrics({ register: registry });
-    for (const n of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(n);
-  }
+  const runtime = opts.processMetrics === true ? 'all' : opts.processMetrics ?? config.exporter.runtimeMetrics;
+  if (runtime) registerRuntimeMetrics(registry, runtime);
   // Each family is a plain object the registry renders: its samples are exactly what the
   // collectors emitted in this scrape (an unset family has no sample, i.e. it is absent).
   const families = new Map<MetricName, Family>();
@@ -67,7 +74,7 @@ export function createMetricsExporter(opts: ExporterOptions): MetricsExporter {
     registry.registerMetric(fam as unknown as Metric);
   }
   const set = (name: MetricName, labels: Labels, value: number): void => families.get(name)!.set(labels, value);
-  const collectors = opts.collectors ?? defaultCollectors(config);
+  const collectors = opts.collectors ?? defaultCollectors(config, { systemctl: opts.systemctl, env: opts.env });
   const version = opts.version ?? VERSION;
   const lastOutcome: Partial<Record<CollectorName, string | null>> = {};
   let inFlight: Promise<string> | null = null;
@@ -83,6 +90,8 @@ export function createMetricsExporter(opts: ExporterOptions): MetricsExporter {
     // one collection serves them all, and a scrape that comes after it still collects anew.
     await new Promise<void>((resolve) => setImmediate(resolve));
     scrapes += 1;
+    // Polled sources (systemctl) refresh first, each behind its own cache; they never reject.
+    await Promise.all(collectors.map((c) => c.prepare?.().catch(() => undefined)));
     for (const f of families.values()) f.reset();
     set('nixos_desync_build_info', { version }, 1);
     const ctx = { config, model, now: now() };

@@ -1,17 +1,34 @@
-// System metrics from <profilesDir> and <runDir>, as the watchers keep them in the model.
+// System metrics from <profilesDir> and <runDir>, as the watchers keep them in the model:
+// generations, reboot required, and the running system's nixpkgs (on any NixOS host).
+import type { Config } from '../config/schema.js';
 import { bool, type Collector } from './collector.js';
+
+/** The flake input the system follows (flake mode's `flake.input`, else `nixpkgs`). */
+export function followedInput(config: Config): string {
+  const flake = (config as { flake?: { input?: string } | null }).flake;
+  return flake?.input ?? 'nixpkgs';
+}
 
 export function systemCollector(): Collector {
   return {
     name: 'system',
-    collect({ model }, emit) {
+    collect({ config, model }, emit) {
       const s = model.system;
       if (!s.profilesError) {
         if (s.generation !== null) emit('nixos_desync_system_generation', {}, s.generation);
         if (s.generationTimestamp !== null) emit('nixos_desync_system_generation_timestamp_seconds', {}, s.generationTimestamp.getTime() / 1000);
         emit('nixos_desync_system_generations', {}, s.generations);
       }
-      if (!s.runError) emit('nixos_desync_system_reboot_required', {}, bool(s.rebootRequired));
+      if (!s.runError) {
+        emit('nixos_desync_system_reboot_required', {}, bool(s.rebootRequired));
+        if (s.nixpkgs) {
+          emit('nixos_desync_system_nixpkgs_info', { revision: s.nixpkgs.revision, version: s.nixpkgs.version }, 1);
+          // A label without a date (a git checkout): the lock's date of the followed input.
+          const locked = s.nixpkgs.date ? null : model.flake?.inputs.find((i) => i.input === followedInput(config));
+          const at = s.nixpkgs.date ? s.nixpkgs.date.getTime() / 1000 : locked?.lastModified;
+          if (at !== undefined) emit('nixos_desync_system_nixpkgs_timestamp_seconds', {}, at);
+        }
+      }
       if (!s.profilesError && !s.runError) emit('nixos_desync_system_activation_pending', {}, bool(s.activationPending));
       return [s.profilesError, s.runError].filter((e) => e !== null).join('; ') || null;
     },

@@ -19,7 +19,8 @@ export type ErrorCode =
   | 'E_INTERRUPTED'
   | 'E_LISTEN'
   | 'E_NIX'
-  | 'E_WEB_CONFIG';
+  | 'E_WEB_CONFIG'
+  | 'E_FLAKE_LOCK';
 
 export class DesyncError extends Error {
   readonly code: ErrorCode;

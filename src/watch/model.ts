@@ -4,17 +4,19 @@
 // by one refresh at a time. Watcher errors, lost roots and a slow safety-net timer trigger
 // full re-reads, so numbers are never stale forever.
 import { lstat, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { emptyState, type Journal, type MachineState, type RunRecord } from '../state/model.js';
 import { createStateStore, type StateProblem } from '../state/store.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
+import { readFlakeLock, type LockedInput } from './flake-lock.js';
 import { readPrDesyncFile, type PrDesync } from './pr-desync.js';
 import { createRootWatcher, type RootWatcher } from './root-watcher.js';
-import { GENERATION_LINK_RE, readActivationPending, readCurrentGeneration, readRebootRequired } from './system-info.js';
+import { GENERATION_LINK_RE, readActivationPending, readCurrentGeneration, readRebootRequired, readRunningNixpkgs, type NixpkgsVersion } from './system-info.js';
 
-export type SourceName = 'state' | 'profiles' | 'run' | 'pr';
+export type SourceName = 'state' | 'profiles' | 'run' | 'pr' | 'flake';
+const SOURCES: readonly SourceName[] = ['state', 'profiles', 'run', 'pr', 'flake'];
 
 export interface StateSnapshot {
   state: MachineState;
@@ -36,6 +38,8 @@ export interface SystemSnapshot {
   generations: number;
   rebootRequired: boolean;
   activationPending: boolean;
+  /** The running system's nixpkgs from its nixos-version (null: not NixOS, or no version). */
+  nixpkgs: NixpkgsVersion | null;
   profilesError: string | null;
   runError: string | null;
 }
@@ -48,10 +52,18 @@ export interface PrSnapshot {
   dirError: string | null;
 }
 
+/** exporter.flakeLock: the inputs it locks (watched like every other source). */
+export interface FlakeSnapshot {
+  file: string;
+  inputs: LockedInput[];
+  error: string | null;
+}
+
 export interface HostModel {
   readonly state: StateSnapshot;
   readonly system: SystemSnapshot;
   readonly pr: PrSnapshot | null;
+  readonly flake: FlakeSnapshot | null;
   /** Resolves once every source was read once (watchers may still be starting). */
   ready: Promise<void>;
   /** Resolves once every watcher is watching (tests). */
@@ -83,10 +95,15 @@ const acceptProfiles = (n: string): boolean => n === 'system' || GENERATION_LINK
 const acceptRun = (n: string): boolean => n === 'current-system' || n === 'booted-system';
 const acceptPr = (n: string): boolean => n.endsWith('.nix') && !n.startsWith('.');
 
+/** Why `dir` cannot be read as a directory (null when it can); `missing` when it does not exist. */
+async function dirStatus(dir: string): Promise<{ error: string | null; missing: boolean }> {
+  const st = await stat(dir).catch((e: unknown) => e as NodeJS.ErrnoException);
+  if (st instanceof Error) return { error: `${dir}: ${errorMessage(st)}`, missing: st.code === 'ENOENT' };
+  return { error: st.isDirectory() ? null : `${dir}: not a directory`, missing: false };
+}
+
 async function dirProblem(dir: string): Promise<string | null> {
-  const st = await stat(dir).catch((e: unknown) => e as Error);
-  if (st instanceof Error) return `${dir}: ${errorMessage(st)}`;
-  return st.isDirectory() ? null : `${dir}: not a directory`;
+  return (await dirStatus(dir)).error;
 }
 
 export function createHostModel(config: Config, opts: HostModelOptions): HostModel {
@@ -101,11 +118,15 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     journal: null, journalProblem: null, corruptFiles: [], dirError: 'not read yet',
   };
   let system: SystemSnapshot = {
-    generation: null, generationTimestamp: null, generations: 0, rebootRequired: false, activationPending: false,
+    generation: null, generationTimestamp: null, generations: 0, rebootRequired: false, activationPending: false, nixpkgs: null,
     profilesError: 'not read yet', runError: 'not read yet',
   };
   let pr: PrSnapshot | null = config.exporter.prDesyncDir
     ? { dir: config.exporter.prDesyncDir, desyncs: [], errors: {}, dirError: 'not read yet' }
+    : null;
+
+  let flake: FlakeSnapshot | null = config.exporter.flakeLock
+    ? { file: config.exporter.flakeLock, inputs: [], error: 'not read yet' }
     : null;
 
   // Generations are counted incrementally: each event names one link, which is re-checked
@@ -116,9 +137,10 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
   const prFiles = new Map<string, PrDesync | { error: string }>();
   const prDirty = new Set<string>();
 
+  let stateDirSeen = false;
   const dirty = new Set<SourceName>();
   const full = new Set<SourceName>();
-  const stats = { refreshes: { state: 0, profiles: 0, run: 0, pr: 0 } as Record<SourceName, number>, rescans: 0 };
+  const stats = { refreshes: { state: 0, profiles: 0, run: 0, pr: 0, flake: 0 } as Record<SourceName, number>, rescans: 0 };
   let timer: NodeJS.Timeout | null = null;
   let firstDirtyAt = 0;
   let running: Promise<void> | null = null;
@@ -178,12 +200,19 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     if (src === 'state') return refreshState();
     if (src === 'profiles') return refreshProfiles(isFull);
     if (src === 'run') return refreshRun();
+    if (src === 'flake') return refreshFlake();
     return refreshPr(isFull);
   }
 
   async function refreshState(): Promise<void> {
-    const dirError = await dirProblem(config.stateDir);
-    if (dirError) {
+    // A state directory that does not exist yet is a host where the loop never ran (monitor
+    // mode): nothing to report, nothing failing. One that is unreadable or a file is a problem.
+    // A state directory that vanished after this exporter saw it is a problem (its counters
+    // and breach flags would read as reset), not a fresh host.
+    const dir = await dirStatus(config.stateDir);
+    const dirError = dir.missing && !stateDirSeen ? null : dir.error;
+    if (!dir.error) stateDirSeen = true;
+    if (dir.error) {
       state = { ...state, state: emptyState(), stateProblem: null, stateMissing: true, recentRuns: [], historyProblem: null, journal: null, journalProblem: null, corruptFiles: [], dirError };
       noteError('state', dirError);
       return;
@@ -236,8 +265,10 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
 
   async function refreshRun(): Promise<void> {
     const runError = await dirProblem(config.runDir);
-    const [reboot, pending] = await Promise.all([readRebootRequired(config.runDir), readActivationPending(config.profilesDir, config.runDir)]);
-    system = { ...system, rebootRequired: reboot, activationPending: pending, runError };
+    const [reboot, pending, nixpkgs] = await Promise.all([
+      readRebootRequired(config.runDir), readActivationPending(config.profilesDir, config.runDir), readRunningNixpkgs(config.runDir),
+    ]);
+    system = { ...system, rebootRequired: reboot, activationPending: pending, nixpkgs, runError };
     noteError('run', runError);
   }
 
@@ -272,6 +303,18 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     }
     pr = { dir, desyncs, errors, dirError };
     noteError('pr', dirError ?? (Object.values(errors)[0] ?? null));
+  }
+
+  async function refreshFlake(): Promise<void> {
+    if (!flake) return;
+    const file = flake.file;
+    try {
+      flake = { file, inputs: await readFlakeLock(file), error: null };
+    } catch (err) {
+      // The last good inputs are not kept: an age read from a file that is gone would lie.
+      flake = { file, inputs: [], error: errorMessage(err) };
+    }
+    noteError('flake', flake.error);
   }
 
   const watchers: RootWatcher[] = [];
@@ -313,6 +356,15 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     }));
   }
 
+  if (flake) {
+    const name = basename(flake.file);
+    watchers.push(watch('flake', {
+      ...common, root: dirname(flake.file), accept: (n) => n === name,
+      onEvent: () => mark('flake'),
+      onRescan: () => mark('flake', true),
+    }));
+  }
+
   async function settled(): Promise<void> {
     while (!closed && (timer !== null || running !== null || dirty.size > 0)) {
       if (running) await running;
@@ -328,7 +380,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     stats.rescans += 1;
     log.debug('full re-read', { reason });
     await Promise.all(watchers.map((w) => w.verify()));
-    for (const s of ['state', 'profiles', 'run', 'pr'] as const) mark(s, true);
+    for (const s of SOURCES) mark(s, true);
     await settled();
   }
 
@@ -336,7 +388,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
   // dir with thousands of generation links takes ~0.7 s. Each watcher asks for one more full
   // re-read once it is ready, which covers any change made before it was.
   const ready = (async () => {
-    for (const s of ['state', 'profiles', 'run', 'pr'] as const) mark(s, true);
+    for (const s of SOURCES) mark(s, true);
     await settled();
   })();
 
@@ -355,6 +407,9 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     },
     get pr() {
       return pr;
+    },
+    get flake() {
+      return flake;
     },
     ready,
     watching: Promise.all(watchers.map((w) => w.ready)).then(() => settled()),

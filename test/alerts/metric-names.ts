@@ -33,6 +33,17 @@ export const SYSTEM_METRICS = [
   'nixos_desync_system_generations',
   'nixos_desync_system_reboot_required',
   'nixos_desync_system_activation_pending',
+  'nixos_desync_system_nixpkgs_info', // {revision,version}, value 1
+  'nixos_desync_system_nixpkgs_timestamp_seconds',
+] as const;
+
+/** Monitoring, on any host: exporter.upgradeUnit and exporter.flakeLock. */
+export const MONITOR_METRICS = [
+  'nixos_desync_upgrade_unit_last_run_success', // {unit}
+  'nixos_desync_upgrade_unit_last_run_timestamp_seconds', // {unit}
+  'nixos_desync_upgrade_unit_last_run_duration_seconds', // {unit}
+  'nixos_desync_upgrade_unit_running', // {unit}
+  'nixos_desync_flake_input_last_modified_timestamp_seconds', // {input}
 ] as const;
 
 export const EXPORTER_METRICS = [
@@ -45,6 +56,7 @@ export const METRIC_NAMES: readonly string[] = [
   ...DESYNC_METRICS,
   ...RUN_METRICS,
   ...SYSTEM_METRICS,
+  ...MONITOR_METRICS,
   ...EXPORTER_METRICS,
 ];
 
@@ -60,7 +72,10 @@ export const ASSUMED_LABELS: Readonly<Record<string, Readonly<Record<string, rea
   nixos_desync_last_run_stage_duration_seconds: {
     stage: ['fetch', 'candidate', 'gate', 'system_build', 'commit', 'activate'],
   },
+  nixos_desync_system_nixpkgs_info: { revision: null, version: null },
+  ...Object.fromEntries(MONITOR_METRICS.filter((m) => m.startsWith('nixos_desync_upgrade_unit_')).map((m) => [m, { unit: null }])),
+  nixos_desync_flake_input_last_modified_timestamp_seconds: { input: null },
   nixos_desync_build_info: { version: null },
-  nixos_desync_collector_success: { collector: ['desyncs', 'runs', 'system', 'pr_compat'] },
-  nixos_desync_collector_duration_seconds: { collector: ['desyncs', 'runs', 'system', 'pr_compat'] },
+  nixos_desync_collector_success: { collector: ['desyncs', 'runs', 'system', 'pr_compat', 'upgrade_unit', 'flake'] },
+  nixos_desync_collector_duration_seconds: { collector: ['desyncs', 'runs', 'system', 'pr_compat', 'upgrade_unit', 'flake'] },
 };

@@ -29,7 +29,7 @@ describe('config', () => {
       profilesDir: '/nix/var/nix/profiles',
       runDir: '/run',
       timeouts: { channel: '10m', build: '3h', check: '1h', system: '3h' },
-      exporter: { listenAddress: '127.0.0.1:9793', webConfigFile: null, prDesyncDir: null },
+      exporter: { listenAddress: '127.0.0.1:9793', webConfigFile: null, prDesyncDir: null, upgradeUnit: null, flakeLock: null, runtimeMetrics: 'minimal' },
     });
   });
 
@@ -47,8 +47,9 @@ describe('config', () => {
       system: { build: ['nixos-rebuild', 'build'], activate: null },
       onBreach: 'continue',
       timeouts: { channel: '30s', build: '3h', check: '1h', system: '2w' },
-      exporter: { listenAddress: '[::1]:9793', webConfigFile: '/etc/nixos-desync/web.yml', prDesyncDir: '/var/lib/nixos/desyncs' },
+      exporter: { listenAddress: '[::1]:9793', webConfigFile: '/etc/nixos-desync/web.yml', prDesyncDir: '/var/lib/nixos/desyncs', upgradeUnit: 'nixos-upgrade.service', flakeLock: '/etc/nixos/flake.lock' },
     });
+    expect(c.exporter.upgradeUnit).toBe('nixos-upgrade.service');
     expect(c.system.activate).toBeNull();
     expect(c.onBreach).toBe('continue');
   });
@@ -67,6 +68,11 @@ describe('config', () => {
     [{ desyncs: { x: { requireBuilds: ['a..b'] } } }, '$.desyncs.x.requireBuilds[0]', /dot-joined path/],
     [{ desyncs: { x: { requireBuilds: ['let.x'] } } }, '$.desyncs.x.requireBuilds[0]', /dot-joined path/],
     [{ desyncs: { x: { checks: [[]] } } }, '$.desyncs.x.checks[0]', /non-empty argv/],
+    [{ exporter: { upgradeUnit: '--all.service' } }, '$.exporter.upgradeUnit', /systemd unit name/],
+    [{ exporter: { upgradeUnit: 'nixos-upgrade' } }, '$.exporter.upgradeUnit', /systemd unit name/],
+    [{ exporter: { upgradeUnit: 'a b.service' } }, '$.exporter.upgradeUnit', /systemd unit name/],
+    [{ exporter: { flakeLock: 'flake.lock' } }, '$.exporter.flakeLock', /absolute path/],
+    [{ exporter: { runtimeMetrics: 'some' } }, '$.exporter.runtimeMetrics', /minimal|all/],
     [{ desyncs: { x: { checks: 'make check' } } }, '$.desyncs.x.checks', /expected array/],
     [{ desyncs: { x: { maxLagRebuilds: 0 } } }, '$.desyncs.x.maxLagRebuilds', /too small|>=1/],
     [{ desyncs: { x: { maxLagRebuilds: 1.5 } } }, '$.desyncs.x.maxLagRebuilds', /int/],

@@ -42,15 +42,29 @@ describe('collectors against real files', () => {
     expect(sample(t, 'nixos_desync_run_in_progress')).toBe(0);
   });
 
-  it('a missing state directory fails desyncs and runs only', async () => {
+  it('a state directory that does not exist yet (the loop never ran) fails nothing', async () => {
     host = await buildFixtureHost();
     await rm(host.stateDir, { recursive: true });
     exp = await startTestExporter(host.config);
     const t = await scrape(exp);
+    expect(sample(t, 'nixos_desync_collector_success{collector="desyncs"}')).toBe(1);
+    expect(sample(t, 'nixos_desync_collector_success{collector="runs"}')).toBe(1);
+    expect(sample(t, 'nixos_desync_runs_total{result="success"}')).toBe(0);
+    expect(sample(t, 'nixos_desync_lag_rebuilds{desync="breached"}')).toBe(0);
+    expect(sample(t, 'nixos_desync_system_reboot_required')).toBe(1);
+  });
+
+  it('a state directory that disappears after the exporter saw it fails desyncs and runs only', async () => {
+    host = await buildFixtureHost();
+    exp = await startTestExporter(host.config);
+    await rm(host.stateDir, { recursive: true });
+    await exp.model.rescanAll('test');
+    const t = await scrape(exp);
     expect(sample(t, 'nixos_desync_collector_success{collector="desyncs"}')).toBe(0);
     expect(sample(t, 'nixos_desync_collector_success{collector="runs"}')).toBe(0);
     expect(sample(t, 'nixos_desync_collector_success{collector="system"}')).toBe(1);
-    expect(sample(t, 'nixos_desync_system_reboot_required')).toBe(1);
+    // No counter reads as reset, no breach as resolved.
+    expect(t).not.toMatch(/^nixos_desync_(runs_total|breached)\{/m);
   });
 
   it('a fresh host (empty state dir) succeeds, with zero timestamps and no last-run success', async () => {
@@ -104,6 +118,16 @@ describe('exporter isolation and single-flight', () => {
     expect(sample(t, 'nixos_desync_system_generation')).toBe(7);
     expect(t).not.toMatch(/^nixos_desync_run_in_progress /m);
     expect(e.lastOutcome.runs).toMatch(/boom/);
+  });
+
+  it('exporter.runtimeMetrics "all" keeps every prom-client runtime series (minimal is the default)', async () => {
+    const all = createMetricsExporter({ config: parseConfig({ exporter: { runtimeMetrics: 'all' } }), model, logger: silentLogger, collectors: [] });
+    const minimal = createMetricsExporter({ config, model, logger: silentLogger, collectors: [] });
+    const [a, m] = [await all.metrics(), await minimal.metrics()];
+    expect(a).toMatch(/^nodejs_heap_size_used_bytes /m);
+    expect(m).not.toMatch(/^nodejs_heap_size_used_bytes /m);
+    expect(m).toMatch(/^process_resident_memory_bytes /m);
+    expect(a).not.toMatch(/nodejs_active_handles_total/);
   });
 
   it('concurrent scrapes share one collection', async () => {

@@ -18,8 +18,8 @@ describe('/metrics golden output', () => {
   let text: string;
 
   beforeAll(async () => {
-    host = await buildFixtureHost({ pr: true });
-    exp = await startTestExporter(host.config, { now: () => FIXTURE_NOW });
+    host = await buildFixtureHost({ pr: true, monitor: true });
+    exp = await startTestExporter(host.config, { now: () => FIXTURE_NOW, systemctl: host.systemctl });
     const res = await request(exp.server).get('/metrics');
     expect(res.status).toBe(200);
     text = res.text;
@@ -41,9 +41,13 @@ describe('/metrics golden output', () => {
     expect(missing).toEqual([]);
   });
 
-  it('keeps prom-client process metrics but not the lint-failing *_total gauges', () => {
-    expect(text).toMatch(/^process_cpu_seconds_total /m);
-    expect(text).toMatch(/^# TYPE nodejs_active_handles gauge$/m);
-    expect(text).not.toMatch(/nodejs_active_(handles|requests|resources)_total/);
+  it('keeps the runtime series a person reads (CPU, memory, fds, start time, event-loop lag) and drops the rest', () => {
+    const runtime = [...new Set(text.split('\n').filter((l) => /^(process|nodejs)_/.test(l)).map((l) => /^[a-z0-9_]+/.exec(l)![0]))].sort();
+    expect(runtime).toEqual([
+      'nodejs_eventloop_lag_p99_seconds', 'process_cpu_seconds_total',
+      'process_max_fds', 'process_open_fds', 'process_resident_memory_bytes', 'process_start_time_seconds',
+    ]);
+    expect(Number(/^process_cpu_seconds_total (\S+)$/m.exec(text)![1])).toBeGreaterThan(0);
+    expect(text).toMatch(/^# TYPE process_cpu_seconds_total counter$/m);
   });
 });
