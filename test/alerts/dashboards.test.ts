@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { requireTools } from '../helpers/tools.js';
 import { METRIC_NAMES } from './metric-names.js';
 import { allPanels, queries, type Json } from './grafana.js';
-import { metricNames, substituteGrafanaVariables } from './promql.js';
+import { metricNames, parsePromQL, selectors, substituteGrafanaVariables } from './promql.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DIR = path.join(ROOT, 'dashboards');
@@ -21,6 +21,9 @@ const EXPECTED_UIDS: Record<string, string> = {
   'nixos-desync-fleet.json': 'nixos-desync-fleet',
   'nixos-desync-host.json': 'nixos-desync-host',
 };
+
+/** A dashboard query as PromQL: Grafana's interval variables filled, $job/$instance kept. */
+const promql = (expr: string): string => substituteGrafanaVariables(expr, { job: '$job', instance: '$instance' });
 
 const files = readdirSync(DIR).filter((f) => f.endsWith('.json')).sort();
 
@@ -85,12 +88,20 @@ describe.each(files)('dashboard %s', (file) => {
     }
   });
 
-  it('every query filters on $job and $instance', () => {
+  it('every query parses with the Prometheus parser (Grafana variables filled in)', () => {
+    for (const q of queries(d)) expect(() => parsePromQL(promql(q.expr)), q.where).not.toThrow();
+  });
+
+  it('every selector of every panel query filters on $job and $instance', () => {
     for (const p of dataPanels) {
       for (const t of p.targets) {
-        for (const sel of (t.expr as string).matchAll(/[A-Za-z_:][A-Za-z0-9_:]*\{([^}]*)\}/g)) {
-          expect(sel[1], `panel "${p.title}" ${t.refId}`).toMatch(/job=~"\$job"/);
-          expect(sel[1], `panel "${p.title}" ${t.refId}`).toMatch(/instance=~"\$instance"/);
+        const sels = selectors(promql(t.expr));
+        expect(sels.length, `panel "${p.title}" ${t.refId}`).toBeGreaterThan(0);
+        for (const s of sels) {
+          expect(s.matchers, `panel "${p.title}" ${t.refId} ${s.name}`).toEqual(expect.arrayContaining([
+            { label: 'job', op: '=~', value: '$job' },
+            { label: 'instance', op: '=~', value: '$instance' },
+          ]));
         }
       }
     }
@@ -111,7 +122,7 @@ describe.each(files)('dashboard %s', (file) => {
   it('only uses metric names from the contract (and `up`)', () => {
     const known = new Set([...METRIC_NAMES, 'up']);
     for (const q of queries(d)) {
-      const used = metricNames(q.expr);
+      const used = metricNames(promql(q.expr));
       expect(used.length, q.where).toBeGreaterThan(0);
       for (const m of used) expect(known.has(m), `${q.where} uses unknown metric ${m}`).toBe(true);
     }
