@@ -89,6 +89,11 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
   const configPath = resolveConfigPath(values.config, io.env);
   try {
     const config = await loadConfig(configPath);
+    // Flake mode: the inputs the config names must be lockable nodes of <flake.path>/flake.lock.
+    if (command === 'check-config' || command === 'upgrade') {
+      const { assertFlakeConfig } = await import('../source/flake-config.js');
+      for (const w of await assertFlakeConfig(config, configPath)) io.stderr(`warning: ${w}\n`);
+    }
     switch (command) {
       case 'check-config': {
         // The exporter's web config is part of the configuration: refuse a bad one here too.

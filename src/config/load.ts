@@ -1,6 +1,7 @@
 // Reads and validates the config; every problem is reported with its JSON path (exit 78).
 import { readFile } from 'node:fs/promises';
-import { configSchema, type Config } from './schema.js';
+import { hostname } from 'node:os';
+import { configSchema, desyncInput, type Config } from './schema.js';
 import { DesyncError, errorMessage } from '../util/errors.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/nixos-desync/config.json';
@@ -32,13 +33,46 @@ function configError(file: string, problems: ConfigProblem[], cause?: unknown): 
 
 export function parseConfig(raw: unknown, file = '<config>'): Config {
   const r = configSchema.safeParse(raw);
-  if (r.success) return r.data;
+  if (r.success) return r.data.flake === null ? r.data : withFlakeDefaults(r.data, raw as Record<string, unknown>, file);
   const problems: ConfigProblem[] = r.error.issues.map((i) => {
     let message = i.message;
     if (i.code === 'unrecognized_keys') message = `unknown key(s): ${i.keys.map((k) => JSON.stringify(k)).join(', ')}`;
     return { path: formatJsonPath(i.path), message };
   });
   throw configError(file, problems, r.error);
+}
+
+/** The host name `flake.host` defaults to (as nixos-rebuild --flake uses it). */
+export function defaultFlakeHost(): string {
+  return hostname().split('.')[0] || 'nixos';
+}
+
+/**
+ * Flake mode: `nixpkgs`/`channel` must be absent (they would silently mean nothing), each
+ * desync's `input` gets its default, and `system.build` defaults to
+ * `nixos-rebuild build --flake <path>#<host>`. Only visible on the raw object (defaults hide absence).
+ */
+function withFlakeDefaults(c: Config, raw: Record<string, unknown>, file: string): Config {
+  const flake = c.flake!;
+  const problems: ConfigProblem[] = [];
+  for (const key of ['nixpkgs', 'channel'] as const) {
+    if (raw[key] !== undefined) problems.push({ path: formatJsonPath([key]), message: `must be absent in flake mode ("flake" is set: the system follows the flake input ${JSON.stringify(flake.input)})` });
+  }
+  const byInput = new Map<string, string>();
+  for (const [name, d] of Object.entries(c.desyncs)) {
+    const input = desyncInput(name, d);
+    if (input === flake.input) problems.push({ path: formatJsonPath(['desyncs', name, 'input']), message: `must not be the followed input flake.input (${JSON.stringify(input)})` });
+    const other = byInput.get(input);
+    if (other !== undefined) problems.push({ path: formatJsonPath(['desyncs', name, 'input']), message: `input ${JSON.stringify(input)} is already the input of desync ${JSON.stringify(other)}: each desync needs its own input` });
+    byInput.set(input, name);
+    d.input = input;
+  }
+  if (problems.length > 0) throw configError(file, problems);
+  const system = raw.system as Record<string, unknown> | undefined;
+  if (system?.build === undefined) {
+    c.system.build = ['nixos-rebuild', 'build', '--flake', `${flake.path}#${flake.host ?? defaultFlakeHost()}`];
+  }
+  return c;
 }
 
 export async function loadConfig(file: string): Promise<Config> {

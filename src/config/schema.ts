@@ -35,7 +35,14 @@ const jsonValue: z.ZodType<unknown> = z.lazy(() =>
   z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(jsonValue), z.record(z.string(), jsonValue)]),
 );
 
+// A flake input name as Nix writes it in flake.nix and flake.lock (an attribute name).
+export const FLAKE_INPUT_RE = /^[A-Za-z_][A-Za-z0-9_'-]{0,99}$/;
+const flakeInput = z.string().regex(FLAKE_INPUT_RE, { message: 'must be a flake input name, e.g. nixpkgs-synapse' });
+
 const desync = z.strictObject({
+  // Flake mode: the flake input this desync's nixpkgs comes from (default nixpkgs-<name>,
+  // filled in by parseConfig in flake mode; see desyncInput).
+  input: flakeInput.optional(),
   requireBuilds: z.array(attrPath).default([]),
   checks: z.array(argv).default([]),
   maxLagRebuilds: z.number().int().min(1).max(1_000_000).nullable().default(14),
@@ -71,6 +78,16 @@ export const configSchema = z.strictObject({
       activate: argv.nullable().default(['nixos-rebuild', 'switch']),
     })
     .prefault({}),
+  // Flake mode (nixpkgs/channel must then be absent; checked in parseConfig, where their absence is visible).
+  flake: z
+    .strictObject({
+      path: absPath.refine((s) => !/[#?]/.test(s), { message: 'must not contain "#" or "?" (it becomes a flake reference)' }).default('/etc/nixos'),
+      host: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$/, { message: 'must be a nixosConfigurations attribute name, e.g. the host name' }).nullable().default(null),
+      input: flakeInput.default('nixpkgs'),
+      commitLockFile: z.boolean().default(false),
+    })
+    .nullable()
+    .default(null),
   onBreach: z.enum(['fail', 'continue']).default('fail'),
   stateDir: absPath.default('/var/lib/nixos-desync'),
   profilesDir: absPath.default('/nix/var/nix/profiles'),
@@ -106,3 +123,8 @@ export const configSchema = z.strictObject({
 
 export type Config = z.infer<typeof configSchema>;
 export type DesyncConfig = z.infer<typeof desync>;
+
+/** The flake input of a desync (flake mode): its `input`, else `nixpkgs-<name>`. */
+export function desyncInput(name: string, d: Pick<DesyncConfig, 'input'>): string {
+  return d.input ?? `nixpkgs-${name}`;
+}

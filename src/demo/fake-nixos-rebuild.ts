@@ -1,11 +1,11 @@
 // A stand-in for `nixos-rebuild build|switch|boot` on hosts without NixOS (demo and tests):
 // builds the fake system with real nix-build and sets a real profile generation.
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, renameSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
 function usage(): never {
-  process.stderr.write('usage: fake-nixos-rebuild build|switch|boot --host DIR\n');
+  process.stderr.write('usage: fake-nixos-rebuild build|switch|boot --host DIR [--flake PATH#HOST]\n');
   process.exit(64);
 }
 
@@ -15,19 +15,28 @@ function atomicSymlink(target: string, link: string): void {
   renameSync(tmp, link);
 }
 
-const [action, flag, host] = process.argv.slice(2);
+const [action, flag, host, flakeFlag, flakeRef] = process.argv.slice(2);
 if (!action || !['build', 'switch', 'boot'].includes(action) || flag !== '--host' || !host) usage();
+if (flakeFlag !== undefined && (flakeFlag !== '--flake' || !flakeRef || !flakeRef.includes('#'))) usage();
 const work = join(host, 'work');
 mkdirSync(work, { recursive: true });
 process.stdout.write(`building the system configuration...\n`);
 let out: string;
 try {
-  out = execFileSync('nix-build', [
-    join(host, 'system.nix'),
-    '--argstr', 'nixpkgs', join(host, 'channels', 'nixos'),
-    '--argstr', 'pinsDir', join(stateDirOf(host), 'pins'),
-    '-o', join(work, 'result'),
-  ], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  if (flakeRef !== undefined) {
+    // As nixos-rebuild --flake PATH#HOST: a pure `nix build` of the configuration's toplevel.
+    const hash = flakeRef.lastIndexOf('#');
+    const attr = `${flakeRef.slice(0, hash)}#nixosConfigurations.${JSON.stringify(flakeRef.slice(hash + 1))}.config.system.build.toplevel`;
+    execFileSync('nix', ['--extra-experimental-features', 'nix-command flakes', 'build', attr, '-o', join(work, 'result')], { encoding: 'utf8', stdio: ['ignore', 'inherit', 'inherit'] });
+    out = realpathSync(join(work, 'result'));
+  } else {
+    out = execFileSync('nix-build', [
+      join(host, 'system.nix'),
+      '--argstr', 'nixpkgs', join(host, 'channels', 'nixos'),
+      '--argstr', 'pinsDir', join(stateDirOf(host), 'pins'),
+      '-o', join(work, 'result'),
+    ], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  }
 } catch (err) {
   process.stderr.write(`error: building the system configuration failed\n`);
   process.exit((err as { status?: number }).status ?? 1);

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'E_COMMAND'
   | 'E_TIMEOUT'
   | 'E_FETCH'
+  | 'E_FLAKE_LOCK'
   | 'E_CANDIDATE'
   | 'E_GATE'
   | 'E_NO_PIN'

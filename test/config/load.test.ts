@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, parseConfig, resolveConfigPath, formatJsonPath } from '../../src/config/load.js';
+import { loadConfig, parseConfig, resolveConfigPath, formatJsonPath, defaultFlakeHost } from '../../src/config/load.js';
 import { parseDuration } from '../../src/util/duration.js';
 import type { DesyncError } from '../../src/util/errors.js';
 
@@ -24,6 +24,7 @@ describe('config', () => {
       channel: { name: 'nixos', update: true },
       desyncs: {},
       system: { build: ['nixos-rebuild', 'build'], activate: ['nixos-rebuild', 'switch'] },
+      flake: null,
       onBreach: 'fail',
       stateDir: '/var/lib/nixos-desync',
       profilesDir: '/nix/var/nix/profiles',
@@ -120,5 +121,38 @@ describe('config', () => {
     expect(parseDuration('2w')).toBe(1_209_600_000);
     for (const bad of ['', '0s', '1.5h', '-1d', '10', 'd', '1y', ' 1d']) expect(parseDuration(bad)).toBeUndefined();
     expect(formatJsonPath(['desyncs', 'home-manager', 'checks', 0])).toBe('$.desyncs["home-manager"].checks[0]');
+  });
+
+  describe('flake mode', () => {
+    it('fills the documented defaults: input nixpkgs, desync inputs nixpkgs-<name>, nixos-rebuild build --flake <path>#<host>', () => {
+      const c = parseConfig({ flake: {}, desyncs: { synapse: {}, hm: { input: 'nixpkgs-home-manager' } } });
+      expect(c.flake).toEqual({ path: '/etc/nixos', host: null, input: 'nixpkgs', commitLockFile: false });
+      expect(c.desyncs.synapse!.input).toBe('nixpkgs-synapse');
+      expect(c.desyncs.hm!.input).toBe('nixpkgs-home-manager');
+      expect(c.system.build).toEqual(['nixos-rebuild', 'build', '--flake', `/etc/nixos#${defaultFlakeHost()}`]);
+      expect(defaultFlakeHost()).toMatch(/^[^.]+$/);
+      const h = parseConfig({ flake: { path: '/srv/host', host: 'web1', commitLockFile: true } });
+      expect(h.system.build).toEqual(['nixos-rebuild', 'build', '--flake', '/srv/host#web1']);
+      // An explicit system.build is kept as is.
+      expect(parseConfig({ flake: {}, system: { build: ['/bin/true'] } }).system.build).toEqual(['/bin/true']);
+      // Channel mode: no input is invented.
+      expect(parseConfig({ desyncs: { synapse: {} } }).desyncs.synapse!.input).toBeUndefined();
+    });
+
+    it.each([
+      [{ flake: {}, nixpkgs: '/x' }, '$.nixpkgs', /must be absent in flake mode/],
+      [{ flake: {}, channel: { update: false } }, '$.channel', /must be absent in flake mode/],
+      [{ flake: { path: 'etc/nixos' } }, '$.flake.path', /must be an absolute path/],
+      [{ flake: { path: '/etc/nixos#x' } }, '$.flake.path', /must not contain "#"/],
+      [{ flake: { host: 'a b' } }, '$.flake.host', /nixosConfigurations attribute name/],
+      [{ flake: { input: 'a.b' } }, '$.flake.input', /must be a flake input name/],
+      [{ flake: {}, desyncs: { a: { input: '${x}' } } }, '$.desyncs.a.input', /must be a flake input name/],
+      [{ flake: {}, desyncs: { a: { input: 'nixpkgs' } } }, '$.desyncs.a.input', /must not be the followed input/],
+      [{ flake: {}, desyncs: { a: { input: 'p' }, b: { input: 'p' } } }, '$.desyncs.b.input', /already the input of desync "a"/],
+      [{ flake: { bogus: 1 } }, '$.flake', /unknown key\(s\): "bogus"/],
+    ])('refuses %j (78 at %s)', (raw, path, msg) => {
+      const ps = problems(raw);
+      expect(ps).toEqual(expect.arrayContaining([expect.objectContaining({ path, message: expect.stringMatching(msg) })]));
+    });
   });
 });
