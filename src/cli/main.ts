@@ -92,7 +92,7 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
     // Flake mode: the inputs the config names must be lockable nodes of <flake.path>/flake.lock.
     if (command === 'check-config' || command === 'upgrade') {
       const { assertFlakeConfig } = await import('../source/flake-config.js');
-      for (const w of await assertFlakeConfig(config, configPath)) io.stderr(`warning: ${w}\n`);
+      for (const w of await assertFlakeConfig(config, configPath, { requireLock: command === 'upgrade' })) io.stderr(`warning: ${w}\n`);
     }
     switch (command) {
       case 'check-config': {

@@ -18,8 +18,12 @@ export interface FlakeCheck {
   warnings: string[];
 }
 
-/** Problems of a flake-mode config against its flake.lock (none in channel mode). */
-export async function checkFlakeConfig(config: Config): Promise<FlakeCheck> {
+/**
+ * Problems of a flake-mode config against its flake.lock (none in channel mode). A lock file
+ * that does not exist here is a problem only with `requireLock` (upgrade); check-config may run
+ * where the host's files are absent (e.g. in a build sandbox), so there it is a warning.
+ */
+export async function checkFlakeConfig(config: Config, opts: { requireLock: boolean }): Promise<FlakeCheck> {
   const out: FlakeCheck = { problems: [], warnings: [] };
   if (config.flake === null) return out;
   const file = flakeLockPath(config);
@@ -28,7 +32,12 @@ export async function checkFlakeConfig(config: Config): Promise<FlakeCheck> {
     lock = (await readLockFile(file)).lock;
   } catch (err) {
     const why = isDesyncError(err) ? err.message : errorMessage(err);
-    out.problems.push({ path: formatJsonPath(['flake', 'path']), message: `${why} (flake mode needs the host flake's lock file: run nix flake lock in ${config.flake.path})` });
+    const absent = isDesyncError(err) && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+    if (absent && !opts.requireLock) {
+      out.warnings.push(`${file} cannot be read here; flake inputs are checked when upgrade starts`);
+    } else {
+      out.problems.push({ path: formatJsonPath(['flake', 'path']), message: `${why} (flake mode needs the host flake's lock file: run nix flake lock in ${config.flake.path})` });
+    }
     return out;
   }
   const followed = lockableProblem(lock, config.flake.input);
@@ -50,8 +59,8 @@ export async function checkFlakeConfig(config: Config): Promise<FlakeCheck> {
 }
 
 /** Throws the E_CONFIG error (exit 78) listing every flake problem of the config. */
-export async function assertFlakeConfig(config: Config, configFile: string): Promise<string[]> {
-  const { problems, warnings } = await checkFlakeConfig(config);
+export async function assertFlakeConfig(config: Config, configFile: string, opts: { requireLock: boolean }): Promise<string[]> {
+  const { problems, warnings } = await checkFlakeConfig(config, opts);
   if (problems.length > 0) {
     const lines = problems.map((p) => `  ${p.path}: ${p.message}`).join('\n');
     throw new DesyncError('E_CONFIG', `invalid config ${configFile}:\n${lines}`, { details: { file: configFile, problems } });

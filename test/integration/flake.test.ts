@@ -109,10 +109,20 @@ describe.skipIf(!HAVE_NIX)('flake mode with real Nix flakes', () => {
     expect(follows.code).toBe(78);
     expect(follows.stderr).toMatch(/\$\.desyncs\.synapse\.input: .*follows "nixpkgs": it must be locked on its own/);
 
+    // No lock file: check-config may run where the host's files are absent (a warning);
+    // upgrade cannot run without it (78).
     await rm(host.lockFile);
     const none = await runCli(['check-config', '--config', host.configPath]);
-    expect(none.code).toBe(78);
-    expect(none.stderr).toMatch(/\$\.flake\.path: .*flake\.lock: cannot be read: ENOENT.*run nix flake lock in/);
+    expect(none.code, none.stderr).toBe(0);
+    expect(none.stderr).toMatch(/warning: .*flake\.lock cannot be read here; flake inputs are checked when upgrade starts/);
+    const noneUp = await runCli(['upgrade', '--config', host.configPath]);
+    expect(noneUp.code).toBe(78);
+    expect(noneUp.stderr).toMatch(/\$\.flake\.path: .*flake\.lock: cannot be read: ENOENT.*run nix flake lock in/);
+    // A lock that exists but is not JSON is refused by check-config too.
+    await writeFile(host.lockFile, 'garbage');
+    const broken = await runCli(['check-config', '--config', host.configPath]);
+    expect(broken.code).toBe(78);
+    expect(broken.stderr).toMatch(/\$\.flake\.path: .*flake\.lock: not valid JSON/);
   });
 
   it('the host flake builds with plain nix build (pure evaluation, no --impure), each desync from its own input', async () => {
