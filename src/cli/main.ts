@@ -55,37 +55,41 @@ const ALLOWED: Record<string, string[]> = {
 };
 
 export async function main(argv: string[], io: Io, signal?: AbortSignal): Promise<number> {
+  // With --json, stdout carries one JSON object whatever happens, errors included (64, 75, 78).
+  const wantsJson = argv.includes('--json');
+  const usage = (message: string, help = false): number => {
+    io.stderr(`nixos-desync: ${message}\n${help ? `\n${HELP}` : ''}`);
+    if (wantsJson) printJsonError(io, EXIT.usage, 'E_USAGE', message);
+    return EXIT.usage;
+  };
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    io.stderr(`nixos-desync: ${errorMessage(err)}\n\n${HELP}`);
-    return EXIT.usage;
+    return usage(errorMessage(err), true);
   }
   const { values, positionals } = parsed;
   if (values.version) {
     io.stdout(`nixos-desync ${VERSION}\n`);
     return EXIT.ok;
   }
-  if (values.help || positionals.length === 0) {
-    (values.help ? io.stdout : io.stderr)(HELP);
-    return values.help ? EXIT.ok : EXIT.usage;
+  if (values.help) {
+    io.stdout(HELP);
+    return EXIT.ok;
+  }
+  if (positionals.length === 0) {
+    if (!wantsJson) {
+      io.stderr(HELP);
+      return EXIT.usage;
+    }
+    return usage('no command given', true);
   }
   const [command, ...extra] = positionals;
   const allowed = ALLOWED[command!];
-  if (!allowed) {
-    io.stderr(`nixos-desync: unknown command "${command}"\n\n${HELP}`);
-    return EXIT.usage;
-  }
-  if (extra.length > 0) {
-    io.stderr(`nixos-desync: unexpected argument "${extra[0]}"\n`);
-    return EXIT.usage;
-  }
+  if (!allowed) return usage(`unknown command "${command}"`, true);
+  if (extra.length > 0) return usage(`unexpected argument "${extra[0]}"`);
   const bad = Object.keys(values).filter((k) => !allowed.includes(k));
-  if (bad.length > 0) {
-    io.stderr(`nixos-desync: option --${bad[0]} does not apply to ${command}\n`);
-    return EXIT.usage;
-  }
+  if (bad.length > 0) return usage(`option --${bad[0]} does not apply to ${command}`);
   const configPath = resolveConfigPath(values.config, io.env);
   try {
     const config = await loadConfig(configPath);
@@ -138,8 +142,20 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
     }
     return EXIT.usage;
   } catch (err) {
-    return reportError(err, io);
+    const code = reportError(err, io);
+    if (wantsJson) {
+      const problems = isDesyncError(err) ? (err.details.problems as unknown) : undefined;
+      printJsonError(io, code, isDesyncError(err) ? err.code : 'E_INTERNAL', isDesyncError(err) ? err.message : errorMessage(err), problems);
+    }
+    return code;
   }
+}
+
+/** The --json result of a command that could not run: its exit code and the error. */
+function printJsonError(io: Io, exitCode: number, code: string, message: string, problems?: unknown): void {
+  const error: Record<string, unknown> = { code, message };
+  if (Array.isArray(problems)) error.problems = problems;
+  io.stdout(JSON.stringify({ exitCode, result: null, error }, null, 2) + '\n');
 }
 
 export function exitCodeFor(err: unknown): number {

@@ -1,6 +1,6 @@
 // The config contract of ../shared/DESIGN.md as a zod schema: defaults, unknown keys rejected.
 import { z } from 'zod';
-import { parseDuration } from '../util/duration.js';
+import { MAX_TIMER_MS, parseDuration } from '../util/duration.js';
 
 export const DESYNC_NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // A Nix identifier as nixpkgs attribute names use them (no quoting, no interpolation).
@@ -10,6 +10,11 @@ const RESERVED_IDENTS = new Set(['if', 'then', 'else', 'assert', 'with', 'let', 
 
 const duration = z.string().refine((s) => parseDuration(s) !== undefined, {
   message: 'must be a duration like 30s, 10m, 3h, 14d or 2w',
+});
+
+// Timeouts become Node timers, which fire at once above 2^31-1 ms (24.8 days): refuse those.
+const timeout = duration.refine((s) => parseDuration(s)! <= MAX_TIMER_MS, {
+  message: 'must be at most 24d (longer timers overflow and would fire immediately)',
 });
 
 const absPath = z
@@ -45,7 +50,7 @@ const desync = z.strictObject({
   input: flakeInput.optional(),
   requireBuilds: z.array(attrPath).default([]),
   checks: z.array(argv).default([]),
-  maxLagRebuilds: z.number().int().min(1).max(1_000_000).nullable().default(14),
+  maxLagRebuilds: z.number().int().min(0).max(1_000_000).nullable().default(14),
   maxBehind: duration.nullable().default(null),
   nixpkgsConfig: z.record(z.string(), jsonValue).default({}),
 });
@@ -94,10 +99,10 @@ export const configSchema = z.strictObject({
   runDir: absPath.default('/run'),
   timeouts: z
     .strictObject({
-      channel: duration.default('10m'),
-      build: duration.default('3h'),
-      check: duration.default('1h'),
-      system: duration.default('3h'),
+      channel: timeout.default('10m'),
+      build: timeout.default('3h'),
+      check: timeout.default('1h'),
+      system: timeout.default('3h'),
     })
     .prefault({}),
   exporter: z

@@ -26,7 +26,7 @@ export const CATALOG = {
   nixos_desync_runs_total: { type: 'counter', help: 'Upgrade runs by result (persisted, survives restarts).', labels: ['result'], collector: 'runs' },
   nixos_desync_last_run_timestamp_seconds: { type: 'gauge', help: 'Start time of the last run (0 when no run yet).', labels: [], collector: 'runs' },
   nixos_desync_last_run_success: { type: 'gauge', help: '1 when the last run succeeded; absent before the first run.', labels: [], collector: 'runs' },
-  nixos_desync_last_successful_run_timestamp_seconds: { type: 'gauge', help: 'Start time of the last successful run (0 when none yet).', labels: [], collector: 'runs' },
+  nixos_desync_last_successful_run_timestamp_seconds: { type: 'gauge', help: 'Finish time of the last successful run (0 when none yet).', labels: [], collector: 'runs' },
   nixos_desync_last_run_duration_seconds: { type: 'gauge', help: 'Duration of the last run; absent before the first run.', labels: [], collector: 'runs' },
   nixos_desync_last_run_stage_duration_seconds: { type: 'gauge', help: 'Duration of each stage the last run went through.', labels: ['stage'], collector: 'runs' },
   nixos_desync_run_in_progress: { type: 'gauge', help: '1 while an upgrade run is in flight (its journal exists and its process is alive).', labels: [], collector: 'runs' },

@@ -171,6 +171,9 @@ export function createStateStore(stateDir: string) {
       const dir = setDir(id);
       await mkdir(join(dir, 'roots'), { recursive: true, mode: 0o755 });
       await mkdir(join(dir, 'pins'), { recursive: true, mode: 0o755 });
+      // The new directory and its parent reach the disk before anything refers to them.
+      await fsyncDir(dir);
+      await fsyncDir(p.sets);
       return dir;
     },
 
@@ -182,9 +185,22 @@ export function createStateStore(stateDir: string) {
       await fsyncDir(join(setDir(id), 'pins'));
     },
 
-    /** Makes `pins` show set `id` (one atomic rename). */
+    /**
+     * Makes `pins` show set `id` (one atomic rename). The set's directories are fsynced first
+     * (its pins/ and roots/, the set itself, then sets/): after a power loss the symlink never
+     * points at a set whose directory entries did not reach the disk.
+     */
     async pointPinsAt(id: string): Promise<void> {
-      await guardWrite(p.pins, () => replaceSymlink(`sets/${id}/pins`, p.pins));
+      await guardWrite(p.pins, async () => {
+        await fsyncDir(join(setDir(id), 'pins'));
+        // roots/ may be missing in a set restored by hand; the pins are what must be durable.
+        await fsyncDir(join(setDir(id), 'roots')).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        });
+        await fsyncDir(setDir(id));
+        await fsyncDir(p.sets);
+        await replaceSymlink(`sets/${id}/pins`, p.pins);
+      });
     },
 
     /** Refuses a committed set whose directories or pin files were replaced (e.g. by symlinks). */

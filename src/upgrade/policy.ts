@@ -1,5 +1,6 @@
 // The pin rules, as pure functions: passed → follow the candidate (lag 0); failed → keep the
-// pin (lag + 1); breach when failing at lag ≥ maxLagRebuilds or behind ≥ maxBehind.
+// pin (lag + 1, unless the pin already is the candidate); breach when failing at
+// lag ≥ maxLagRebuilds (so 0 = never stay behind) or behind ≥ maxBehind.
 import type { Config } from '../config/schema.js';
 import type { Candidate } from '../nix/adapter.js';
 import { emptyDesyncRecord, type DesyncRecord, type Pin, type RunDesyncOutcome } from '../state/model.js';
@@ -55,6 +56,22 @@ export function decide(input: {
         breachReason: null,
       };
       d.outcomes.push({ name: g.name, result: 'passed', lagRebuilds: 0, breached: false, revision: candidate.revision, error: null });
+      continue;
+    }
+    // A pin that already is the candidate is not behind (e.g. a flaky check on an unchanged
+    // channel): the attempt counts as failed, but the lag, the behind clock and breaches do not move.
+    if (prevPin && (prevPin.storePath === candidate.storePath || prevPin.revision === candidate.revision)) {
+      d.records[g.name] = {
+        attempts: { passed: prev.attempts.passed, failed: prev.attempts.failed + 1 },
+        consecutiveFailures: prev.consecutiveFailures + 1,
+        lastAttempt: { at, result: 'failed', ...(g.error ? { error: g.error } : {}) },
+        lastSuccessAt: prev.lastSuccessAt,
+        behindSince: null,
+        breached: false,
+        breachReason: null,
+      };
+      d.pins[g.name] = { ...prevPin };
+      d.outcomes.push({ name: g.name, result: 'failed', lagRebuilds: prevPin.desyncAge, breached: false, revision: prevPin.revision, error: g.error ?? null });
       continue;
     }
     const behindSince = prev.behindSince ?? at;

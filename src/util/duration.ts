@@ -1,6 +1,9 @@
 // Durations as written in the config (`30s 10m 3h 14d 2w`), parsed once into milliseconds.
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
+/** Largest delay a Node timer honours (2^31-1 ms ≈ 24.8 days); larger ones fire after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export const DURATION_RE = /^([1-9][0-9]{0,8})(s|m|h|d|w)$/;
 
 export function parseDuration(text: string): number | undefined {

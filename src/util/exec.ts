@@ -2,6 +2,7 @@
 // or an abort kills the whole tree it started, not just the direct child.
 import { spawn } from 'node:child_process';
 import { DesyncError } from './errors.js';
+import { MAX_TIMER_MS } from './duration.js';
 
 export interface RunOptions {
   env?: NodeJS.ProcessEnv;
@@ -92,10 +93,11 @@ export const runCommand: Runner = (argv, opts) => {
       killTimer = setTimeout(() => child.pid !== undefined && killGroup(child.pid, 'SIGKILL'), opts.killGraceMs ?? 5000);
       killTimer.unref();
     };
+    // Clamped: a longer delay would overflow Node's timer and fire at once (config refuses it).
     const timer = setTimeout(() => {
       timedOut = true;
       terminate();
-    }, opts.timeoutMs);
+    }, Math.min(opts.timeoutMs, MAX_TIMER_MS));
     const onAbort = (): void => terminate();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     if (child.pid !== undefined) {

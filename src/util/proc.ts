@@ -12,6 +12,25 @@ export function processStartTime(pid: number): string | undefined {
   }
 }
 
+/** This boot's id (changes at every boot), or undefined where /proc does not provide it. */
+export function bootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** When this boot started (`btime` of /proc/stat), in ms since the epoch. */
+export function bootTimeMs(): number | undefined {
+  try {
+    const m = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'));
+    return m ? Number(m[1]) * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function isProcessAlive(pid: number, startTime?: string): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {

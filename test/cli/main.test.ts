@@ -1,8 +1,9 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../src/cli/main.js';
+import { acquireLock } from '../../src/state/lock.js';
 
 async function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
   let stdout = '';
@@ -56,6 +57,17 @@ describe('cli', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
   });
 
+  it('a timeout of 24.8 days or more is refused with exit 78 naming the field (#11.12)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
+    const cfg = join(dir, 'c.json');
+    await writeFile(cfg, JSON.stringify({ timeouts: { build: '4w' }, stateDir: join(dir, 'state') }));
+    for (const cmd of ['check-config', 'upgrade']) {
+      const r = await cli([cmd, '--config', cfg]);
+      expect(r.code, cmd).toBe(78);
+      expect(r.stderr).toMatch(/\$\.timeouts\.build: must be at most 24d/);
+    }
+  });
+
   it('check-config also validates exporter.webConfigFile (exit 78 naming the field)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
     const web = join(dir, 'web.yml');
@@ -89,5 +101,40 @@ describe('cli', () => {
     expect(doc.lastRun).toBeNull();
     expect(doc.system).toMatchObject({ generation: null, rebootRequired: false });
     expect((await cli(['status', '--config', cfg])).stdout).toMatch(/hm\s+-\s+0\/14/);
+  });
+
+  // #11.15: `upgrade --json` prints one JSON object for every exit, not only 0 and 1.
+  it('upgrade --json prints one JSON object with the exit code and the error for exits 64, 75 and 78', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
+    const stateDir = join(dir, 'state');
+    const cfg = join(dir, 'c.json');
+    await writeFile(cfg, JSON.stringify({ stateDir, profilesDir: join(dir, 'p'), runDir: join(dir, 'run') }));
+    const usage = await cli(['upgrade', '--json', '--config', cfg, '--frobnicate']);
+    expect(usage.code).toBe(64);
+    expect(JSON.parse(usage.stdout)).toMatchObject({ exitCode: 64, result: null, error: { code: 'E_USAGE', message: expect.stringMatching(/frobnicate/) } });
+    const usage2 = await cli(['upgrade', '--json', '--config', cfg, 'extra']);
+    expect(JSON.parse(usage2.stdout)).toMatchObject({ exitCode: 64, error: { code: 'E_USAGE', message: expect.stringMatching(/unexpected argument "extra"/) } });
+    // Another run holds the lock.
+    await mkdir(stateDir, { recursive: true, mode: 0o755 });
+    const lock = await acquireLock(join(stateDir, 'lock'), 'upgrade');
+    try {
+      const locked = await cli(['upgrade', '--json', '--config', cfg]);
+      expect(locked.code).toBe(75);
+      expect(JSON.parse(locked.stdout)).toMatchObject({ exitCode: 75, result: null, error: { code: 'E_LOCKED', message: expect.stringMatching(/another nixos-desync run holds/) } });
+    } finally {
+      await lock.release();
+    }
+    // An invalid config names each field in the object too.
+    const bad = join(dir, 'bad.json');
+    await writeFile(bad, JSON.stringify({ onBreach: 'maybe', timeouts: { build: '4w' } }));
+    const invalid = await cli(['upgrade', '--config', bad, '--json']);
+    expect(invalid.code).toBe(78);
+    const doc = JSON.parse(invalid.stdout);
+    expect(doc).toMatchObject({ exitCode: 78, result: null, error: { code: 'E_CONFIG' } });
+    expect(doc.error.problems.map((p: { path: string }) => p.path).sort()).toEqual(['$.onBreach', '$.timeouts.build']);
+    // Without --json, stdout stays empty on these exits (the message goes to stderr).
+    const plain = await cli(['upgrade', '--config', bad]);
+    expect(plain).toMatchObject({ code: 78, stdout: '' });
+    expect(plain.stderr).toMatch(/\$\.onBreach/);
   });
 });

@@ -75,7 +75,11 @@ describe('config', () => {
     [{ exporter: { flakeLock: 'flake.lock' } }, '$.exporter.flakeLock', /absolute path/],
     [{ exporter: { runtimeMetrics: 'some' } }, '$.exporter.runtimeMetrics', /minimal|all/],
     [{ desyncs: { x: { checks: 'make check' } } }, '$.desyncs.x.checks', /expected array/],
-    [{ desyncs: { x: { maxLagRebuilds: 0 } } }, '$.desyncs.x.maxLagRebuilds', /too small|>=1/],
+    [{ desyncs: { x: { maxLagRebuilds: -1 } } }, '$.desyncs.x.maxLagRebuilds', /too small|>=0/],
+    // #11.12: Node timers overflow above 24.8 days and would fire after 1 ms.
+    [{ timeouts: { build: '4w' } }, '$.timeouts.build', /at most 24d/],
+    [{ timeouts: { system: '25d' } }, '$.timeouts.system', /at most 24d/],
+    [{ timeouts: { check: '597h' } }, '$.timeouts.check', /at most 24d/],
     [{ desyncs: { x: { maxLagRebuilds: 1.5 } } }, '$.desyncs.x.maxLagRebuilds', /int/],
     [{ desyncs: { x: { maxBehind: '14 days' } } }, '$.desyncs.x.maxBehind', /duration like/],
     [{ timeouts: { build: '0s' } }, '$.timeouts.build', /duration like/],
@@ -90,6 +94,12 @@ describe('config', () => {
     const ps = problems(raw);
     expect(ps.map((p) => p.path)).toContain(path);
     expect(ps.find((p) => p.path === path)!.message).toMatch(message);
+  });
+
+  it('accepts timeouts up to 24 days (the largest a timer honours) and maxLagRebuilds 0 (never stay behind)', () => {
+    const c = parseConfig({ timeouts: { build: '24d', system: '3w', check: '596h', channel: '35791m' }, desyncs: { x: { maxLagRebuilds: 0 } } });
+    expect(c.timeouts).toMatchObject({ build: '24d', system: '3w' });
+    expect(c.desyncs.x!.maxLagRebuilds).toBe(0);
   });
 
   it('reports every problem at once', () => {

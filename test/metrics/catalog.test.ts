@@ -22,4 +22,12 @@ describe('metric catalog', () => {
   it('uses counter names ending in _total only for counters', () => {
     for (const [name, def] of Object.entries(CATALOG)) expect(name.endsWith('_total'), name).toBe(def.type === 'counter');
   });
+
+  // #11.15: the loop stores the finish time of a successful run (runs.lastSuccessAt = finishedAt).
+  it('documents last_successful_run_timestamp_seconds as the finish time of the run, as the loop records it', () => {
+    expect(CATALOG.nixos_desync_last_successful_run_timestamp_seconds.help).toMatch(/^Finish time/);
+    const row = docs.split('\n').find((l) => l.startsWith('| `nixos_desync_last_successful_run_timestamp_seconds`'))!;
+    expect(row).toMatch(/finished/);
+    expect(row).not.toMatch(/Start of/);
+  });
 });

@@ -43,4 +43,29 @@ describe('pin rules', () => {
     expect(d.pins.c).toBeUndefined();
     expect(d.breached).toEqual([]);
   });
+
+  // #11.9: a flaky check on an unchanged channel must not make a desync "behind".
+  it('failed while the pin already is the candidate → not behind: lag, behind clock and breach stay put', () => {
+    const same: Pin = { path: cand.path, storePath: cand.storePath, revision: cand.revision, desyncAge: 0, pinnedAt: '2026-01-09T00:00:00.000Z' };
+    let prevPins: Record<string, Pin> = { a: same };
+    let prevRecords = {};
+    for (let i = 0; i < 5; i++) {
+      const d = decide({ config, prevPins, prevRecords, gate: [{ name: 'a', passed: false, error: 'flaky' }], candidate: cand, now });
+      expect(d.pins.a).toEqual(same);
+      expect(d.records.a).toMatchObject({ behindSince: null, breached: false, consecutiveFailures: i + 1, attempts: { failed: i + 1 } });
+      expect(d.outcomes[0]).toMatchObject({ result: 'failed', lagRebuilds: 0, breached: false });
+      expect(d.breached).toEqual([]);
+      prevPins = d.pins;
+      prevRecords = d.records;
+    }
+  });
+
+  // #11.15: maxLagRebuilds 0 means "never stay behind": the first failure is a breach.
+  it('maxLagRebuilds 0: the first failure on a new revision is a breach; passing is fine', () => {
+    const zero = parseConfig({ desyncs: { z: { maxLagRebuilds: 0 } } });
+    const d = decide({ config: zero, prevPins: { z: pin(0) }, prevRecords: {}, gate: [{ name: 'z', passed: false, error: 'x' }], candidate: cand, now });
+    expect(d.breached).toEqual(['z']);
+    expect(d.records.z!.breachReason).toMatch(/lag 0 ≥ maxLagRebuilds 0/);
+    expect(decide({ config: zero, prevPins: { z: pin(0) }, prevRecords: {}, gate: [{ name: 'z', passed: true }], candidate: cand, now }).breached).toEqual([]);
+  });
 });

@@ -28,6 +28,13 @@ describe('runCommand', () => {
     expect(r.stdout).toBe('$(reboot) ; rm -rf / `id`\n');
   });
 
+  it('a timeout longer than a Node timer can hold does not fire at once (#11.12)', async () => {
+    const r = await runCommand(['/bin/sh', '-c', 'sleep 0.3; echo done'], { timeoutMs: 28 * 86_400_000 });
+    expect(r.timedOut).toBe(false);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toBe('done\n');
+  });
+
   it('a timeout kills the whole process tree, grandchildren included', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'desync-exec-'));
     const pids = join(dir, 'pids');
