@@ -18,6 +18,11 @@ export interface AppOptions {
   logger: Logger;
   version: string;
   now?: () => Date;
+  /**
+   * Show error excerpts and file paths on the landing page (default false): serve.ts sets it
+   * only for a loopback-only or authenticated listener (`landingDetailsAllowed`).
+   */
+  landingDetails?: boolean;
 }
 
 /**
@@ -87,6 +92,7 @@ export function createApp(opts: AppOptions): Express {
     }, now(), problems);
     const html = renderLanding({
       version: opts.version,
+      details: opts.landingDetails ?? false,
       status,
       pr: model.pr?.desyncs ?? null,
       collectors: { ...exporter.lastOutcome },

@@ -10,6 +10,12 @@ export function escapeHtml(s: string): string {
 
 export interface LandingView {
   version: string;
+  /**
+   * Error excerpts, file paths and collector errors are shown only on a listener that is
+   * authenticated or reachable from this host alone (see serve.ts); elsewhere the page says
+   * that there are problems, not what they are.
+   */
+  details: boolean;
   status: StatusDoc;
   pr: PrDesync[] | null;
   collectors: Record<string, string | null>;
@@ -18,6 +24,8 @@ export interface LandingView {
 }
 
 const e = escapeHtml;
+const HIDDEN = '(details hidden)';
+const HIDDEN_NOTE = 'Error details and file paths are shown only on a loopback-only or authenticated listener; see the exporter and upgrade logs (journalctl), or `nixos-desync status` on the host.';
 
 export function renderLanding(v: LandingView): string {
   const s = v.status;
@@ -32,13 +40,17 @@ export function renderLanding(v: LandingView): string {
   });
   const prRows = (v.pr ?? []).map((d) => `<tr class="${d.desyncAge === 0 ? 'ok' : 'warn'}"><td>${e(d.name)}</td><td><code>${e(d.revision)}</code></td>` +
     `<td><code>${e(d.path)}</code></td><td>${d.desyncAge}</td></tr>`);
+  const excerpt = (err: string | null | undefined): string => (!err ? '' : v.details ? (err.split('\n')[0] ?? '') : HIDDEN);
   const runs = v.recentRuns.map((r) => `<tr class="${r.result === 'success' ? 'ok' : 'bad'}"><td>${e(r.at)}</td><td>${e(r.result)}</td>` +
-    `<td>${e(formatSeconds(r.durationSeconds))}</td><td>${e((r.error ?? '').split('\n')[0] ?? '')}</td></tr>`);
+    `<td>${e(formatSeconds(r.durationSeconds))}</td><td>${e(excerpt(r.error))}</td></tr>`);
   const sys = s.system;
   const last = s.lastRun;
-  const problems = [
+  const problems = v.details ? [
     ...s.stateProblems.map((p) => `${p.file}: ${p.message}`),
     ...Object.entries(v.collectors).filter(([, err]) => err).map(([c, err]) => `collector ${c}: ${err}`),
+  ] : [
+    ...(s.stateProblems.length > 0 ? [`${s.stateProblems.length} state problem(s)`] : []),
+    ...Object.entries(v.collectors).filter(([, err]) => err).map(([c]) => `collector ${c} is failing`),
   ];
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>nixos-desync exporter</title>
@@ -51,12 +63,12 @@ tr.ok td:last-child{color:#080}tr.warn td:last-child{color:#a60}tr.bad td:last-c
 ${rows.length > 0 ? `<table><tr><th>Desync</th><th>Revision</th><th>Path</th><th>Lag (rebuilds / budget)</th><th>Behind / budget</th><th>Last attempt</th><th>State</th></tr>\n${rows.join('\n')}\n</table>` : '<p>No desyncs configured: runs are plain auto-upgrades.</p>'}
 ${v.pr ? `<h2>Proposal state files (prDesyncDir)</h2>\n<table><tr><th>Desync</th><th>Revision</th><th>Path</th><th>desyncAge</th></tr>\n${prRows.join('\n')}\n</table>` : ''}
 <h2>Last run</h2>
-<p>${last ? `${e(last.result)} at ${e(last.at)} in ${e(formatSeconds(last.durationSeconds))}${last.error ? ` — ${e(last.error.split('\n')[0] ?? '')}` : ''}` : 'No run yet.'}${v.runInProgress ? ' <strong>A run is in progress.</strong>' : ''}</p>
+<p>${last ? `${e(last.result)} at ${e(last.at)} in ${e(formatSeconds(last.durationSeconds))}${last.error ? ` — ${e(excerpt(last.error))}` : ''}` : 'No run yet.'}${v.runInProgress ? ' <strong>A run is in progress.</strong>' : ''}</p>
 <p>Last successful run: ${e(s.lastSuccessfulRunAt ?? 'never')}</p>
 ${runs.length > 0 ? `<table><tr><th>Started</th><th>Result</th><th>Duration</th><th>Error</th></tr>\n${runs.join('\n')}\n</table>` : ''}
 <h2>System</h2>
 <p>Generation ${e(String(sys.generation ?? '-'))}${sys.generationTimestamp ? ` (${e(sys.generationTimestamp)})` : ''}, ${sys.generations} generation(s)${sys.activationPending ? ', <strong>activation pending</strong>' : ''}${sys.rebootRequired ? ', <strong>reboot required</strong>' : ''}.</p>
-${problems.length > 0 ? `<h2>Problems</h2>\n<ul>${problems.map((p) => `<li>${e(p)}</li>`).join('')}</ul>` : ''}
+${problems.length > 0 ? `<h2>Problems</h2>\n<ul>${problems.map((p) => `<li>${e(p)}</li>`).join('')}</ul>${v.details ? '' : `\n<p>${HIDDEN_NOTE}</p>`}` : ''}
 </body></html>
 `;
 }

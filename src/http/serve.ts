@@ -3,7 +3,7 @@
 // on stderr; the abort signal shuts everything down.
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.js';
 import { createMetricsExporter, type MetricsExporter } from '../metrics/exporter.js';
@@ -71,6 +71,31 @@ export function parseListenAddress(addr: string): { host: string | undefined; po
   return { host: host === '' ? undefined : host, port };
 }
 
+/** True for an address only this host can reach: 127.0.0.0/8, ::1, IPv4-mapped loopback, localhost. */
+export function isLoopbackHost(host: string | undefined): boolean {
+  if (host === undefined) return false; // `:port` listens on every interface
+  const h = host.toLowerCase();
+  if (h === 'localhost' || h === 'ip6-localhost') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) {
+    // The WHATWG URL parser canonicalises IPv6 (0:0:0:0:0:0:0:1 → ::1, ::ffff:127.0.0.1 → ::ffff:7f00:1).
+    const canon = new URL(`http://[${h}]/`).hostname;
+    return canon === '[::1]' || canon.startsWith('[::ffff:7f');
+  }
+  return false;
+}
+
+/**
+ * The landing page shows error excerpts and file paths only where strangers cannot read
+ * them: on a loopback-only listener, or when every request is authenticated (basic auth, or a
+ * client certificate verified against the configured CA).
+ */
+export function landingDetailsAllowed(host: string | undefined, web: WebConfig | null): boolean {
+  if (isLoopbackHost(host)) return true;
+  if (web && web.users.size > 0) return true;
+  return web?.tls?.clientAuth === 'RequireAndVerifyClientCert';
+}
+
 export async function startExporter(config: Config, opts: ServeOptions): Promise<RunningExporter> {
   const log = opts.logger ?? createLogger({ write: opts.io.stderr, format: 'json', base: { component: 'serve' } });
   const listen = parseListenAddress(opts.listenAddress ?? config.exporter.listenAddress);
@@ -84,7 +109,8 @@ export async function startExporter(config: Config, opts: ServeOptions): Promise
   try {
     await model.ready;
     const exporter = createMetricsExporter({ config, model, logger: log.child({ component: 'metrics' }), now: opts.now, cacheMs: opts.metricsCacheMs ?? 1000, systemctl: opts.systemctl, env: opts.io.env });
-    const app = createHandler({ config, model, exporter, logger: log, version: VERSION, now: opts.now });
+    const landingDetails = landingDetailsAllowed(listen.host, web);
+    const app = createHandler({ config, model, exporter, logger: log, version: VERSION, now: opts.now, landingDetails });
     const auth = web && web.users.size > 0 ? createBasicAuth({ users: web.users, compare: opts.bcryptCompare, cacheSize: opts.authCacheSize }) : null;
     const guard = createGuard({
       app,
@@ -152,6 +178,7 @@ export async function startExporter(config: Config, opts: ServeOptions): Promise
       url,
       tls: tls ? { clientAuth: tls.clientAuth, minVersion: tls.minVersion, maxVersion: tls.maxVersion } : false,
       basicAuthUsers: web?.users.size ?? 0,
+      landingPageDetails: landingDetails,
       webConfigFile: webConfigFile ?? null,
       version: VERSION, stateDir: config.stateDir, profilesDir: config.profilesDir, runDir: config.runDir, prDesyncDir: config.exporter.prDesyncDir });
     opts.onListening?.(url);

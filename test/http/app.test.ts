@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { escapeHtml } from '../../src/http/landing.js';
-import { parseListenAddress, serve } from '../../src/http/serve.js';
+import { isLoopbackHost, landingDetailsAllowed, parseListenAddress, serve } from '../../src/http/serve.js';
+import type { WebConfig } from '../../src/http/web-config.js';
 import { isDesyncError } from '../../src/util/errors.js';
 import { buildFixtureHost, FIXTURE_NOW, type FixtureHost } from '../fixtures/exporter/build.js';
 import { startTestExporter, type StartedExporter, stopFixture } from '../fixtures/exporter/start.js';
@@ -59,6 +60,48 @@ describe('endpoints', () => {
     expect(html).toMatch(/history\.json: not valid JSON/);
     expect(html).toContain('state.json.corrupt-20260105T040000000Z');
     expect(html).toMatch(/collector pr_compat: .*broken\.nix/);
+  });
+
+  it('/ on a listener other hosts can reach, without auth: problems are named, but no error excerpt or file path', async () => {
+    host = await buildFixtureHost({ pr: true });
+    exp = await startTestExporter(host.config, { now: () => FIXTURE_NOW, listenAddress: '0.0.0.0:0' });
+    await exp.exporter.metrics();
+    const html = (await request(exp.server).get('/')).text;
+    // Still a useful status page: desyncs, breach, last run result.
+    expect(html).toMatch(/<td>breached<\/td>.*BREACHED/);
+    expect(html).toContain('breach at 2026-01-10T04:00:00.000Z');
+    // No error excerpt of the last run, no file path, no collector error text.
+    expect(html).not.toContain('desync breached breached its budget');
+    expect(html).not.toContain(host.dir);
+    expect(html).not.toMatch(/history\.json|state\.json|broken\.nix|not valid JSON/);
+    expect(html).toContain('(details hidden)');
+    expect(html).toContain('collector pr_compat is failing');
+    expect(html).toMatch(/shown only on a loopback-only or authenticated listener/);
+  });
+
+  it('/ on a reachable listener with basic auth shows the details to authenticated users', async () => {
+    host = await buildFixtureHost({ pr: true });
+    const hash = '$2b$04$exCXiwI.2FrgOjA6ki.MSuUdOxHj4I6QKIohl3PoREihkY7TdR6T2'; // "pw"
+    await writeFile(join(host.dir, 'web.yml'), `basic_auth_users:\n  prometheus: ${hash}\n`);
+    exp = await startTestExporter(host.config, { now: () => FIXTURE_NOW, listenAddress: '0.0.0.0:0', webConfigFile: join(host.dir, 'web.yml') });
+    await exp.exporter.metrics();
+    const anon = await request(exp.server).get('/');
+    expect(anon.status).toBe(401);
+    expect(anon.text).not.toContain('budget');
+    const html = (await request(exp.server).get('/').auth('prometheus', 'pw')).text;
+    expect(html).toContain('desync breached breached its budget');
+    expect(html).toMatch(/history\.json: not valid JSON/);
+  });
+
+  it('landing details: loopback-only or authenticated listeners only', () => {
+    for (const h of ['127.0.0.1', '127.1.2.3', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', 'localhost']) expect(isLoopbackHost(h), h).toBe(true);
+    for (const h of [undefined, '0.0.0.0', '::', '192.168.1.5', '::ffff:10.0.0.1', 'host.example.org', '128.0.0.1']) expect(isLoopbackHost(h), String(h)).toBe(false);
+    const tls = (clientAuth: string): WebConfig => ({ users: new Map(), tls: { clientAuth } } as unknown as WebConfig);
+    expect(landingDetailsAllowed('0.0.0.0', null)).toBe(false);
+    expect(landingDetailsAllowed('0.0.0.0', tls('RequireAnyClientCert'))).toBe(false); // anyone can make a certificate
+    expect(landingDetailsAllowed('0.0.0.0', tls('RequireAndVerifyClientCert'))).toBe(true);
+    expect(landingDetailsAllowed('0.0.0.0', { users: new Map([['p', 'h']]), tls: null } as unknown as WebConfig)).toBe(true);
+    expect(landingDetailsAllowed('127.0.0.1', null)).toBe(true);
   });
 
   it('unknown paths are 404 and nothing accepts writes', async () => {
