@@ -81,6 +81,7 @@ export function createApp(opts: AppOptions): Express {
       ...(s.journalProblem ? [s.journalProblem] : []),
       ...s.corruptFiles.map((f) => ({ file: `${config.stateDir}/${f}`, message: 'corrupt file moved aside by an earlier run' })),
       ...(s.dirError ? [{ file: config.stateDir, message: s.dirError }] : []),
+      ...(s.untrusted ? [{ file: config.stateDir, message: s.untrusted }] : []),
     ];
     const sys = model.system;
     const status = buildStatus(config, s.state, {
@@ -97,7 +98,7 @@ export function createApp(opts: AppOptions): Express {
       pr: model.pr?.desyncs ?? null,
       collectors: { ...exporter.lastOutcome },
       recentRuns: s.recentRuns,
-      runInProgress: s.journal !== null && isProcessAlive(s.journal.pid, s.journal.pidStartTime),
+      runInProgress: s.runHolder !== null || (s.journal !== null && isProcessAlive(s.journal.pid, s.journal.pidStartTime)),
     });
     res.status(200).type('text/html; charset=utf-8').set('Cache-Control', 'no-store').send(html);
   });

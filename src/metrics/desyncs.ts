@@ -1,7 +1,8 @@
 // Per-desync metrics from state.json (and the pin files when it is lost), derived from the
 // same status model as `nixos-desync status` so the two never disagree.
 import { buildDesyncStatus, desyncNames } from '../state/status.js';
-import { bool, unixSeconds, type Collector } from './collector.js';
+import type { MachineState } from '../state/model.js';
+import { bool, unixSeconds, type Collector, type Emit } from './collector.js';
 
 export function desyncsCollector(): Collector {
   return {
@@ -9,8 +10,15 @@ export function desyncsCollector(): Collector {
     collect({ config, model, now }, emit) {
       const s = model.state;
       if (s.dirError) return s.dirError;
+      // An untrusted state directory: nothing read from it is exported, except the breaches
+      // last read from a trusted, valid state (a page must not resolve because of this).
+      if (s.untrusted) {
+        emitKnownBreaches(s.lastGood, emit);
+        return s.untrusted;
+      }
       // A corrupt state.json: only what the intact pin files say is exported (no
-      // counters or breach flags that would read as "reset" or "resolved").
+      // counters that would read as "reset"); the last known breach flags stay visible until
+      // the loop has repaired the file.
       const partial = s.stateProblem !== null;
       for (const name of desyncNames(config, s.state)) {
         const d = buildDesyncStatus(name, config, s.state, now);
@@ -30,7 +38,15 @@ export function desyncsCollector(): Collector {
         emit('nixos_desync_last_attempt_timestamp_seconds', l, unixSeconds(d.lastAttempt?.at));
         emit('nixos_desync_last_success_timestamp_seconds', l, unixSeconds(d.lastSuccessAt));
       }
+      if (partial) emitKnownBreaches(s.lastGood, emit);
       return partial ? `${s.stateProblem!.file}: ${s.stateProblem!.message}` : null;
     },
   };
+}
+
+/** `breached` of every desync as last read from a valid state.json (nothing before one was read). */
+function emitKnownBreaches(lastGood: MachineState | null, emit: Emit): void {
+  for (const [name, rec] of Object.entries(lastGood?.desyncs ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
+    emit('nixos_desync_breached', { desync: name }, bool(rec.breached));
+  }
 }

@@ -10,10 +10,16 @@ export function runsCollector(opts: { isAlive?: (pid: number, startTime?: string
     collect({ model }, emit) {
       const s = model.state;
       if (s.dirError) return s.dirError;
+      // A live process holding the run lock is a run in progress (its files are applied when
+      // it ends); so is a journal whose owner is alive. A crashed run's journal is not.
+      const inProgress = s.runHolder !== null || (s.journal !== null && alive(s.journal.pid, s.journal.pidStartTime));
+      if (s.untrusted) {
+        emit('nixos_desync_run_in_progress', {}, bool(s.runHolder !== null));
+        return s.untrusted;
+      }
       const problems = [s.stateProblem, s.historyProblem, s.journalProblem].filter((p) => p !== null);
       emit('nixos_desync_state_corrupt_files', {}, s.corruptFiles.length);
-      // A journal left by a crashed run is not "in progress": its owner must be alive.
-      if (!s.journalProblem) emit('nixos_desync_run_in_progress', {}, bool(s.journal !== null && alive(s.journal.pid, s.journal.pidStartTime)));
+      if (!s.journalProblem || s.runHolder !== null) emit('nixos_desync_run_in_progress', {}, bool(inProgress));
       if (s.stateProblem) return problems.map((p) => `${p.file}: ${p.message}`).join('; ');
       const runs = s.state.runs;
       for (const result of ['success', 'failure', 'breach'] as const) emit('nixos_desync_runs_total', { result }, runs.total[result]);

@@ -3,6 +3,10 @@
 // a source dirty; bursts are coalesced (debounce with a max wait) and each source is re-read
 // by one refresh at a time. Watcher errors, lost roots and a slow safety-net timer trigger
 // full re-reads, so numbers are never stale forever.
+// One consistent state per scrape: while a live upgrade run holds `<stateDir>/lock`, what the
+// loop writes (state, profiles, the running system) is not applied — a run writes its files in
+// several steps — and once it released the lock, every dirty source is re-read and the new
+// snapshots are swapped in together, in one synchronous step.
 import { lstat, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Config } from '../config/schema.js';
@@ -12,6 +16,7 @@ import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { readFlakeLock, type LockedInput } from './flake-lock.js';
 import { readPrDesyncFile, type PrDesync } from './pr-desync.js';
+import { runLockHolder, stateTrustProblem, type LockHolder } from './state-trust.js';
 import { createRootWatcher, type RootWatcher } from './root-watcher.js';
 import { GENERATION_LINK_RE, readActivationPending, readCurrentGeneration, readRebootRequired, readRunningNixpkgs, type NixpkgsVersion } from './system-info.js';
 
@@ -30,6 +35,18 @@ export interface StateSnapshot {
   corruptFiles: string[];
   /** The state directory itself cannot be read. */
   dirError: string | null;
+  /**
+   * Why the state directory cannot be trusted (a symlink, a foreign owner, group/world-
+   * writable: the loop refuses to run); nothing read from it is exported then.
+   */
+  untrusted: string | null;
+  /**
+   * The last state read from a valid state.json in a trusted directory: while state.json is
+   * corrupt or the directory untrusted, the breaches it recorded stay visible.
+   */
+  lastGood: MachineState | null;
+  /** The live upgrade run holding the lock, if any (its files are applied once it ends). */
+  runHolder: LockHolder | null;
 }
 
 export interface SystemSnapshot {
@@ -87,9 +104,15 @@ export interface HostModelOptions {
   retryMs?: number;
   recentRuns?: number;
   storeDir?: string;
+  /** While a run holds the lock, how often to check that its process is still alive. */
+  lockPollMs?: number;
+  /** Tests: whether a lock owner is alive. */
+  isAlive?: (pid: number, startTime?: string) => boolean;
 }
 
-const STATE_NAMES = new Set(['state.json', 'history.json', 'journal.json', 'pins']);
+const STATE_NAMES = new Set(['state.json', 'history.json', 'journal.json', 'pins', 'lock', 'sets']);
+/** Sources the upgrade loop writes during a run: held back while it holds the lock. */
+const LOOP_SOURCES: ReadonlySet<SourceName> = new Set(['state', 'profiles', 'run', 'flake']);
 const acceptState = (n: string): boolean => STATE_NAMES.has(n) || (n.includes('.corrupt-') && !n.startsWith('.'));
 const acceptProfiles = (n: string): boolean => n === 'system' || GENERATION_LINK_RE.test(n);
 const acceptRun = (n: string): boolean => n === 'current-system' || n === 'booted-system';
@@ -115,8 +138,13 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
 
   let state: StateSnapshot = {
     state: emptyState(), stateProblem: null, stateMissing: true, recentRuns: [], historyProblem: null,
-    journal: null, journalProblem: null, corruptFiles: [], dirError: 'not read yet',
+    journal: null, journalProblem: null, corruptFiles: [], dirError: 'not read yet', untrusted: null, lastGood: null, runHolder: null,
   };
+  const lockPollMs = opts.lockPollMs ?? 1000;
+  // Sources read at least once: the first read never waits for a run to end.
+  const loaded = new Set<SourceName>();
+  let deferredByLock = false;
+  let lockPoll: NodeJS.Timeout | null = null;
   let system: SystemSnapshot = {
     generation: null, generationTimestamp: null, generations: 0, rebootRequired: false, activationPending: false, nixpkgs: null,
     profilesError: 'not read yet', runError: 'not read yet',
@@ -169,22 +197,65 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     }, wait);
   }
 
+  function setHolder(holder: LockHolder | null): void {
+    const cur = state.runHolder;
+    if (cur?.pid === holder?.pid && cur?.startedAt === holder?.startedAt) return;
+    state = { ...state, runHolder: holder };
+  }
+
   function flush(): Promise<void> {
     if (running) return running;
     const p: Promise<void> = (async () => {
+      let rereads = 0;
+      deferredByLock = false;
       while (dirty.size > 0 && !closed) {
-        const srcs = [...dirty];
-        const fulls = new Set([...full]);
-        dirty.clear();
-        full.clear();
+        const holder = await runLockHolder(config.stateDir, opts.isAlive);
+        setHolder(holder);
+        const srcs = [...dirty].filter((s) => holder === null || !LOOP_SOURCES.has(s) || !loaded.has(s));
+        if (srcs.length === 0) {
+          // Everything left is the run's: wait for the lock to go (its unlink is an event of
+          // the state source), checking now and then that its owner did not die holding it.
+          deferredByLock = true;
+          if (lockPoll === null && !closed) {
+            lockPoll = setTimeout(() => {
+              lockPoll = null;
+              void flush();
+            }, lockPollMs);
+            lockPoll.unref?.();
+          }
+          break;
+        }
+        const fulls = new Set(srcs.filter((s) => full.has(s)));
+        for (const s of srcs) {
+          dirty.delete(s);
+          full.delete(s);
+        }
+        const applies: Array<() => void> = [];
         for (const s of srcs) {
           stats.refreshes[s] += 1;
           try {
-            await refresh(s, fulls.has(s));
+            applies.push(await refresh(s, fulls.has(s)));
           } catch (err) {
             noteError(s, `refresh failed: ${errorMessage(err)}`);
           }
         }
+        // A run that took the lock or wrote state files while we read may have been caught
+        // half-way: read again rather than show that (bounded, so a busy disk cannot starve us).
+        if (srcs.some((s) => LOOP_SOURCES.has(s)) && rereads < 5) {
+          const after = await runLockHolder(config.stateDir, opts.isAlive);
+          if ((after !== null && srcs.every((s) => loaded.has(s))) || dirty.has('state')) {
+            rereads += 1;
+            setHolder(after);
+            for (const s of srcs) {
+              dirty.add(s);
+              if (fulls.has(s)) full.add(s);
+            }
+            continue;
+          }
+        }
+        // Every snapshot of this refresh becomes visible at once: a scrape never sees half of it.
+        for (const a of applies) a();
+        for (const s of srcs) loaded.add(s);
       }
     })().finally(() => {
       // `.finally` runs after the assignment below, even when there was nothing to do.
@@ -194,7 +265,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     return p;
   }
 
-  async function refresh(src: SourceName, isFull: boolean): Promise<void> {
+  async function refresh(src: SourceName, isFull: boolean): Promise<() => void> {
     // One stat: a root deleted or replaced without a usable event gets a fresh watch.
     await watcherOf.get(src)?.verify();
     if (src === 'state') return refreshState();
@@ -204,7 +275,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     return refreshPr(isFull);
   }
 
-  async function refreshState(): Promise<void> {
+  async function refreshState(): Promise<() => void> {
     // A state directory that does not exist yet is a host where the loop never ran (monitor
     // mode): nothing to report, nothing failing. One that is unreadable or a file is a problem.
     // A state directory that vanished after this exporter saw it is a problem (its counters
@@ -212,10 +283,19 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     const dir = await dirStatus(config.stateDir);
     const dirError = dir.missing && !stateDirSeen ? null : dir.error;
     if (!dir.error) stateDirSeen = true;
+    const blank = { state: emptyState(), stateProblem: null, stateMissing: true, recentRuns: [], historyProblem: null, journal: null, journalProblem: null, corruptFiles: [] };
     if (dir.error) {
-      state = { ...state, state: emptyState(), stateProblem: null, stateMissing: true, recentRuns: [], historyProblem: null, journal: null, journalProblem: null, corruptFiles: [], dirError };
-      noteError('state', dirError);
-      return;
+      return () => {
+        state = { ...blank, dirError, untrusted: null, lastGood: state.lastGood, runHolder: state.runHolder };
+        noteError('state', dirError);
+      };
+    }
+    const untrusted = await stateTrustProblem(config.stateDir);
+    if (untrusted) {
+      return () => {
+        state = { ...blank, dirError: null, untrusted, lastGood: state.lastGood, runHolder: state.runHolder };
+        noteError('state', untrusted);
+      };
     }
     const [st, hist, journal, corrupt] = await Promise.all([
       store.readState({ repair: false }),
@@ -224,21 +304,26 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
       store.corruptFiles(),
     ]);
     const stateMissing = st.problems.length === 0 && !(await stat(store.paths.state).then(() => true, () => false));
-    state = {
-      state: st.value,
-      stateProblem: st.problems[0] ?? null,
-      stateMissing,
-      recentRuns: hist.value.runs.slice(-recentLimit).reverse(),
-      historyProblem: hist.problems[0] ?? null,
-      journal: journal.value,
-      journalProblem: journal.problems[0] ?? null,
-      corruptFiles: corrupt,
-      dirError: null,
+    return () => {
+      state = {
+        state: st.value,
+        stateProblem: st.problems[0] ?? null,
+        stateMissing,
+        recentRuns: hist.value.runs.slice(-recentLimit).reverse(),
+        historyProblem: hist.problems[0] ?? null,
+        journal: journal.value,
+        journalProblem: journal.problems[0] ?? null,
+        corruptFiles: corrupt,
+        dirError: null,
+        untrusted: null,
+        lastGood: st.problems.length === 0 && !stateMissing ? st.value : state.lastGood,
+        runHolder: state.runHolder,
+      };
+      noteError('state', state.stateProblem?.message ?? state.historyProblem?.message ?? state.journalProblem?.message ?? null);
     };
-    noteError('state', state.stateProblem?.message ?? state.historyProblem?.message ?? state.journalProblem?.message ?? null);
   }
 
-  async function refreshProfiles(isFull: boolean): Promise<void> {
+  async function refreshProfiles(isFull: boolean): Promise<() => void> {
     const dir = config.profilesDir;
     const dirError = await dirProblem(dir);
     if (isFull || dirError) {
@@ -259,21 +344,26 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
       else generations.delete(n);
     }));
     const [gen, pending] = await Promise.all([readCurrentGeneration(dir), readActivationPending(dir, config.runDir)]);
-    system = { ...system, generation: gen.generation, generationTimestamp: gen.timestamp, generations: generations.size, activationPending: pending, profilesError: dirError };
-    noteError('profiles', dirError);
+    const count = generations.size;
+    return () => {
+      system = { ...system, generation: gen.generation, generationTimestamp: gen.timestamp, generations: count, activationPending: pending, profilesError: dirError };
+      noteError('profiles', dirError);
+    };
   }
 
-  async function refreshRun(): Promise<void> {
+  async function refreshRun(): Promise<() => void> {
     const runError = await dirProblem(config.runDir);
     const [reboot, pending, nixpkgs] = await Promise.all([
       readRebootRequired(config.runDir), readActivationPending(config.profilesDir, config.runDir), readRunningNixpkgs(config.runDir),
     ]);
-    system = { ...system, rebootRequired: reboot, activationPending: pending, nixpkgs, runError };
-    noteError('run', runError);
+    return () => {
+      system = { ...system, rebootRequired: reboot, activationPending: pending, nixpkgs, runError };
+      noteError('run', runError);
+    };
   }
 
-  async function refreshPr(isFull: boolean): Promise<void> {
-    if (!pr) return;
+  async function refreshPr(isFull: boolean): Promise<() => void> {
+    if (!pr) return () => undefined;
     const dir = pr.dir;
     const dirError = await dirProblem(dir);
     let names: string[];
@@ -301,20 +391,26 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
       if ('error' in v) errors[file] = v.error;
       else desyncs.push(v);
     }
-    pr = { dir, desyncs, errors, dirError };
-    noteError('pr', dirError ?? (Object.values(errors)[0] ?? null));
+    return () => {
+      pr = { dir, desyncs, errors, dirError };
+      noteError('pr', dirError ?? (Object.values(errors)[0] ?? null));
+    };
   }
 
-  async function refreshFlake(): Promise<void> {
-    if (!flake) return;
+  async function refreshFlake(): Promise<() => void> {
+    if (!flake) return () => undefined;
     const file = flake.file;
+    let next: NonNullable<typeof flake>;
     try {
-      flake = { file, inputs: await readFlakeLock(file), error: null };
+      next = { file, inputs: await readFlakeLock(file), error: null };
     } catch (err) {
       // The last good inputs are not kept: an age read from a file that is gone would lie.
-      flake = { file, inputs: [], error: errorMessage(err) };
+      next = { file, inputs: [], error: errorMessage(err) };
     }
-    noteError('flake', flake.error);
+    return () => {
+      flake = next;
+      noteError('flake', next.error);
+    };
   }
 
   const watchers: RootWatcher[] = [];
@@ -366,7 +462,8 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
   }
 
   async function settled(): Promise<void> {
-    while (!closed && (timer !== null || running !== null || dirty.size > 0)) {
+    // Sources held back for a running upgrade count as settled: they apply when it ends.
+    while (!closed && (timer !== null || running !== null || (dirty.size > 0 && !deferredByLock))) {
       if (running) await running;
       else if (timer) {
         clearTimeout(timer);
@@ -419,6 +516,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     async close() {
       closed = true;
       if (timer) clearTimeout(timer);
+      if (lockPoll) clearTimeout(lockPoll);
       if (safety) clearInterval(safety);
       await Promise.all(watchers.map((w) => w.close()));
       if (running) await running.catch(() => undefined);

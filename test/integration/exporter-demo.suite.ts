@@ -12,6 +12,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { createDemoHost, type DemoHost } from '../../src/demo/host.js';
 import { requireTools } from '../helpers/tools.js';
 import { METRIC_NAMES } from '../alerts/metric-names.js';
+import { runCli } from '../helpers/cli.js';
 import { sample, startTestExporter, waitFor, type StartedExporter } from '../fixtures/exporter/start.js';
 
 const io = { stdout: () => undefined, stderr: () => undefined, env: { ...process.env, NIX_CONFIG: process.env.NIX_CONFIG ?? 'sandbox = false\nsubstituters =' } };
@@ -65,5 +66,54 @@ describe.skipIf(!requireTools('nix-build', 'promtool'))('demo host: upgrade, the
     expect(sample(text, 'nixos_desync_system_activation_pending')).toBe(0);
     expect(sample(text, 'nixos_desync_run_in_progress')).toBe(0);
   });
+
+  it('no scrape mixes two runs: /metrics polled every few ms across 20 runs', async () => {
+    // Runs alternate between a revision where synapse builds and one where it does not, so
+    // every run changes the lag, the gate counters, the run counters and the generation.
+    const expected = new Map<number, { lag: number; generation: number | null }>();
+    const s0 = await collectStatus(await loadConfig(host.configPath));
+    const total = (t: { success: number; failure: number; breach: number }): number => t.success + t.failure + t.breach;
+    expected.set(total(s0.runsTotal), { lag: s0.desyncs[0]!.lagRebuilds, generation: s0.system.generation });
+    const seen: string[] = [];
+    let stop = false;
+    const poller = (async () => {
+      while (!stop) {
+        seen.push(await (await fetch(`${exp.url}metrics`)).text());
+        await new Promise((r) => setTimeout(r, 3));
+      }
+    })();
+    try {
+      for (let i = 0; i < 20; i++) {
+        await host.useRevision(i % 2 === 0 ? 'rev1' : 'rev2');
+        const r = await runCli(['upgrade', '--config', host.configPath]);
+        expect(r.code, r.stdout + r.stderr).toBe(0);
+        const st = await collectStatus(await loadConfig(host.configPath));
+        expected.set(total(st.runsTotal), { lag: st.desyncs[0]!.lagRebuilds, generation: st.system.generation });
+      }
+      await waitFor(async () => (await fetch(`${exp.url}metrics`)).text(), (t) => sample(t, 'nixos_desync_runs_total{result="success"}')! >= total(s0.runsTotal) + 20, 5000);
+    } finally {
+      stop = true;
+      await poller;
+    }
+    expect(expected.size).toBe(21);
+    const bad: string[] = [];
+    const runsSeen = new Set<number>();
+    for (const t of seen) {
+      const runs = ['success', 'failure', 'breach'].reduce((n, r) => n + (sample(t, `nixos_desync_runs_total{result="${r}"}`) ?? 0), 0);
+      const attempts = (sample(t, 'nixos_desync_attempts_total{desync="synapse",result="passed"}') ?? 0) + (sample(t, 'nixos_desync_attempts_total{desync="synapse",result="failed"}') ?? 0);
+      const lag = sample(t, 'nixos_desync_lag_rebuilds{desync="synapse"}');
+      const gen = sample(t, 'nixos_desync_system_generation') ?? null;
+      const want = expected.get(runs);
+      runsSeen.add(runs);
+      // Every run gates synapse once: gate attempts and run counters move together.
+      if (attempts !== runs || want === undefined || lag !== want.lag || gen !== want.generation) {
+        bad.push(`runs=${runs} attempts=${attempts} lag=${lag} generation=${gen}; after that run: ${JSON.stringify(want)}`);
+      }
+    }
+    expect(bad.slice(0, 5)).toEqual([]);
+    // The poller really saw the runs go by (not just the first and the last state).
+    expect(seen.length).toBeGreaterThan(200);
+    expect(runsSeen.size).toBeGreaterThanOrEqual(15);
+  }, 600_000);
 });
 }

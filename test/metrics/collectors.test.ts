@@ -1,12 +1,14 @@
 // Collector isolation: a corrupt or missing source turns only its collector's success to 0;
 // a throwing collector is dropped alone; concurrent scrapes collect once (single-flight).
-import { rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { Collector } from '../../src/metrics/collector.js';
 import { createMetricsExporter } from '../../src/metrics/exporter.js';
-import { emptyState } from '../../src/state/model.js';
+import { emptyState, type MachineState } from '../../src/state/model.js';
+import { writeFileAtomic } from '../../src/util/fsatomic.js';
+import { stateTrustProblem } from '../../src/watch/state-trust.js';
 import { silentLogger } from '../../src/util/log.js';
 import type { HostModel } from '../../src/watch/model.js';
 import { buildFixtureHost, FIXTURE_NOW, type FixtureHost } from '../fixtures/exporter/build.js';
@@ -40,6 +42,74 @@ describe('collectors against real files', () => {
     expect(t).not.toMatch(/^nixos_desync_(attempts_total|runs_total|breached|in_sync)\{/m);
     expect(t).not.toMatch(/^nixos_desync_last_run_success /m);
     expect(sample(t, 'nixos_desync_run_in_progress')).toBe(0);
+  });
+
+  it('a corrupt state.json does not resolve an active breach: the last known breach stays until the loop repaired the file', async () => {
+    host = await buildFixtureHost();
+    const good = await readFile(join(host.stateDir, 'state.json'), 'utf8');
+    exp = await startTestExporter(host.config, { now: () => FIXTURE_NOW });
+    expect(sample(await scrape(exp), 'nixos_desync_breached{desync="breached"}')).toBe(1);
+    await writeFile(join(host.stateDir, 'state.json'), '{"version": 1, "committed": ');
+    await exp.model.rescanAll('test');
+    let t = await scrape(exp);
+    expect(sample(t, 'nixos_desync_collector_success{collector="desyncs"}')).toBe(0);
+    expect(exp.exporter.lastOutcome.desyncs).toMatch(/state\.json: not valid JSON/);
+    expect(sample(t, 'nixos_desync_breached{desync="breached"}')).toBe(1); // the page stays
+    expect(sample(t, 'nixos_desync_breached{desync="lagging"}')).toBe(0);
+    expect(t).not.toMatch(/^nixos_desync_(attempts_total|runs_total|in_sync)\{/m);
+    // The loop repairs the file (here: the desync passed its gate since): the breach resolves.
+    const repaired = JSON.parse(good) as MachineState;
+    repaired.desyncs.breached!.breached = false;
+    await writeFileAtomic(join(host.stateDir, 'state.json'), JSON.stringify(repaired));
+    await exp.model.rescanAll('test');
+    t = await scrape(exp);
+    expect(sample(t, 'nixos_desync_collector_success{collector="desyncs"}')).toBe(1);
+    expect(sample(t, 'nixos_desync_breached{desync="breached"}')).toBe(0);
+  });
+
+  it('an unsafe state directory (group/world-writable, foreign owner, symlinked state file) fails desyncs and runs with the reason; the known breach stays', async () => {
+    host = await buildFixtureHost();
+    exp = await startTestExporter(host.config, { now: () => FIXTURE_NOW });
+    expect(sample(await scrape(exp), 'nixos_desync_runs_total{result="success"}')).toBe(10);
+    const check = async (reason: RegExp): Promise<void> => {
+      await exp!.model.rescanAll('test');
+      const t = await scrape(exp!);
+      expect(sample(t, 'nixos_desync_collector_success{collector="desyncs"}')).toBe(0);
+      expect(sample(t, 'nixos_desync_collector_success{collector="runs"}')).toBe(0);
+      expect(exp!.exporter.lastOutcome.desyncs).toMatch(reason);
+      expect(exp!.exporter.lastOutcome.runs).toMatch(reason);
+      expect(sample(t, 'nixos_desync_breached{desync="breached"}')).toBe(1);
+      expect(t).not.toMatch(/^nixos_desync_(runs_total|lag_rebuilds|pin_info|attempts_total)\{/m);
+      expect(sample(t, 'nixos_desync_collector_success{collector="system"}')).toBe(1);
+    };
+    await chmod(host.stateDir, 0o775);
+    await check(/is group- or world-writable \(mode 775\).*chmod go-w/);
+    await chmod(host.stateDir, 0o757);
+    await check(/group- or world-writable \(mode 757\)/);
+    await chmod(host.stateDir, 0o755);
+    await chmod(join(host.stateDir, 'state.json'), 0o666);
+    await check(/state\.json is group- or world-writable/);
+    await chmod(join(host.stateDir, 'state.json'), 0o644);
+    const hist = join(host.stateDir, 'history.json');
+    await writeFile(join(host.dir, 'elsewhere.json'), await readFile(hist));
+    await rm(hist);
+    await symlink(join(host.dir, 'elsewhere.json'), hist);
+    await check(/history\.json is a symlink/);
+    await rm(hist);
+    await writeFile(hist, await readFile(join(host.dir, 'elsewhere.json')));
+    const uid = process.geteuid!();
+    if (uid === 0) {
+      await chown(host.stateDir, 4242, 4242);
+      await check(/owned by uid 4242, not by root or the exporter's user/);
+      await chown(host.stateDir, 0, 0);
+    } else {
+      // Not root: the same rule, seen from an exporter running as another user.
+      expect(await stateTrustProblem(host.stateDir, uid + 1)).toMatch(new RegExp(`owned by uid ${(await stat(host.stateDir)).uid}`));
+    }
+    await exp.model.rescanAll('test');
+    const t = await scrape(exp);
+    expect(sample(t, 'nixos_desync_collector_success{collector="desyncs"}')).toBe(1);
+    expect(sample(t, 'nixos_desync_runs_total{result="success"}')).toBe(10);
   });
 
   it('a state directory that does not exist yet (the loop never ran) fails nothing', async () => {
@@ -97,7 +167,7 @@ describe('collectors against real files', () => {
 describe('exporter isolation and single-flight', () => {
   const config = parseConfig({});
   const model = {
-    state: { state: emptyState(), stateProblem: null, stateMissing: true, recentRuns: [], historyProblem: null, journal: null, journalProblem: null, corruptFiles: [], dirError: null },
+    state: { state: emptyState(), stateProblem: null, stateMissing: true, recentRuns: [], historyProblem: null, journal: null, journalProblem: null, corruptFiles: [], dirError: null, untrusted: null, lastGood: null, runHolder: null },
     system: { generation: 7, generationTimestamp: new Date(0), generations: 7, rebootRequired: false, activationPending: false, profilesError: null, runError: null },
     pr: null,
   } as unknown as HostModel;

@@ -49,6 +49,43 @@ describe('watched model', () => {
     await waitFor(() => metric('nixos_desync_run_in_progress'), (v) => v === 0);
   });
 
+  it('a run holding the lock is applied only after it released it, all files at once (no torn scrape)', async () => {
+    host = await buildFixtureHost();
+    exp = await startTestExporter(host.config);
+    const before = (await request(exp.server).get('/metrics')).text;
+    expect(sample(before, 'nixos_desync_lag_rebuilds{desync="lagging"}')).toBe(2);
+    expect(sample(before, 'nixos_desync_runs_total{result="failure"}')).toBe(2);
+    expect(sample(before, 'nixos_desync_run_in_progress')).toBe(0);
+    // A run (this live process) takes the lock, commits its pins, then records itself: two writes.
+    const lock = join(host.stateDir, 'lock');
+    await writeFile(lock, JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString(), host: 'h', command: 'upgrade' }) + '\n');
+    await waitFor(() => metric('nixos_desync_run_in_progress'), (v) => v === 1);
+    await editState(host.stateDir, (s) => void (s.committed.pins.lagging!.desyncAge = 3));
+    await exp.model.rescanAll('test');
+    let mid = (await request(exp.server).get('/metrics')).text;
+    expect(sample(mid, 'nixos_desync_lag_rebuilds{desync="lagging"}')).toBe(2); // not the half-written run
+    expect(sample(mid, 'nixos_desync_runs_total{result="failure"}')).toBe(2);
+    expect(sample(mid, 'nixos_desync_run_in_progress')).toBe(1);
+    await editState(host.stateDir, (s) => void (s.runs.total.failure = 3));
+    await exp.model.rescanAll('test');
+    mid = (await request(exp.server).get('/metrics')).text;
+    expect(sample(mid, 'nixos_desync_lag_rebuilds{desync="lagging"}')).toBe(2);
+    // The run ends: both changes appear in the same scrape.
+    await unlink(lock);
+    const { value } = await waitFor(async () => (await request(exp!.server).get('/metrics')).text, (t) => sample(t, 'nixos_desync_run_in_progress') === 0);
+    expect(sample(value, 'nixos_desync_lag_rebuilds{desync="lagging"}')).toBe(3);
+    expect(sample(value, 'nixos_desync_runs_total{result="failure"}')).toBe(3);
+  });
+
+  it('a lock left by a dead process does not hold anything back', async () => {
+    host = await buildFixtureHost();
+    exp = await startTestExporter(host.config);
+    await writeFile(join(host.stateDir, 'lock'), JSON.stringify({ pid: 2 ** 22 + 12345, startedAt: '2026-01-10T04:00:00.000Z', host: 'h', command: 'upgrade' }) + '\n');
+    await editState(host.stateDir, (s) => void (s.runs.total.failure = 7));
+    await waitFor(() => metric('nixos_desync_runs_total{result="failure"}'), (v) => v === 7);
+    expect(await metric('nixos_desync_run_in_progress')).toBe(0);
+  });
+
   it('coalesces a rename storm of the pins symlink and state.json into few re-reads', async () => {
     host = await buildFixtureHost();
     exp = await startTestExporter(host.config);
