@@ -106,8 +106,6 @@ export interface HostModelOptions {
   storeDir?: string;
   /** While a run holds the lock, how often to check that its process is still alive. */
   lockPollMs?: number;
-  /** Tests: whether a lock owner is alive. */
-  isAlive?: (pid: number, startTime?: string) => boolean;
 }
 
 const STATE_NAMES = new Set(['state.json', 'history.json', 'journal.json', 'pins', 'lock', 'sets']);
@@ -209,7 +207,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
       let rereads = 0;
       deferredByLock = false;
       while (dirty.size > 0 && !closed) {
-        const holder = await runLockHolder(config.stateDir, opts.isAlive);
+        const holder = await runLockHolder(config.stateDir);
         setHolder(holder);
         const srcs = [...dirty].filter((s) => holder === null || !LOOP_SOURCES.has(s) || !loaded.has(s));
         if (srcs.length === 0) {
@@ -242,7 +240,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
         // A run that took the lock or wrote state files while we read may have been caught
         // half-way: read again rather than show that (bounded, so a busy disk cannot starve us).
         if (srcs.some((s) => LOOP_SOURCES.has(s)) && rereads < 5) {
-          const after = await runLockHolder(config.stateDir, opts.isAlive);
+          const after = await runLockHolder(config.stateDir);
           if ((after !== null && srcs.every((s) => loaded.has(s))) || dirty.has('state')) {
             rereads += 1;
             setHolder(after);

@@ -4,7 +4,7 @@
 // collector with the reason), never exported as if it were true. Also: who holds the run lock.
 import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isProcessAlive } from '../util/proc.js';
+import { staleReason, type LockOwner } from '../state/lock.js';
 
 const STATE_FILES = ['state.json', 'history.json', 'journal.json'];
 
@@ -33,10 +33,11 @@ export interface LockHolder {
 }
 
 /**
- * The live process holding `<stateDir>/lock`, or null (no lock, or its owner is dead). A lock
- * that cannot be parsed yet is held while it is young (its writer is still writing it).
+ * The live process holding `<stateDir>/lock`, or null (no lock, or its owner is dead by the
+ * loop's own rule: another boot, or its pid is no longer that process). A lock that cannot be
+ * parsed yet is held while it is young (its writer is still writing it).
  */
-export async function runLockHolder(stateDir: string, isAlive: (pid: number, startTime?: string) => boolean = isProcessAlive): Promise<LockHolder | null> {
+export async function runLockHolder(stateDir: string): Promise<LockHolder | null> {
   const path = join(stateDir, 'lock');
   let text: string;
   try {
@@ -44,13 +45,12 @@ export async function runLockHolder(stateDir: string, isAlive: (pid: number, sta
   } catch {
     return null;
   }
+  const mtimeMs = await lstat(path).then((st) => st.mtimeMs, () => 0);
   try {
-    const o = JSON.parse(text) as { pid?: unknown; startTime?: unknown; startedAt?: unknown };
+    const o = JSON.parse(text) as LockOwner;
     if (typeof o.pid !== 'number') throw new Error('no pid');
-    const startTime = typeof o.startTime === 'string' ? o.startTime : undefined;
-    return isAlive(o.pid, startTime) ? { pid: o.pid, startedAt: typeof o.startedAt === 'string' ? o.startedAt : null } : null;
+    return staleReason(o, mtimeMs) === null ? { pid: o.pid, startedAt: typeof o.startedAt === 'string' ? o.startedAt : null } : null;
   } catch {
-    const age = await lstat(path).then((s) => Date.now() - s.mtimeMs, () => Infinity);
-    return age < 5_000 ? { pid: 0, startedAt: null } : null;
+    return Date.now() - mtimeMs < 5_000 ? { pid: 0, startedAt: null } : null;
   }
 }
