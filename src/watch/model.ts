@@ -208,7 +208,8 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
       deferredByLock = false;
       while (dirty.size > 0 && !closed) {
         const holder = await runLockHolder(config.stateDir);
-        setHolder(holder);
+        // A run starting shows at once; its end shows together with what it wrote (below).
+        if (holder !== null) setHolder(holder);
         const srcs = [...dirty].filter((s) => holder === null || !LOOP_SOURCES.has(s) || !loaded.has(s));
         if (srcs.length === 0) {
           // Everything left is the run's: wait for the lock to go (its unlink is an event of
@@ -243,7 +244,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
           const after = await runLockHolder(config.stateDir);
           if ((after !== null && srcs.every((s) => loaded.has(s))) || dirty.has('state')) {
             rereads += 1;
-            setHolder(after);
+            if (after !== null) setHolder(after);
             for (const s of srcs) {
               dirty.add(s);
               if (fulls.has(s)) full.add(s);
@@ -253,6 +254,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
         }
         // Every snapshot of this refresh becomes visible at once: a scrape never sees half of it.
         for (const a of applies) a();
+        if (holder === null) setHolder(null);
         for (const s of srcs) loaded.add(s);
       }
     })().finally(() => {
