@@ -110,6 +110,9 @@ export const configSchema = z.strictObject({
       listenAddress: listenAddress.default('127.0.0.1:9793'),
       webConfigFile: absPath.nullable().default(null),
       prDesyncDir: absPath.nullable().default(null),
+      // The proposal's maxDesyncAge for the files in prDesyncDir (its default: 14 rebuilds);
+      // null = unlimited. Gives them the same budget, breach and alerts as the loop's desyncs.
+      prMaxDesyncAge: z.number().int().min(0).max(1_000_000).nullable().default(14),
       // A systemd unit to monitor, e.g. system.autoUpgrade's nixos-upgrade.service.
       upgradeUnit: z
         .string()

@@ -7,16 +7,15 @@ export interface MetricDef {
   collector: 'desyncs' | 'runs' | 'system' | 'pr_compat' | 'upgrade_unit' | 'flake' | 'exporter';
 }
 
-const D = ['desync', 'source'] as const;
 
 export const CATALOG = {
-  // Per desync (label `desync`; series from exporter.prDesyncDir also carry source="pr").
-  nixos_desync_lag_rebuilds: { type: 'gauge', help: 'Rebuilds (runs) since the pin last followed the channel (desyncAge).', labels: D, collector: 'desyncs' },
+  // Per desync (label `desync`; the proposal's files from exporter.prDesyncDir too, the same way).
+  nixos_desync_lag_rebuilds: { type: 'gauge', help: 'Rebuilds (runs) since the pin last followed the channel (desyncAge).', labels: ['desync'], collector: 'desyncs' },
   nixos_desync_max_lag_rebuilds: { type: 'gauge', help: 'Rebuild budget (maxLagRebuilds); absent when unlimited.', labels: ['desync'], collector: 'desyncs' },
   nixos_desync_behind_seconds: { type: 'gauge', help: 'Seconds since the first failed attempt after the last success (0 when not behind).', labels: ['desync'], collector: 'desyncs' },
   nixos_desync_max_behind_seconds: { type: 'gauge', help: 'Time budget (maxBehind) in seconds; absent without a time budget.', labels: ['desync'], collector: 'desyncs' },
   nixos_desync_breached: { type: 'gauge', help: '1 when the desync breached its budget (until it passes its gate again).', labels: ['desync'], collector: 'desyncs' },
-  nixos_desync_in_sync: { type: 'gauge', help: '1 when the pin follows the channel (lag 0 and the last attempt passed).', labels: D, collector: 'desyncs' },
+  nixos_desync_in_sync: { type: 'gauge', help: '1 when the pin follows the channel (lag 0 and the last attempt passed).', labels: ['desync'], collector: 'desyncs' },
   nixos_desync_consecutive_failures: { type: 'gauge', help: 'Failed gate attempts since the last passed one.', labels: ['desync'], collector: 'desyncs' },
   nixos_desync_attempts_total: { type: 'counter', help: 'Gate attempts by result (persisted, survives restarts).', labels: ['desync', 'result'], collector: 'desyncs' },
   nixos_desync_last_attempt_timestamp_seconds: { type: 'gauge', help: 'Time of the last gate attempt (0 when never attempted).', labels: ['desync'], collector: 'desyncs' },

@@ -30,7 +30,7 @@ describe('config', () => {
       profilesDir: '/nix/var/nix/profiles',
       runDir: '/run',
       timeouts: { channel: '10m', build: '3h', check: '1h', system: '3h' },
-      exporter: { listenAddress: '127.0.0.1:9793', webConfigFile: null, prDesyncDir: null, upgradeUnit: null, flakeLock: null, runtimeMetrics: 'minimal' },
+      exporter: { listenAddress: '127.0.0.1:9793', webConfigFile: null, prDesyncDir: null, prMaxDesyncAge: 14, upgradeUnit: null, flakeLock: null, runtimeMetrics: 'minimal' },
     });
   });
 

@@ -1,7 +1,7 @@
 // The proposal's state files are parsed, never evaluated: only a flat set of literals with
 // desyncAge and path is accepted; anything else is reported, never crashes the exporter.
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
@@ -79,23 +79,58 @@ describe('pr_compat collector on a live directory', () => {
     await host?.cleanup();
   });
 
+  it("the proposal's desyncs get the loop's series (budget, breach) once: a name the loop also has is not doubled", async () => {
+    host = await buildFixtureHost({ pr: true });
+    // The same file under a loop desync's name (e.g. prDesyncDir pointed at the loop's pins),
+    // and one for "nopin", which the loop is configured for but has not pinned yet (migration).
+    await cp(join(host.prDir, 'synapse.nix'), join(host.prDir, 'lagging.nix'));
+    await cp(join(host.prDir, 'synapse.nix'), join(host.prDir, 'nopin.nix'));
+    exp = await startTestExporter({ ...host.config, exporter: { ...host.config.exporter, prMaxDesyncAge: 5 } });
+    const text = (await request(exp.server).get('/metrics')).text;
+    // synapse (desyncAge 5) has used up the proposal's budget of 5: breached, like a loop desync.
+    expect(sample(text, 'nixos_desync_lag_rebuilds{desync="synapse"}')).toBe(5);
+    expect(sample(text, 'nixos_desync_max_lag_rebuilds{desync="synapse"}')).toBe(5);
+    expect(sample(text, 'nixos_desync_breached{desync="synapse"}')).toBe(1);
+    expect(sample(text, 'nixos_desync_in_sync{desync="synapse"}')).toBe(0);
+    expect(sample(text, 'nixos_desync_breached{desync="hm"}')).toBe(0);
+    expect(text).toMatch(/^nixos_desync_pin_info\{desync="synapse",revision="[^"]+",path="[^"]+",source="pr"\} 1$/m);
+    // No value series carries an extra label that would split one desync in two.
+    expect(text).not.toMatch(/^nixos_desync_(lag_rebuilds|in_sync|breached|max_lag_rebuilds)\{[^}]*source=/m);
+    // The loop's own "lagging" wins; the proposal file of the same name adds no second series.
+    expect(text.match(/^nixos_desync_lag_rebuilds\{desync="lagging"\} /gm)).toHaveLength(1);
+    expect(sample(text, 'nixos_desync_lag_rebuilds{desync="lagging"}')).toBe(2);
+    expect(text.match(/^nixos_desync_pin_info\{desync="lagging",/gm)).toHaveLength(1);
+    expect(text).not.toMatch(/^nixos_desync_pin_info\{desync="lagging",.*source="pr"/m);
+    // Not pinned by the loop yet: the proposal's pin and age are what the host uses, shown once.
+    expect(text.match(/^nixos_desync_lag_rebuilds\{desync="nopin"\} /gm)).toHaveLength(1);
+    expect(sample(text, 'nixos_desync_lag_rebuilds{desync="nopin"}')).toBe(5);
+    expect(sample(text, 'nixos_desync_breached{desync="nopin"}')).toBe(1);
+    expect(text.match(/^nixos_desync_pin_info\{desync="nopin",/gm)).toHaveLength(1);
+    // With an unlimited budget (null): no budget series, never breached.
+    await exp.close();
+    exp = await startTestExporter({ ...host.config, exporter: { ...host.config.exporter, prMaxDesyncAge: null } });
+    const t2 = (await request(exp.server).get('/metrics')).text;
+    expect(sample(t2, 'nixos_desync_max_lag_rebuilds{desync="synapse"}')).toBeUndefined();
+    expect(sample(t2, 'nixos_desync_breached{desync="synapse"}')).toBe(0);
+  });
+
   it('exports good files, reports the broken one, and follows changes', async () => {
     host = await buildFixtureHost({ pr: true });
     exp = await startTestExporter(host.config);
     const m = async (s: string): Promise<number | undefined> => sample((await request(exp!.server).get('/metrics')).text, s);
     expect(await m('nixos_desync_collector_success{collector="pr_compat"}')).toBe(0);
-    expect(await m('nixos_desync_lag_rebuilds{desync="synapse",source="pr"}')).toBe(5);
+    expect(await m('nixos_desync_lag_rebuilds{desync="synapse"}')).toBe(5);
     expect(await m('nixos_desync_collector_success{collector="desyncs"}')).toBe(1);
     // Fixing the broken file restores success; a symlink swap to a new store file is seen.
     await writeFile(join(host.prDir, 'broken.nix'), '{ desyncAge = 1; path = /nix/store/zz9-source; }');
     await waitFor(() => m('nixos_desync_collector_success{collector="pr_compat"}'), (v) => v === 1);
-    expect(await m('nixos_desync_lag_rebuilds{desync="broken",source="pr"}')).toBe(1);
+    expect(await m('nixos_desync_lag_rebuilds{desync="broken"}')).toBe(1);
     await writeFile(join(host.storeDir, 'def-desync-hm.nix'), '{ desyncAge = 4; path = /nix/store/aa1-source; }');
     await symlink(join(host.storeDir, 'def-desync-hm.nix'), join(host.prDir, '.hm.tmp'));
     const { rename } = await import('node:fs/promises');
     await rename(join(host.prDir, '.hm.tmp'), join(host.prDir, 'hm.nix'));
-    await waitFor(() => m('nixos_desync_lag_rebuilds{desync="hm",source="pr"}'), (v) => v === 4);
+    await waitFor(() => m('nixos_desync_lag_rebuilds{desync="hm"}'), (v) => v === 4);
     await rm(join(host.prDir, 'synapse.nix'));
-    await waitFor(() => m('nixos_desync_lag_rebuilds{desync="synapse",source="pr"}'), (v) => v === undefined);
+    await waitFor(() => m('nixos_desync_lag_rebuilds{desync="synapse"}'), (v) => v === undefined);
   });
 });
