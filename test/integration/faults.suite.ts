@@ -12,6 +12,7 @@ import type { FakeRevision } from '../../src/demo/fake-nixpkgs.js';
 import { parsePinFile } from '../../src/state/pinfile.js';
 import { FAILPOINTS } from '../../src/util/failpoint.js';
 import { NIX_ENV, runCli, startCli } from '../helpers/cli.js';
+import { inCi } from '../helpers/tools.js';
 
 const env = { ...process.env, ...NIX_ENV };
 const DESYNCS = ['home-manager', 'synapse'];
@@ -220,7 +221,7 @@ export function defineFaultSuite(root: () => string): void {
       await mkdir(mnt, { recursive: true });
       const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0755', 'tmpfs', mnt], { encoding: 'utf8' });
       if (m.status !== 0) {
-        if (process.env.CI) throw new Error(`cannot mount a tmpfs for the ENOSPC test: ${m.stderr}`);
+        if (inCi()) throw new Error(`cannot mount a tmpfs for the ENOSPC test: ${m.stderr}`);
         ctx.skip();
       }
       try {
