@@ -3,8 +3,10 @@
 // this user, and not group/world-writable. An untrusted state is reported (a failing
 // collector with the reason), never exported as if it were true. Also: who holds the run lock.
 import { lstat, readFile } from 'node:fs/promises';
+import { uptime } from 'node:os';
 import { join } from 'node:path';
 import { staleReason, type LockOwner } from '../state/lock.js';
+import { bootId, bootTimeMs } from '../util/proc.js';
 
 const STATE_FILES = ['state.json', 'history.json', 'journal.json'];
 
@@ -37,7 +39,17 @@ export interface LockHolder {
  * loop's own rule: another boot, or its pid is no longer that process). A lock that cannot be
  * parsed yet is held while it is young (its writer is still writing it).
  */
-export async function runLockHolder(stateDir: string): Promise<LockHolder | null> {
+/**
+ * This boot, as the exporter can see it: its unit has ProcSubset=pid, which hides
+ * /proc/sys/kernel/random/boot_id and /proc/stat, so the boot time falls back to the uptime
+ * (libuv reads CLOCK_BOOTTIME when /proc/uptime is hidden). A lock left by a run that died in
+ * an earlier boot is then still recognised as stale.
+ */
+export function exporterBootInfo(): { bootId?: string; bootTimeMs?: number } {
+  return { bootId: bootId(), bootTimeMs: bootTimeMs() ?? Math.floor(Date.now() - uptime() * 1000) };
+}
+
+export async function runLockHolder(stateDir: string, self: { bootId?: string; bootTimeMs?: number } = exporterBootInfo()): Promise<LockHolder | null> {
   const path = join(stateDir, 'lock');
   let text: string;
   try {
@@ -49,7 +61,7 @@ export async function runLockHolder(stateDir: string): Promise<LockHolder | null
   try {
     const o = JSON.parse(text) as LockOwner;
     if (typeof o.pid !== 'number') throw new Error('no pid');
-    return staleReason(o, mtimeMs) === null ? { pid: o.pid, startedAt: typeof o.startedAt === 'string' ? o.startedAt : null } : null;
+    return staleReason(o, mtimeMs, self) === null ? { pid: o.pid, startedAt: typeof o.startedAt === 'string' ? o.startedAt : null } : null;
   } catch {
     return Date.now() - mtimeMs < 5_000 ? { pid: 0, startedAt: null } : null;
   }
