@@ -34,9 +34,11 @@ describe('cli', () => {
     const cfg = join(dir, 'c.json');
     // A port that would be bound if serve started at all; it must not get that far.
     await writeFile(cfg, JSON.stringify({ stateDir: join(dir, 'state'), exporter: { listenAddress: '127.0.0.1:0' } }));
-    const r = await cli(['serve', '--config', cfg, '--schedule', 'daily']);
-    expect(r.code).toBe(64);
-    expect(r.stderr).toMatch(/--schedule/);
+    // An already-aborted signal: if serve did start, it would return 0 at once instead of hanging.
+    let stderr = '';
+    const code = await main(['serve', '--config', cfg, '--schedule', 'daily'], { stdout: () => undefined, stderr: (s) => void (stderr += s), env: {} }, AbortSignal.abort());
+    expect(code).toBe(64);
+    expect(stderr).toMatch(/--schedule/);
     expect((await cli(['--help'])).stdout).not.toMatch(/schedule/);
   });
 
