@@ -116,10 +116,32 @@ export function createStateStore(stateDir: string) {
     paths: p,
     setDir,
 
-    /** Creates the layout and refuses unsafe ownership/permissions, like sshd's StrictModes. */
-    async ensureLayout(): Promise<void> {
+    /**
+     * Before the lock: the state directory exists and is safe (ownership/permissions, like sshd's
+     * StrictModes). Nothing inside it is touched here.
+     */
+    async prepareDir(): Promise<void> {
       await ensureDir(stateDir, 0o755);
       await checkSafeDir(stateDir);
+    },
+
+    /** The state directory, if it exists, is safe (read-only check, for dry runs and readers). */
+    async checkDir(): Promise<boolean> {
+      try {
+        await checkSafeDir(stateDir);
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw err;
+      }
+    },
+
+    /**
+     * With the lock held: the layout exists and is safe, and temp files left by dead writers
+     * (a crash between writing and renaming) are removed; a live writer's are never touched.
+     */
+    async ensureLayout(): Promise<void> {
+      await this.prepareDir();
       await mkdir(p.sets, { recursive: true, mode: 0o755 });
       await checkSafeDir(p.sets);
       await removeStaleTemps(stateDir);

@@ -6,13 +6,28 @@ import type { Logger } from '../util/log.js';
 import { killStaleGroup } from '../util/proc.js';
 import { stat } from 'node:fs/promises';
 import type { Journal } from '../state/model.js';
+import type { LockOwner } from '../state/lock.js';
 import { restoreSet } from './stages/restore.js';
 
-/** Returns the id of the recovered run, or null when the last run ended cleanly. */
-export async function recoverInterruptedRun(store: StateStore, source: Source, log: Logger, now: () => Date, opts: { dryRun?: boolean } = {}): Promise<string | null> {
-  const { value: journal, problems } = await store.readJournal();
-  for (const p of problems) log.warn(`journal ${p.file} was ${p.message}; moved aside to ${p.movedTo}`);
-  if (journal === null && problems.length === 0) {
+export interface RecoverOptions {
+  dryRun?: boolean;
+  /** The owner of a stale lock this run took over: a run that died holding the lock. */
+  deadHolder?: LockOwner | null;
+  /** Id for a dead run whose own id is unknown (corrupt journal, old lock format). */
+  newId?: () => string;
+}
+
+/**
+ * Returns the id of the recovered run, or null when the last run ended cleanly. A dead run is
+ * recorded exactly once: not when it got as far as recording itself (killed inside its record
+ * step, or between removing its journal and releasing the lock), and also when it died before
+ * writing its journal (the lock names it).
+ */
+export async function recoverInterruptedRun(store: StateStore, source: Source, log: Logger, now: () => Date, opts: RecoverOptions = {}): Promise<string | null> {
+  const { value: journal, problems } = await store.readJournal({ repair: !opts.dryRun });
+  for (const p of problems) log.warn(`journal ${p.file} was ${p.message}${p.movedTo ? `; moved aside to ${p.movedTo}` : ''}`);
+  const holder = opts.deadHolder && !opts.deadHolder.command.includes('--dry-run') ? opts.deadHolder : null;
+  if (journal === null && problems.length === 0 && holder?.runId === undefined) {
     // No run in flight: still remove candidate sets a crash before the first journal write left.
     if (!opts.dryRun) await dropUncommittedSets(store);
     return null;
@@ -33,28 +48,51 @@ export async function recoverInterruptedRun(store: StateStore, source: Source, l
   // The source shows the committed set again (idempotent), the dead run's candidate set goes.
   await restoreSet(store, source, committed === null ? null : { id: committed, pins: state.value.committed.pins }, journal?.candidateSetId ?? null, 60_000);
   await dropUncommittedSets(store, committed);
-  const runId = journal?.runId ?? 'unknown';
-  const at = journal?.startedAt ?? now().toISOString();
-  const message = journal
-    ? `interrupted: the run (pid ${journal.pid}) died during stage ${journal.stage}; the committed pin set was kept`
-    : 'interrupted: a corrupt journal was found; the committed pin set was kept';
+
+  // Which dead runs to record: the journal's, and the lock holder's when it is another one.
+  const dead: Array<{ id: string; at: string; message: string }> = [];
+  if (journal !== null) {
+    dead.push({ id: journal.runId, at: journal.startedAt, message: `interrupted: the run (pid ${journal.pid}) died during stage ${journal.stage}; the committed pin set was kept` });
+  } else if (problems.length > 0) {
+    dead.push({ id: holder?.runId ?? (opts.newId ?? (() => `interrupted-${now().getTime()}`))(), at: holder?.startedAt ?? now().toISOString(), message: 'interrupted: a corrupt journal was found; the committed pin set was kept' });
+  }
+  if (holder?.runId !== undefined && !dead.some((d) => d.id === holder.runId)) {
+    dead.push({ id: holder.runId, at: holder.startedAt, message: `interrupted: the run (pid ${holder.pid}) died holding the lock before it wrote its journal; the committed pin set was kept` });
+  }
+  const history = await store.readHistory({ repair: true });
   const s = state.value;
-  s.runs.total.failure += 1;
-  const summary = {
-    id: runId,
-    at,
-    finishedAt: now().toISOString(),
-    result: 'failure' as const,
-    durationSeconds: Math.max(0, (now().getTime() - Date.parse(at)) / 1000),
-    stages: {},
-    error: message,
-  };
-  s.runs.last = summary;
-  await store.writeState(s);
-  await store.appendHistory({ ...summary, exitCode: 1, candidate: null, desyncs: [], evaluations: 0 });
-  await store.removeJournal();
-  log.warn(`recovered from an interrupted run ${runId}: ${message}`);
-  return runId;
+  const recovered: string[] = [];
+  for (const d of dead) {
+    const inState = s.runs.last?.id === d.id;
+    const inHistory = history.value.runs.some((r) => r.id === d.id);
+    if (inState || inHistory) {
+      // It recorded itself before dying: complete the record, never count it twice.
+      if (inState && !inHistory) {
+        const last = s.runs.last!;
+        await store.appendHistory({ ...last, exitCode: last.result === 'success' ? 0 : 1, candidate: null, desyncs: [], evaluations: 0 });
+      }
+      log.info(`recovery   run ${d.id} had already recorded itself before it died; not counted again`, { runId: d.id });
+      continue;
+    }
+    const at = Number.isNaN(Date.parse(d.at)) ? now().toISOString() : d.at;
+    const summary = {
+      id: d.id,
+      at,
+      finishedAt: now().toISOString(),
+      result: 'failure' as const,
+      durationSeconds: Math.max(0, (now().getTime() - Date.parse(at)) / 1000),
+      stages: {},
+      error: d.message,
+    };
+    s.runs.total.failure += 1;
+    s.runs.last = summary;
+    await store.writeState(s);
+    await store.appendHistory({ ...summary, exitCode: 1, candidate: null, desyncs: [], evaluations: 0 });
+    log.warn(`recovered from an interrupted run ${d.id}: ${d.message}`);
+    recovered.push(d.id);
+  }
+  if (journal !== null || problems.length > 0) await store.removeJournal();
+  return recovered[0] ?? dead[0]?.id ?? null;
 }
 
 /**

@@ -1,6 +1,6 @@
 // One run of the desync upgrade loop (DESIGN.md "The run"): open the run (lock, recovery,
 // state, journal), then its stages in order, each one small module in ./stages, then record.
-import { acquireLock } from '../state/lock.js';
+import { acquireLock, type LockOwner } from '../state/lock.js';
 import type { Journal, MachineState } from '../state/model.js';
 import { createChannelSource } from '../source/channel.js';
 import { createNixosSystem } from '../system/nixos.js';
@@ -29,18 +29,27 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
     exitCode: 1, result: 'failure', dryRun, runId: makeRunId(t0), startedAt: t0.toISOString(), durationSeconds: 0,
     stages: {}, candidate: null, desyncs: [], evaluations: 0, error: null, stateProblems: [], recoveredRun: null,
   };
-  await deps.store.ensureLayout();
-  const lock = await acquireLock(deps.store.paths.lock, dryRun ? 'upgrade --dry-run' : 'upgrade');
+  // A dry run takes no lock and writes nothing (it may run beside the timer's run).
+  if (dryRun) return dryRunUpgrade(deps, res, now);
+  // Before the lock nothing inside the state directory changes: only its existence and safety.
+  await deps.store.prepareDir();
+  const lock = await acquireLock(deps.store.paths.lock, 'upgrade', { runId: res.runId });
   failpoint('after-lock');
   try {
-    const ctx = await openRun(deps, res, now, dryRun);
+    let ctx: RunContext;
+    try {
+      ctx = await openRun(deps, res, now, false, lock.recoveredFrom);
+    } catch (err) {
+      // Every run that took the lock is recorded, also when it failed before its first stage.
+      await recordEarlyFailure(deps, res, err, now, t0);
+      return res;
+    }
     try {
       await stage(ctx, 'fetch', fetchStage);
       failpoint('after-fetch');
       await stage(ctx, 'candidate', candidateStage);
       await stage(ctx, 'gate', gateStage);
       decideStage(ctx);
-      if (dryRun) return finishDryRun(ctx);
       await stage(ctx, 'system_build', buildStage);
       failpoint('after-system-build');
       await stage(ctx, 'commit', commitStage);
@@ -50,7 +59,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
       await fail(ctx, err);
     } finally {
       res.durationSeconds = (now().getTime() - t0.getTime()) / 1000;
-      if (!dryRun) await recordRun(ctx.store, ctx.next, res);
+      await recordRun(ctx.store, ctx.next, res);
     }
     return res;
   } finally {
@@ -58,13 +67,58 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
   }
 }
 
+/** A dry run: the gates and the decision, from the state as it is; no lock, no write of any kind. */
+async function dryRunUpgrade(deps: UpgradeDeps, res: UpgradeResult, now: () => Date): Promise<UpgradeResult> {
+  let ctx: RunContext;
+  try {
+    await deps.store.checkDir();
+    ctx = await openRun(deps, res, now, true, null);
+  } catch (err) {
+    res.error = { code: isDesyncError(err) ? err.code : 'E_INTERNAL', message: errorMessage(err) };
+    deps.logger.error(res.error.message, { code: res.error.code });
+    return res;
+  }
+  try {
+    await stage(ctx, 'fetch', fetchStage);
+    await stage(ctx, 'candidate', candidateStage);
+    await stage(ctx, 'gate', gateStage);
+    decideStage(ctx);
+    finishDryRun(ctx);
+  } catch (err) {
+    await fail(ctx, err);
+  } finally {
+    res.durationSeconds = (now().getTime() - Date.parse(res.startedAt)) / 1000;
+  }
+  return res;
+}
+
+/** A run that took the lock but failed before its journal (layout, recovery, unsafe set): recorded as a failure. */
+async function recordEarlyFailure(deps: UpgradeDeps, res: UpgradeResult, err: unknown, now: () => Date, t0: Date): Promise<void> {
+  res.result = 'failure';
+  res.exitCode = 1;
+  res.error = { code: isDesyncError(err) ? err.code : 'E_INTERNAL', message: errorMessage(err) };
+  deps.logger.error(res.error.message, { code: res.error.code });
+  res.durationSeconds = (now().getTime() - t0.getTime()) / 1000;
+  const read = await deps.store.readState({ repair: false });
+  if (read.problems.length > 0) {
+    // state.json cannot be trusted (the exporter reports it): keep it as it is, record the run in the history only.
+    deps.logger.warn(`run ${res.runId} is recorded in the history only: ${read.problems.map((p) => `${p.file} ${p.message}`).join('; ')}`);
+    await deps.store.appendHistory({ id: res.runId, at: res.startedAt, finishedAt: now().toISOString(), result: res.result, durationSeconds: res.durationSeconds, stages: {}, error: res.error.message.slice(0, 2000), exitCode: 1, candidate: null, desyncs: [], evaluations: 0 });
+    return;
+  }
+  // The journal on disk (if any) is a dead run's that recovery has not finished: it stays for the next run.
+  await recordRun(deps.store, read.value, res, { removeJournal: false });
+}
+
 /** Steps 1–2 after the lock: recover a dead run, read the committed state, start the journal. */
-async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, dryRun: boolean): Promise<RunContext> {
+async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, dryRun: boolean, deadHolder: LockOwner | null): Promise<RunContext> {
   const { config, store, logger: log } = deps;
   const env = deps.env ?? process.env;
   const source = deps.source ?? createChannelSource({ config, nix: deps.nix, store });
   const system = deps.system ?? createNixosSystem({ config, run: deps.run, env });
-  res.recoveredRun = await recoverInterruptedRun(store, source, log, now, { dryRun });
+  // The layout and temp cleanup only with the lock held (a dry run changes nothing).
+  if (!dryRun) await store.ensureLayout();
+  res.recoveredRun = await recoverInterruptedRun(store, source, log, now, { dryRun, deadHolder, newId: () => makeRunId(now()) });
   const read = await store.readState({ repair: !dryRun });
   res.stateProblems.push(...read.problems);
   for (const p of read.problems) {

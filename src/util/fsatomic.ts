@@ -1,8 +1,9 @@
 // Crash-safe file writes: temp file in the same dir, fsync, rename, fsync the directory.
-import { open, rename, unlink, mkdir, symlink, readdir } from 'node:fs/promises';
+import { lstat, open, rename, unlink, mkdir, symlink, readdir } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { failpoint } from './failpoint.js';
+import { isProcessAlive, processStartMs } from './proc.js';
 
 export const TMP_MARK = '.tmp-';
 
@@ -55,8 +56,17 @@ export async function ensureDir(dir: string, mode = 0o755): Promise<void> {
   await mkdir(dir, { recursive: true, mode });
 }
 
-/** Removes temp files a crashed writer left behind in `dir`. */
-export async function removeStaleTemps(dir: string): Promise<string[]> {
+/** The writer's pid encoded in a temp name by `tempNameFor` (`.<name>.tmp-<pid>-<hex>`). */
+export function tempWriterPid(name: string): number | undefined {
+  const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Removes temp files a crashed writer left behind in `dir`: only those whose writer is dead
+ * (its pid is gone, or was reused by a process that started after the file was written).
+ */
+export async function removeStaleTemps(dir: string, writerAlive: (pid: number, fileMtimeMs: number) => boolean = tempWriterAlive): Promise<string[]> {
   const removed: string[] = [];
   let names: string[];
   try {
@@ -65,10 +75,21 @@ export async function removeStaleTemps(dir: string): Promise<string[]> {
     return removed;
   }
   for (const n of names) {
-    if (n.startsWith('.') && n.includes(TMP_MARK)) {
-      await unlink(join(dir, n)).catch(() => undefined);
-      removed.push(n);
-    }
+    if (!n.startsWith('.') || !n.includes(TMP_MARK)) continue;
+    const pid = tempWriterPid(n);
+    const mtime = await lstat(join(dir, n)).then((s) => s.mtimeMs, () => undefined);
+    if (mtime === undefined) continue;
+    if (pid !== undefined && writerAlive(pid, mtime)) continue;
+    await unlink(join(dir, n)).catch(() => undefined);
+    removed.push(n);
   }
   return removed;
+}
+
+function tempWriterAlive(pid: number, fileMtimeMs: number): boolean {
+  if (pid === process.pid) return true;
+  if (!isProcessAlive(pid)) return false;
+  // A process that started after the file was written cannot be its writer (pid reuse).
+  const started = processStartMs(pid);
+  return started === undefined || started <= fileMtimeMs + 1000;
 }

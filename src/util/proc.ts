@@ -31,6 +31,14 @@ export function bootTimeMs(): number | undefined {
   }
 }
 
+/** When process `pid` started, in ms since the epoch (boot time + start ticks at 100 Hz, Linux's USER_HZ). */
+export function processStartMs(pid: number): number | undefined {
+  const ticks = processStartTime(pid);
+  const boot = bootTimeMs();
+  if (ticks === undefined || boot === undefined) return undefined;
+  return boot + (Number(ticks) * 1000) / 100;
+}
+
 export function isProcessAlive(pid: number, startTime?: string): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {

@@ -85,6 +85,38 @@ async function assertClean(host: DemoHost): Promise<void> {
   expect(roots.length).toBe(DESYNCS.length + 1);
 }
 
+/**
+ * #11.6: the run counters and the history agree with what happened: the sum of runs_total is
+ * the number of runs that took the lock, and every history id is unique.
+ */
+async function assertCounted(host: DemoHost, runsThatTookTheLock: number, what: string): Promise<void> {
+  const state = JSON.parse(await readFile(join(host.stateDir, 'state.json'), 'utf8')) as { runs: { total: Record<string, number> } };
+  const sum = Object.values(state.runs.total).reduce((a, b) => a + b, 0);
+  expect(sum, `${what}: runs_total sum`).toBe(runsThatTookTheLock);
+  const ids = (JSON.parse(await readFile(join(host.stateDir, 'history.json'), 'utf8')) as { runs: Array<{ id: string }> }).runs.map((r) => r.id);
+  expect(ids.length - new Set(ids).size, `${what}: duplicate history ids ${ids.join(' ')}`).toBe(0);
+}
+
+/** Whether a killed run had taken the lock: it left the lock behind, or it recorded itself. */
+async function tookTheLock(host: DemoHost, totalBefore: number): Promise<boolean> {
+  if (existsSync(join(host.stateDir, 'lock'))) return true;
+  try {
+    const state = JSON.parse(await readFile(join(host.stateDir, 'state.json'), 'utf8')) as { runs: { total: Record<string, number> } };
+    return Object.values(state.runs.total).reduce((a, b) => a + b, 0) > totalBefore;
+  } catch {
+    return false;
+  }
+}
+
+async function runsTotal(host: DemoHost): Promise<number> {
+  try {
+    const state = JSON.parse(await readFile(join(host.stateDir, 'state.json'), 'utf8')) as { runs: { total: Record<string, number> } };
+    return Object.values(state.runs.total).reduce((a, b) => a + b, 0);
+  } catch {
+    return 0;
+  }
+}
+
 async function waitFor(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
@@ -123,6 +155,9 @@ export function defineFaultSuite(root: () => string): void {
       expect(await readdir(join(host.stateDir, 'sets'))).toEqual([]);
       await host.writeConfig({ system: { build: [process.execPath, FAKE_REBUILD, 'build', '--host', host.dir], activate: [process.execPath, FAKE_REBUILD, 'switch', '--host', host.dir] } });
       expect((await runCli(['upgrade', '--config', host.configPath])).code).toBe(0);
+      // Three runs took the lock so far: the killed first run, its recovery, the clean run.
+      let tookLock = 3;
+      await assertCounted(host, tookLock, 'before the failpoints');
       for (const [i, fp] of FAILPOINTS.entries()) {
         const before = await readlink(join(host.stateDir, 'pins'));
         await host.useRevision(i % 2 === 0 ? 'rev2' : 'rev4');
@@ -138,7 +173,11 @@ export function defineFaultSuite(root: () => string): void {
         expect(st.code, `${fp}: status`).toBe(0);
         const next = await runCli(['upgrade', '--config', host.configPath]);
         expect(next.code, `${fp}: ${next.stdout}${next.stderr}`).toBe(0);
-        if (fp !== 'after-lock' && fp !== 'after-journal-removed') expect(next.stdout, fp).toMatch(/recovered from an interrupted run/);
+        tookLock += 2;
+        // A run killed once it had recorded itself is completed, never counted twice; any other is recorded by the recovery.
+        const recorded = ['after-record-state', 'after-history', 'after-journal-removed'].includes(fp);
+        expect(next.stdout, fp).toMatch(recorded ? /already recorded itself before it died; not counted again/ : /recovered from an interrupted run/);
+        await assertCounted(host, tookLock, fp);
         await assertClean(host);
         await assertCompleteSet(host, [await readlink(join(host.stateDir, 'pins'))]);
       }
@@ -148,6 +187,7 @@ export function defineFaultSuite(root: () => string): void {
       const host = await faultHost(join(root(), 'midway'));
       await host.useRevision('rev1');
       expect((await runCli(['upgrade', '--config', host.configPath])).code).toBe(0);
+      let tookLock = 1;
       const scenarios: Array<{ rev: string; env: NodeJS.ProcessEnv; stage: string }> = [
         { rev: 'slowbuild', env: {}, stage: 'gate' }, // nix-store --realise is sleeping in a builder
         { rev: 'rev4', env: { SLOW_CHECK: '30' }, stage: 'gate' }, // the check is sleeping
@@ -167,6 +207,8 @@ export function defineFaultSuite(root: () => string): void {
         expect(next.code, next.stdout + next.stderr).toBe(0);
         expect(next.stdout).toMatch(/recovered from an interrupted run/);
         expect(next.stdout).toMatch(/killed process group/);
+        tookLock += 2;
+        await assertCounted(host, tookLock, `kill during ${s.stage}`);
         await assertClean(host);
       }
       // Random instants across whole runs (system build made slow so every stage is hit).
@@ -176,15 +218,19 @@ export function defineFaultSuite(root: () => string): void {
       for (let i = 0; i < 12; i++) {
         const before = await readlink(join(host.stateDir, 'pins'));
         await host.useRevision(i % 2 === 0 ? 'rev2' : 'rev4');
+        const totalBefore = await runsTotal(host);
         const run = startCli(['upgrade', '--config', host.configPath]);
         await new Promise((r) => setTimeout(r, Math.floor(rand() * 1500)));
         run.child.kill('SIGKILL');
         await run.done;
         stats.kills += 1;
+        if (await tookTheLock(host, totalBefore)) tookLock += 1;
         const sets = (await readdir(join(host.stateDir, 'sets'))).map((x) => `sets/${x}/pins`);
         await assertCompleteSet(host, [before, ...sets]);
         const next = await runCli(['upgrade', '--config', host.configPath]);
         expect(next.code, next.stdout + next.stderr).toBe(0);
+        tookLock += 1;
+        await assertCounted(host, tookLock, `random kill ${i}`);
         await assertClean(host);
       }
       console.log(`fault suite: ${stats.kills} kills survived so far`);
@@ -282,7 +328,9 @@ export function defineFaultSuite(root: () => string): void {
       const expectRefused = async (re: RegExp) => {
         const r = await runCli(['upgrade', '--config', host.configPath]);
         expect(r.code).toBe(1);
-        expect(r.stderr).toMatch(re);
+        // Refused before the lock (an unsafe state directory) → stderr; after it (the run is recorded) → the run's log.
+        expect(r.stderr + r.stdout).toMatch(re);
+        return r;
       };
       await chmod(host.stateDir, 0o777);
       await expectRefused(/group- or world-writable \(mode 777\)/);
@@ -301,7 +349,11 @@ export function defineFaultSuite(root: () => string): void {
       const content = await readFile(target, 'utf8');
       await rm(target);
       await symlink('/etc/hostname', target);
+      const runsBefore = await runsTotal(host);
       await expectRefused(/synapse\.nix is not a regular file/);
+      // #11.1: this run took the lock, so it is recorded (runs_total moves, last_run_success = 0).
+      expect(await runsTotal(host)).toBe(runsBefore + 1);
+      expect(JSON.parse(await readFile(join(host.stateDir, 'state.json'), 'utf8')).runs.last.error).toMatch(/not a regular file/);
       await rm(target);
       await writeFile(target, content);
       expect((await lstat(pinFile)).isFile()).toBe(true);

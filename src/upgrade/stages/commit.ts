@@ -6,6 +6,7 @@ import type { RunContext } from '../context.js';
 export async function commitStage(ctx: RunContext): Promise<void> {
   const { store, res, decision, next } = ctx;
   next.committed = { setId: res.runId, at: ctx.now().toISOString(), pins: decision!.pins };
+  next.desyncs = decision!.records; // the records of this set, committed with it
   await store.writeState(next, 'mid-state-write');
   ctx.committed = true;
   failpoint('after-commit');

@@ -2,7 +2,8 @@
 // or, with onBreach "fail", on a breach.
 import { DesyncError } from '../../util/errors.js';
 import { formatSeconds } from '../../util/duration.js';
-import { decide } from '../policy.js';
+import { decide, type Decision } from '../policy.js';
+import type { DesyncRecord } from '../../state/model.js';
 import type { RunContext } from '../context.js';
 
 export function decideStage(ctx: RunContext): void {
@@ -25,7 +26,10 @@ export function decideStage(ctx: RunContext): void {
         { stage: 'decide', desync: o.name, lag: o.lagRebuilds, breached: o.breached });
     }
   }
-  if (!ctx.dryRun) ctx.next.desyncs = decision.records;
+  // Records move with the pins: until the commit, only failed desyncs' records change (a
+  // failure never moves a pin, and a breach must show whatever happens next); a passed
+  // desync's record follows its pin at the commit (commit.ts).
+  if (!ctx.dryRun) ctx.next.desyncs = uncommittedRecords(ctx.prev.desyncs, decision);
 
   if (decision.noPin.length > 0) {
     throw new DesyncError('E_NO_PIN',
@@ -38,4 +42,13 @@ export function decideStage(ctx: RunContext): void {
       `desync ${decision.breached.join(', ')} breached its budget (${decision.breached.map((n) => decision.records[n]!.breachReason).join('; ')}); ` +
       'onBreach is "fail": the system is not rebuilt. Fix the package, raise the budget, or remove the desync');
   }
+}
+
+/** Desync records as they stand when this run's pins are not committed. */
+export function uncommittedRecords(prev: Record<string, DesyncRecord>, decision: Decision): Record<string, DesyncRecord> {
+  const out: Record<string, DesyncRecord> = { ...prev };
+  for (const o of decision.outcomes) {
+    if (o.result === 'failed') out[o.name] = decision.records[o.name]!;
+  }
+  return out;
 }

@@ -4,7 +4,7 @@ import type { StateStore } from '../../state/store.js';
 import { failpoint } from '../../util/failpoint.js';
 import type { UpgradeResult } from '../context.js';
 
-export async function recordRun(store: StateStore, next: MachineState, res: UpgradeResult): Promise<void> {
+export async function recordRun(store: StateStore, next: MachineState, res: UpgradeResult, opts: { removeJournal?: boolean } = {}): Promise<void> {
   const finishedAt = new Date(Date.parse(res.startedAt) + res.durationSeconds * 1000).toISOString();
   const summary = {
     id: res.runId,
@@ -24,6 +24,7 @@ export async function recordRun(store: StateStore, next: MachineState, res: Upgr
     ...(await store.appendHistory({ ...summary, exitCode: res.exitCode, candidate: res.candidate, desyncs: res.desyncs, evaluations: res.evaluations })),
   );
   failpoint('after-history');
+  if (opts.removeJournal === false) return;
   await store.removeJournal();
   failpoint('after-journal-removed');
 }

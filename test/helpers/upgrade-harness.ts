@@ -1,0 +1,102 @@
+// Drives runUpgrade in-process with the fake Nix of fake-nix.ts: one run released call by call,
+// and a byte-for-byte snapshot of a state directory (names, modes, file bytes, link targets).
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import type { GateRequest } from '../../src/nix/adapter.js';
+import { runUpgrade, type UpgradeResult } from '../../src/upgrade/run.js';
+import { createStateStore } from '../../src/state/store.js';
+import { createLogger } from '../../src/util/log.js';
+import { CallQueue, candidate, createFakeNix, createFakeRunner, fail, gateReport, ok } from './fake-nix.js';
+
+/** Two desyncs: hm (budget 2) and syn (with a check); the system build is `sys-build`, activation `sys-switch`. */
+export function makeConfig(stateDir: string, extra: Record<string, unknown> = {}) {
+  return parseConfig({
+    nixpkgs: '/channels/nixos',
+    channel: { name: 'nixos', update: true },
+    desyncs: {
+      hm: { requireBuilds: ['home-manager'], maxLagRebuilds: 2 },
+      syn: { requireBuilds: ['matrix-synapse'], checks: [['check-syn', '--quick']] },
+    },
+    system: { build: ['sys-build'], activate: ['sys-switch'] },
+    stateDir,
+    ...extra,
+  });
+}
+export type TestConfig = ReturnType<typeof makeConfig>;
+
+export interface Harness {
+  q: CallQueue;
+  lines: string[];
+  start(opts?: { dryRun?: boolean; now?: () => Date }): Promise<UpgradeResult>;
+}
+
+export function harness(config: TestConfig): Harness {
+  const q = new CallQueue();
+  const lines: string[] = [];
+  return {
+    q,
+    lines,
+    start: (opts = {}) =>
+      runUpgrade(
+        { config, nix: createFakeNix(q), run: createFakeRunner(q), store: createStateStore(config.stateDir), logger: createLogger({ write: (l) => lines.push(l) }), now: opts.now, env: { PATH: '/bin' } },
+        { dryRun: opts.dryRun },
+      ),
+  };
+}
+
+export interface DriveOptions { failing?: string[]; checkFails?: boolean; update?: boolean }
+
+/** Releases fetch, candidate, gate (with `failing` desyncs) and syn's check. */
+export async function drive(h: Harness, rev: string, o: DriveOptions = {}): Promise<void> {
+  if (o.update !== false) (await h.q.next('updateChannel')).resolve(undefined);
+  (await h.q.next('resolveCandidate')).resolve(candidate(rev));
+  const g = await h.q.next('buildGates');
+  const reqs = g.args[0] as GateRequest[];
+  g.resolve(gateReport(reqs, o.failing));
+  if (reqs.some((r) => r.desync === 'syn') && !(o.failing ?? []).includes('syn')) {
+    const c = await h.q.next('run');
+    const argv = c.args[0] as string[];
+    c.resolve(o.checkFails ? fail(argv, 'check says no') : ok(argv));
+  }
+}
+
+/** Releases the system build and the activation. */
+export async function releaseSystem(h: Harness, o: { systemFails?: boolean } = {}): Promise<void> {
+  const b = await h.q.next('run');
+  const argv = b.args[0] as string[];
+  expect(argv).toEqual(['sys-build']);
+  b.resolve(o.systemFails ? fail(argv, 'error: system build failed', 100) : ok(argv));
+  if (o.systemFails) return;
+  const a = await h.q.next('run');
+  a.resolve(ok(a.args[0] as string[]));
+}
+
+export async function fullRun(config: TestConfig, rev: string, o: DriveOptions & { systemFails?: boolean } = {}) {
+  const h = harness(config);
+  const p = h.start();
+  await drive(h, rev, o);
+  await releaseSystem(h, o);
+  return { res: await p, h };
+}
+
+/** Every entry under `dir` with its type, mode and content (file bytes, link target). */
+export async function snapshotTree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (d: string, rel: string): Promise<void> => {
+    for (const name of (await readdir(d)).sort()) {
+      const p = join(d, name);
+      const r = rel ? `${rel}/${name}` : name;
+      const st = await lstat(p);
+      const mode = (st.mode & 0o7777).toString(8);
+      if (st.isSymbolicLink()) out[r] = `link ${mode} -> ${await readlink(p)}`;
+      else if (st.isDirectory()) {
+        out[r] = `dir ${mode}`;
+        await walk(p, r);
+      } else out[r] = `file ${mode} ${(await readFile(p)).toString('base64')}`;
+    }
+  };
+  await walk(dir, '');
+  return out;
+}
