@@ -2,6 +2,7 @@
 import type { Config } from './config/schema.js';
 import { createCliNix } from './nix/cli-adapter.js';
 import { createChannelSource } from './source/channel.js';
+import { createFlakeSource } from './source/flake.js';
 import { createStateStore } from './state/store.js';
 import { createNixosSystem } from './system/nixos.js';
 import { runCommand } from './util/exec.js';
@@ -16,7 +17,7 @@ export function upgradeDeps(config: Config, logger: Logger, env: NodeJS.ProcessE
     nix,
     run: runCommand,
     store,
-    source: createChannelSource({ config, nix, store }),
+    source: config.flake !== null ? createFlakeSource({ config, store, run: runCommand, env }) : createChannelSource({ config, nix, store }),
     system: createNixosSystem({ config, run: runCommand, env }),
     logger,
     env,

@@ -68,6 +68,8 @@ function withFlakeDefaults(c: Config, raw: Record<string, unknown>, file: string
     d.input = input;
   }
   if (problems.length > 0) throw configError(file, problems);
+  // The exporter shows the age of every input of the host's lock unless told otherwise.
+  if ((raw.exporter as Record<string, unknown> | undefined)?.flakeLock === undefined) c.exporter.flakeLock = `${flake.path}/flake.lock`;
   const system = raw.system as Record<string, unknown> | undefined;
   if (system?.build === undefined) {
     c.system.build = ['nixos-rebuild', 'build', '--flake', `${flake.path}#${flake.host ?? defaultFlakeHost()}`];

@@ -25,3 +25,6 @@ export const FAILPOINTS = [
   'after-history',
   'after-journal-removed',
 ] as const;
+
+/** Reached only in flake mode (src/source/flake.ts expose): both locks kept, flake.lock replaced. */
+export const FLAKE_FAILPOINTS = ['after-flake-lock-kept', 'mid-flake-lock-write', 'after-flake-lock-write'] as const;

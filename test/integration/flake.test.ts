@@ -1,8 +1,9 @@
 // Flake mode against real Nix 2.8 flakes, offline: a fake nixpkgs flake in a git repository
 // (each revision a commit) and a host flake (git+file:// inputs) with two desync inputs.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { cp, mkdtemp, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, readdir, rm, writeFile, rename } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
+import { FAILPOINTS, FLAKE_FAILPOINTS } from '../../src/util/failpoint.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFlakeHost, lockedRevs, type FlakeHost } from '../../src/demo/fake-flake.js';
@@ -22,6 +23,7 @@ const REVS: FakeRevision[] = [
   { label: 'rev3', broken: ['home-manager'] },
   { label: 'rev4' },
   { label: 'rev5', broken: ['hello'] }, // breaks the system itself
+  { label: 'rev6', evalBroken: ['home-manager'] },
 ];
 
 let root: string;
@@ -133,4 +135,187 @@ describe.skipIf(!HAVE_NIX)('flake mode with real Nix flakes', () => {
     const toplevel = (JSON.parse(out) as Array<{ outputs: { out: string } }>)[0]!.outputs.out;
     expect(await readFile(join(toplevel, 'packages'), 'utf8')).toMatch(/hello-rev1[\s\S]*home-manager-rev1[\s\S]*matrix-synapse-rev1/);
   });
+
+  // ---- whole runs ---------------------------------------------------------------------
+
+  async function upgrade(host: FlakeHost, rev: string | null, ...flags: string[]) {
+    if (rev !== null) await host.useRevision(rev);
+    return runCli(['upgrade', '--config', host.configPath, ...flags]);
+  }
+  const lockText = (host: FlakeHost) => readFile(host.lockFile, 'utf8');
+  const generations = async (host: FlakeHost) => (await readdir(host.profilesDir)).filter((n) => /^system-\d+-link$/.test(n)).sort();
+  const systemPackages = (host: FlakeHost) => readFile(join(host.profilesDir, 'system', 'packages'), 'utf8');
+  const pinOf = (host: FlakeHost, name: string) =>
+    JSON.parse(execFileSync('nix-instantiate', ['--eval', '--strict', '--json', join(host.stateDir, 'pins', `${name}.nix`)], { env, encoding: 'utf8' })) as { desyncAge: number; revision: string; path: string };
+  /** The node of `input` in the lock text, as text (to compare bytes of untouched nodes). */
+  const nodeText = (text: string, input: string) => {
+    const lock = JSON.parse(text) as { nodes: Record<string, unknown> };
+    return JSON.stringify(lock.nodes[input]);
+  };
+  /** Pure `nix build` of the host's toplevel (no --impure), as nixos-rebuild --flake does. */
+  const pureBuild = (host: FlakeHost) => {
+    const out = execFileSync('nix', [...NIX_FLAKE_FLAGS, 'build', '--no-link', '--json', `${host.flakeDir}#nixosConfigurations.${host.hostName}.config.system.build.toplevel`], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return (JSON.parse(out) as Array<{ outputs: { out: string } }>)[0]!.outputs.out;
+  };
+
+  it('follow: every input moves to the newest revision, other inputs are never touched; pins and status say the locked rev', async () => {
+    const host = await newHost('follow');
+    const r1 = await upgrade(host, null);
+    expect(r1.code, r1.stdout + r1.stderr).toBe(0);
+    expect(r1.stdout).toMatch(/fetch +input nixpkgs resolved to [0-9a-f]{40} \(unchanged\)/);
+    const start = await lockText(host);
+    const rev4 = await host.useRevision('rev4');
+    // A dry run resolves and gates, and changes nothing.
+    const dry = await runCli(['upgrade', '--config', host.configPath, '--dry-run']);
+    expect(dry.code, dry.stdout + dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/dry run: flake\.lock not changed/);
+    expect(await lockText(host)).toBe(start);
+
+    const r = await upgrade(host, null, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const res = JSON.parse(r.stdout);
+    expect(res.candidate.revision).toBe(rev4);
+    expect(res.evaluations).toBe(1);
+    const revs = await lockedRevs(host.lockFile);
+    expect(revs).toEqual({ nixpkgs: rev4, 'nixpkgs-home-manager': rev4, 'nixpkgs-synapse': rev4, unrelated: host.revOf('rev1') });
+    expect(nodeText(await lockText(host), 'unrelated')).toBe(nodeText(start, 'unrelated'));
+    // The lock is in Nix's own format: Nix rewriting it changes nothing.
+    const text = await lockText(host);
+    execFileSync('nix', [...NIX_FLAKE_FLAGS, 'flake', 'lock', host.flakeDir], { env, stdio: 'pipe' });
+    expect(await lockText(host)).toBe(text);
+    expect(pinOf(host, 'synapse')).toMatchObject({ desyncAge: 0, revision: rev4 });
+    expect(pinOf(host, 'synapse').path).toBe(res.candidate.path);
+    expect(await systemPackages(host)).toMatch(/hello-rev4[\s\S]*home-manager-rev4[\s\S]*matrix-synapse-rev4/);
+    const st = JSON.parse((await runCli(['status', '--config', host.configPath, '--json'])).stdout);
+    expect(st.desyncs.map((d: { name: string; revision: string }) => [d.name, d.revision])).toEqual([['home-manager', rev4], ['synapse', rev4]]);
+  });
+
+  it('a broken desync: its input stays on the old rev while the followed input and the others move; the toplevel really has the old package; catch-up later', async () => {
+    const host = await newHost('stay');
+    expect((await upgrade(host, null)).code).toBe(0);
+    const start = await lockText(host);
+    const rev1 = host.revOf('rev1');
+    const r2 = await upgrade(host, 'rev2');
+    expect(r2.code, r2.stdout + r2.stderr).toBe(0);
+    expect(r2.stdout).toMatch(/home-manager: FAILED — home-manager: home-manager-rev2 failed to build/);
+    const rev2 = host.revOf('rev2');
+    expect(await lockedRevs(host.lockFile)).toEqual({ nixpkgs: rev2, 'nixpkgs-home-manager': rev1, 'nixpkgs-synapse': rev2, unrelated: rev1 });
+    const after = await lockText(host);
+    // The input that stayed behind keeps its node byte for byte.
+    expect(nodeText(after, 'nixpkgs-home-manager')).toBe(nodeText(start, 'nixpkgs-home-manager'));
+    expect(pinOf(host, 'home-manager')).toMatchObject({ desyncAge: 1, revision: rev1 });
+    const pkgs = await systemPackages(host);
+    expect(pkgs).toMatch(/hello-rev2/);
+    expect(pkgs).toMatch(/home-manager-rev1/);
+    expect(pkgs).toMatch(/matrix-synapse-rev2/);
+    // Pure evaluation anywhere: plain nix build of the flake gives the system the loop activated.
+    expect(pureBuild(host)).toBe(execFileSync('readlink', ['-f', join(host.profilesDir, 'system')], { encoding: 'utf8' }).trim());
+
+    const r3 = await upgrade(host, 'rev3');
+    expect(r3.code).toBe(0);
+    expect((await lockedRevs(host.lockFile))['nixpkgs-home-manager']).toBe(rev1);
+    expect(pinOf(host, 'home-manager').desyncAge).toBe(2);
+
+    // Catch-up: the package is fixed, the desync's input follows again (lag 0).
+    const r4 = await upgrade(host, 'rev4');
+    expect(r4.code, r4.stdout + r4.stderr).toBe(0);
+    const rev4 = host.revOf('rev4');
+    expect(await lockedRevs(host.lockFile)).toEqual({ nixpkgs: rev4, 'nixpkgs-home-manager': rev4, 'nixpkgs-synapse': rev4, unrelated: rev1 });
+    expect(pinOf(host, 'home-manager')).toMatchObject({ desyncAge: 0, revision: rev4 });
+    expect(await systemPackages(host)).toMatch(/home-manager-rev4/);
+  });
+
+  it('breach, onBreach "fail": no system build, flake.lock byte-identical; "continue": built with the stale input, exit 1', async () => {
+    for (const policy of ['fail', 'continue'] as const) {
+      const host = await newHost(`breach-${policy}`, { onBreach: policy });
+      for (const rev of ['rev1', 'rev2', 'rev3']) expect((await upgrade(host, rev)).code).toBe(0);
+      const before = await lockText(host);
+      const gens = await generations(host);
+      const r = await upgrade(host, 'rev6');
+      expect(r.code).toBe(1);
+      expect(r.stdout).toMatch(/pin +home-manager: stays on .* BREACH: lag 2 ≥ maxLagRebuilds 2/);
+      const rev1 = host.revOf('rev1');
+      if (policy === 'fail') {
+        expect(await lockText(host)).toBe(before);
+        expect(await generations(host)).toEqual(gens);
+      } else {
+        const rev6 = host.revOf('rev6');
+        expect(await lockedRevs(host.lockFile)).toMatchObject({ nixpkgs: rev6, 'nixpkgs-home-manager': rev1, 'nixpkgs-synapse': rev6 });
+        expect(await generations(host)).toHaveLength(gens.length + 1);
+        expect(await systemPackages(host)).toMatch(/hello-rev6[\s\S]*home-manager-rev1/);
+      }
+      const doc = JSON.parse((await runCli(['status', '--config', host.configPath, '--json'])).stdout);
+      expect(doc.desyncs.find((d: { name: string }) => d.name === 'home-manager')).toMatchObject({ breached: true, revision: rev1 });
+    }
+  });
+
+  it('a system build failure leaves flake.lock byte-identical and creates no generation', async () => {
+    const host = await newHost('system-fail');
+    expect((await upgrade(host, 'rev1')).code).toBe(0);
+    expect((await upgrade(host, 'rev2')).code).toBe(0);
+    const before = await readFile(host.lockFile);
+    const gens = await generations(host);
+    const r = await upgrade(host, 'rev5');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/system build .* failed: .*; the previous pin set was restored/);
+    expect(await readFile(host.lockFile)).toEqual(before);
+    expect(await generations(host)).toEqual(gens);
+    expect(host.git('status', '--porcelain')).toBe('M flake.lock');
+  });
+
+  it('commitLockFile: one commit touching only flake.lock, its message saying which desync followed and which stayed', async () => {
+    const host = await newHost('commit', { flake: { path: join(root, 'commit', 'etc-nixos'), host: 'demo', input: 'nixpkgs', commitLockFile: true } });
+    expect((await upgrade(host, null)).code).toBe(0);
+    expect(host.git('rev-list', '--count', 'HEAD')).toBe('1'); // nothing moved: no commit
+    // Someone's unrelated staged change stays staged and out of the loop's commit.
+    await writeFile(join(host.flakeDir, 'notes.txt'), 'mine\n');
+    host.git('add', 'notes.txt');
+    const head = host.git('rev-parse', 'HEAD');
+    const r = await upgrade(host, 'rev2');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(host.git('rev-list', '--count', `${head}..HEAD`)).toBe('1');
+    expect(host.git('show', '--name-only', '--format=', 'HEAD').split('\n')).toEqual(['flake.lock']);
+    const msg = host.git('log', '-1', '--format=%B');
+    expect(msg).toMatch(/^flake\.lock: nixos-desync run \S+/);
+    expect(msg).toMatch(new RegExp(`nixpkgs: ${host.revOf('rev1').slice(0, 12)} → ${host.revOf('rev2').slice(0, 12)}`));
+    expect(msg).toMatch(new RegExp(`desync home-manager \\(nixpkgs-home-manager\\): stayed on ${host.revOf('rev1').slice(0, 12)} \\(lag 1\\)`));
+    expect(msg).toMatch(new RegExp(`desync synapse \\(nixpkgs-synapse\\): followed ${host.revOf('rev2').slice(0, 12)}`));
+    expect(host.git('status', '--porcelain')).toBe('A  notes.txt');
+  });
+
+  it('kill -9 at every step boundary: flake.lock is always one complete version, and recovery leaves the committed one', async () => {
+    const host = await newHost('kill');
+    expect((await upgrade(host, 'rev1')).code).toBe(0);
+    const points = [...FAILPOINTS, ...FLAKE_FAILPOINTS];
+    for (const [i, fp] of points.entries()) {
+      const before = await lockText(host);
+      await host.useRevision(i % 2 === 0 ? 'rev2' : 'rev4');
+      const killed = await runCli(['upgrade', '--config', host.configPath], { NIXOS_DESYNC_FAILPOINT: fp });
+      expect(killed.signal, `${fp}: ${killed.stdout}${killed.stderr}`).toBe('SIGKILL');
+      const now = await lockText(host);
+      const sets = await readdir(join(host.stateDir, 'sets'));
+      const candidates = await Promise.all(sets.map((id) => readFile(join(host.stateDir, 'sets', id, 'flake', 'candidate.lock'), 'utf8').catch(() => null)));
+      expect([before, ...candidates], `${fp}: flake.lock is the previous or the complete candidate lock`).toContain(now);
+      // Which version is committed: state.json says (the dead run's set once past its commit point).
+      const state = JSON.parse(await readFile(join(host.stateDir, 'state.json'), 'utf8')) as { committed: { setId: string } };
+      const committedText = (await readFile(join(host.stateDir, 'sets', state.committed.setId, 'flake', 'candidate.lock'), 'utf8').catch(() => null)) ?? before;
+      const committedLock = sets.includes(state.committed.setId) && now !== before ? committedText : before;
+      // The next run recovers first; its own system build fails, so flake.lock then shows
+      // exactly what recovery left: the committed version.
+      await host.writeConfig({ system: { build: ['/bin/false'], activate: null } });
+      const rec = await runCli(['upgrade', '--config', host.configPath]);
+      if (fp !== 'after-lock' && fp !== 'after-journal-removed') expect(rec.stdout, fp).toMatch(/recovered from an interrupted run/);
+      expect(await lockText(host), `${fp}: after recovery`).toBe(committedLock);
+      await host.writeConfig({ system: (await newSystem(host)) });
+      const next = await runCli(['upgrade', '--config', host.configPath]);
+      expect(next.code, `${fp}: ${next.stdout}${next.stderr}`).toBe(0);
+      expect((await lockedRevs(host.lockFile)).nixpkgs, fp).toBe(host.revOf(i % 2 === 0 ? 'rev2' : 'rev4'));
+    }
+  }, 300_000);
 });
+
+async function newSystem(host: FlakeHost): Promise<Record<string, unknown>> {
+  const { FAKE_REBUILD } = await import('../../src/demo/host.js');
+  const rebuild = (action: string): string[] => [process.execPath, FAKE_REBUILD, action, '--host', host.dir, '--flake', `${host.flakeDir}#${host.hostName}`];
+  return { build: rebuild('build'), activate: rebuild('switch') };
+}
