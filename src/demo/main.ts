@@ -3,14 +3,14 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { execaSync } from 'execa';
 import { main } from '../cli/main.js';
 import { createDemoHost } from './host.js';
 
 const out = (s: string): void => void process.stdout.write(s);
 const io = { stdout: out, stderr: (s: string) => void process.stderr.write(s), env: process.env };
 
-if (spawnSync('nix-build', ['--version'], { stdio: 'ignore' }).status !== 0) {
+if (execaSync('nix-build', ['--version'], { stdio: 'ignore', reject: false }).exitCode !== 0) {
   process.stderr.write('The demo needs real Nix: install it with `apt-get install -y nix-bin` (Debian) and run again.\n');
   process.exit(1);
 }

@@ -1,8 +1,11 @@
 // Runs one external program as argv (never a shell) in its own process group, so a timeout
 // or an abort kills the whole tree it started, not just the direct child.
-import { spawn } from 'node:child_process';
-import { DesyncError } from './errors.js';
+// execa does the spawning (argv only, `detached` for the group), the timeout, the abort
+// (`cancelSignal`), SIGTERM then SIGKILL (`forceKillAfterDelay`) and the result/error
+// objects; the few lines below marked "execa cannot" are what it has no option for.
+import type { ResultPromise } from 'execa';
 import { MAX_TIMER_MS } from './duration.js';
+import { DesyncError } from './errors.js';
 
 export interface RunOptions {
   env?: NodeJS.ProcessEnv;
@@ -29,6 +32,10 @@ export interface RunResult {
 
 export type Runner = (argv: readonly string[], opts: RunOptions) => Promise<RunResult>;
 
+/**
+ * The last `max` bytes of a stream. execa cannot keep a tail: its `maxBuffer` keeps the head
+ * and fails the command, while a long build must go on and its error is at the end.
+ */
 class TailBuffer {
   private chunks: Buffer[] = [];
   private size = 0;
@@ -44,7 +51,8 @@ class TailBuffer {
   }
 }
 
-function killGroup(pgid: number, sig: NodeJS.Signals): void {
+/** execa cannot signal a process group (it signals the pid only): kill(-pgid). */
+function killGroup(pgid: number, sig: NodeJS.Signals | number): void {
   try {
     process.kill(-pgid, sig);
   } catch {
@@ -52,7 +60,10 @@ function killGroup(pgid: number, sig: NodeJS.Signals): void {
   }
 }
 
-/** Process groups started by this process that are still running; killed on our exit. */
+/**
+ * Groups started by this process that are still running, killed when we exit: execa's
+ * `cleanup` does not apply to detached subprocesses (and would reach the leader only).
+ */
 const liveGroups = new Set<number>();
 let exitHookInstalled = false;
 function installExitHook(): void {
@@ -63,75 +74,73 @@ function installExitHook(): void {
   });
 }
 
-export const runCommand: Runner = (argv, opts) => {
+// execa (and its dependencies) load on the first command, not with the exporter's start-up.
+let execaModule: Promise<typeof import('execa')> | undefined;
+
+export const runCommand: Runner = async (argv, opts) => {
   const [cmd, ...args] = argv;
-  if (!cmd) return Promise.reject(new DesyncError('E_COMMAND', 'empty argv'));
-  installExitHook();
-  const started = Date.now();
-  // An already-aborted run starts nothing (an abort listener added now would never fire).
+  if (!cmd) throw new DesyncError('E_COMMAND', 'empty argv');
+  // execa would spawn and then kill at once: an already-aborted run must start nothing.
   if (opts.signal?.aborted) {
-    return Promise.resolve({ argv: [...argv], exitCode: null, signal: 'SIGTERM', stdout: '', stderr: 'not started: the run was interrupted', timedOut: false, durationMs: 0 });
+    return { argv: [...argv], exitCode: null, signal: 'SIGTERM', stdout: '', stderr: 'not started: the run was interrupted', timedOut: false, durationMs: 0 };
   }
+  installExitHook();
+  const { execa } = await (execaModule ??= import('execa'));
   const maxBytes = opts.maxOutputBytes ?? 256 * 1024;
-  return new Promise<RunResult>((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      cwd: opts.cwd,
-      env: opts.env ?? process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-      shell: false,
-    });
-    const out = new TailBuffer(maxBytes);
-    const err = new TailBuffer(maxBytes);
-    child.stdout!.on('data', (b: Buffer) => out.push(b));
-    child.stderr!.on('data', (b: Buffer) => err.push(b));
-    let timedOut = false;
-    let killTimer: NodeJS.Timeout | undefined;
-    const terminate = (): void => {
-      if (child.pid === undefined) return;
-      killGroup(child.pid, 'SIGTERM');
-      killTimer = setTimeout(() => child.pid !== undefined && killGroup(child.pid, 'SIGKILL'), opts.killGraceMs ?? 5000);
-      killTimer.unref();
-    };
+  const child: ResultPromise = execa(cmd, args, {
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    extendEnv: false, // opts.env is the whole environment, as with spawn()
+    stdin: 'ignore',
+    buffer: false, // output goes to the tails below, never into one unbounded string
+    detached: true, // own process group: the group id is the child's pid
     // Clamped: a longer delay would overflow Node's timer and fire at once (config refuses it).
-    const timer = setTimeout(() => {
-      timedOut = true;
-      terminate();
-    }, Math.min(opts.timeoutMs, MAX_TIMER_MS));
-    const onAbort = (): void => terminate();
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    if (child.pid !== undefined) {
-      liveGroups.add(child.pid);
-      opts.onSpawn?.(child.pid);
-    }
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      if (child.pid !== undefined) liveGroups.delete(child.pid);
-      opts.signal?.removeEventListener('abort', onAbort);
-      const what = e.code === 'ENOENT' ? `program not found: ${cmd}` : `cannot start ${cmd}: ${e.message}`;
-      reject(new DesyncError('E_COMMAND', what, { cause: e, details: { argv: [...argv] } }));
-    });
-    child.on('close', (exitCode, signal) => {
-      clearTimeout(timer);
-      opts.signal?.removeEventListener('abort', onAbort);
-      if (child.pid !== undefined) {
-        // The direct child exited; grandchildren left in its group are killed too, so a
-        // finished command never leaves a process tree behind.
-        killGroup(child.pid, 'SIGKILL');
-        liveGroups.delete(child.pid);
-      }
-      if (killTimer) clearTimeout(killTimer);
-      resolve({
-        argv: [...argv],
-        exitCode,
-        signal,
-        stdout: out.toString(),
-        stderr: err.toString(),
-        timedOut,
-        durationMs: Date.now() - started,
-      });
-    });
+    timeout: Math.min(opts.timeoutMs, MAX_TIMER_MS),
+    cancelSignal: opts.signal,
+    killSignal: 'SIGTERM',
+    forceKillAfterDelay: opts.killGraceMs ?? 5000,
+    reject: false,
   });
+  const pgid = child.pid;
+  if (pgid !== undefined) {
+    // execa cannot signal a group: what its timeout, abort and force-kill send to the
+    // leader goes to the whole group (execa's timers call subprocess.kill()).
+    const execaKill = child.kill.bind(child) as (sig?: NodeJS.Signals | number) => boolean;
+    child.kill = ((sig?: NodeJS.Signals | number | Error, error?: Error) => {
+      killGroup(pgid, typeof sig === 'string' || typeof sig === 'number' ? sig : 'SIGTERM');
+      return (execaKill as (s?: unknown, e?: unknown) => boolean)(sig, error);
+    }) as typeof child.kill;
+    // Once the leader is gone, whatever it left in its group goes too: a finished command
+    // never leaves a process tree behind (and a grandchild holding the pipes open would
+    // otherwise keep the run waiting).
+    child.once('exit', () => {
+      killGroup(pgid, 'SIGKILL');
+      liveGroups.delete(pgid);
+    });
+    liveGroups.add(pgid);
+    opts.onSpawn?.(pgid);
+  }
+  const out = new TailBuffer(maxBytes);
+  const err = new TailBuffer(maxBytes);
+  child.stdout?.on('data', (b: Buffer) => out.push(b));
+  child.stderr?.on('data', (b: Buffer) => err.push(b));
+
+  const r = await child;
+  if (r.failed && r.exitCode === undefined && r.signal === undefined && !r.timedOut && !r.isCanceled) {
+    // It never ran (execa's error carries the spawn error's code).
+    const code = (r as { code?: string }).code;
+    const what = code === 'ENOENT' ? `program not found: ${cmd}` : `cannot start ${cmd}: ${r.shortMessage}`;
+    throw new DesyncError('E_COMMAND', what, { cause: r, details: { argv: [...argv] } });
+  }
+  return {
+    argv: [...argv],
+    exitCode: r.exitCode ?? null,
+    signal: (r.signal as NodeJS.Signals | undefined) ?? null,
+    stdout: out.toString(),
+    stderr: err.toString(),
+    timedOut: r.timedOut,
+    durationMs: Math.round(r.durationMs),
+  };
 };
 
 /** Last `n` non-empty lines of a command's output, for error excerpts. */
