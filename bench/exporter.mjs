@@ -13,7 +13,7 @@
 // CPU per scrape = Δ(utime+stime of the server process, /proc/PID/stat) / requests served.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtemp, mkdir, rm, symlink, writeFile, lutimes } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, cpus, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -26,9 +26,15 @@ const { parseConfig } = await D('config/load.js');
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 const FLOOR = join(ROOT, 'bench/floor-server.mjs');
 const UNCAPPED = join(ROOT, 'bench/serve-uncapped.mjs');
-// The exporter runs as its systemd units run it (nix/module.nix, docs/systemd): a small V8
-// young generation. --node-defaults measures it with Node's defaults instead.
-const OURS_NODE_FLAGS = process.argv.includes('--node-defaults') ? [] : ['--max-semi-space-size=2'];
+// The exporter runs as a user starts it: the bin itself, so the node flags of its shebang
+// (`#!/usr/bin/env -S node …`) apply; the uncapped helper gets the same flags.
+// --node-defaults runs `node dist/src/cli/main.js` instead (Node's defaults, no shebang flags).
+const NODE_DEFAULTS = process.argv.includes('--node-defaults');
+const SHEBANG = readFileSync(CLI, 'utf8').split('\n', 1)[0];
+const BIN_FLAGS = NODE_DEFAULTS ? [] : (/^#!\S*env -S node (.*)$/.exec(SHEBANG)?.[1].trim().split(/\s+/) ?? []);
+chmodSync(CLI, 0o755); // tsc does not set the executable bit that npm gives a bin
+const ourCommand = (argv) => (NODE_DEFAULTS ? [process.execPath, [CLI, ...argv]] : [CLI, argv]);
+const PROBE = join(ROOT, 'bench/memprobe.cjs');
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
@@ -229,7 +235,7 @@ try {
   const startOurs = async () => {
     const port = await freePort();
     const t = process.hrtime.bigint();
-    const c = start(process.execPath, [...OURS_NODE_FLAGS, CLI, 'serve', '--config', fx.configPath, '--web.listen-address', `127.0.0.1:${port}`]);
+    const c = start(...ourCommand(['serve', '--config', fx.configPath, '--web.listen-address', `127.0.0.1:${port}`]));
     const url = `http://127.0.0.1:${port}/metrics`;
     await waitFor(async () => (await get(url)).body.includes(GEN_LINE) , 15_000, 'the first correct scrape');
     return { c, url, startupMs: Number(process.hrtime.bigint() - t) / 1e6 };
@@ -243,10 +249,54 @@ try {
   results.startupMs = [...startups].sort((a, b) => a - b)[1];
   log(`start-up to first correct scrape: ${startups.map((x) => x.toFixed(0)).join(', ')} ms`);
 
+  // Memory of the plain CLI (`nixos-desync serve`, no flags, in-flight cap as shipped): idle
+  // after its first correct scrape, peak under the 64-connection load, idle 2 s after it.
+  // Breakdown from /proc/PID/smaps_rollup (anonymous = heap, stacks, malloc; file-backed =
+  // the node binary's and libraries' pages) and, on a second instance with bench/memprobe.cjs
+  // preloaded, from V8 (heap spaces, code, external buffers).
+  const smaps = (pid) => {
+    const t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const kb = (k) => Number((new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t) ?? [])[1] ?? NaN) / 1024;
+    return { rssMB: kb('Rss'), anonMB: kb('Anonymous'), fileMB: kb('Rss') - kb('Anonymous') };
+  };
+  const plainRun = async (env) => {
+    const port = await freePort();
+    const c = start(...ourCommand(['serve', '--config', fx.configPath, '--web.listen-address', `127.0.0.1:${port}`]), env ? { env: { ...process.env, ...env } } : {});
+    const url = `http://127.0.0.1:${port}/metrics`;
+    await waitFor(async () => (await get(url)).body.includes(GEN_LINE), 15_000, 'the plain exporter');
+    await sleep(1000);
+    return { c, url };
+  };
+  const probeOut = join(tmp, 'probe.json');
+  const probe = async (pid) => {
+    await rm(probeOut, { force: true });
+    process.kill(pid, 'SIGUSR2');
+    await waitFor(async () => JSON.parse(readFileSync(probeOut, 'utf8')), 5000, 'the memory probe');
+    return JSON.parse(readFileSync(probeOut, 'utf8'));
+  };
+  {
+    const plain = await plainRun();
+    results.plain = { idle: smaps(plain.c.pid) };
+    const w = await wrk(plain.url, plain.c.pid);
+    await sleep(2000);
+    results.plain.load = { rps: w.rps, rpsAll: w.rpsAll, non2xx: w.non2xx, p99: w.p99, peakRssMB: w.peakRssMB };
+    results.plain.afterLoad = smaps(plain.c.pid);
+    await stop(plain.c);
+    log(`plain serve: RSS idle ${results.plain.idle.rssMB.toFixed(1)} MB (anon ${results.plain.idle.anonMB.toFixed(1)}, file ${results.plain.idle.fileMB.toFixed(1)}), peak under load ${w.peakRssMB.toFixed(1)} MB, after ${results.plain.afterLoad.rssMB.toFixed(1)} MB (${w.non2xx} of ${w.requests} answered 503 by the cap)`);
+    const probed = await plainRun({ NODE_OPTIONS: `--require ${PROBE}`, MEMPROBE_OUT: probeOut });
+    results.plain.v8Idle = await probe(probed.c.pid);
+    await wrk(probed.url, probed.c.pid);
+    await sleep(2000);
+    results.plain.v8AfterLoad = await probe(probed.c.pid);
+    await stop(probed.c);
+    log(`plain serve V8 idle: ${JSON.stringify(results.plain.v8Idle)}`);
+    log(`plain serve V8 after load: ${JSON.stringify(results.plain.v8AfterLoad)}`);
+  }
+
   // Under load: the same serve path with the in-flight cap lifted (see serve-uncapped.mjs).
   const ours = await (async () => {
     const port = await freePort();
-    const c = start(process.execPath, [...OURS_NODE_FLAGS, UNCAPPED, fx.configPath, `127.0.0.1:${port}`]);
+    const c = start(process.execPath, [...BIN_FLAGS, UNCAPPED, fx.configPath, `127.0.0.1:${port}`]);
     const url = `http://127.0.0.1:${port}/metrics`;
     await waitFor(async () => (await get(url)).body.includes(GEN_LINE), 15_000, 'the uncapped exporter');
     return { c, url };
@@ -362,6 +412,8 @@ const idle = { ours: results.oursIdleRssMB, node_exporter: results.nodeExporterI
 for (const n of ['ours', 'node_exporter', 'floor']) {
   console.log(`${pad(n, 14)} | ${pad(s[n].rps.toFixed(0), 8)} ${pad(s[n].p50.toFixed(2), 8)} ${pad(s[n].p99.toFixed(2), 8)} | ${pad(s[n].cpuMsPerScrape.toFixed(3), 13)} ${pad(idle[n].toFixed(0), 11)} ${pad(s[n].peakRssMB.toFixed(0), 11)}`);
 }
+const pl = results.plain;
+console.log(`plain \`nixos-desync serve\` (${NODE_DEFAULTS ? 'node defaults' : `shebang flags: ${BIN_FLAGS.join(' ') || 'none'}`}): RSS idle ${pl.idle.rssMB.toFixed(1)} MB (target ≤ 70; anon ${pl.idle.anonMB.toFixed(1)}, file-backed ${pl.idle.fileMB.toFixed(1)}; V8 heap used ${pl.v8Idle.heapUsedMB}/${pl.v8Idle.heapTotalMB} MB, code ${pl.v8Idle.spaces.code_space?.sizeMB} MB, external ${pl.v8Idle.externalMB} MB) · after the 64-connection load ${pl.afterLoad.rssMB.toFixed(1)} MB (target ≤ 90; peak ${pl.load.peakRssMB.toFixed(1)}; V8 heap used ${pl.v8AfterLoad.heapUsedMB}/${pl.v8AfterLoad.heapTotalMB} MB)`);
 const r = results.ratios;
 console.log(`ratios: p99 ours/node_exporter ${r.p99OursOverNodeExporter.toFixed(3)} (target ≤ 0.25) · req/s ours/floor ${r.rpsOursOverFloor.toFixed(3)} (target ≥ 0.5) · req/s ours/node_exporter ${r.rpsOursOverNodeExporter.toFixed(1)}`);
 console.log(`start-up to first correct scrape (${NGENS} generations): ${results.startupMs.toFixed(0)} ms (target < 1000) · watch latency p50 ${results.watch.p50Ms.toFixed(0)} ms, p99 ${results.watch.p99Ms.toFixed(0)} ms over ${NCHANGES} changes (target p99 < 250) · RSS idle ${results.oursIdleRssMB.toFixed(0)} MB, under load ${s.ours.peakRssMB.toFixed(0)} MB, idle after ${results.oursIdleRssAfterLoadMB.toFixed(0)} MB (target < 100)`);

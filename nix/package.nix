@@ -4,10 +4,14 @@
 #   nix-build                      (default.nix, channel users)
 #
 # Output layout (what npmInstallHook produces):
-#   $out/lib/node_modules/nixos-desync/{package.json,dist/src/…,alerts,dashboards,docs}
+#   $out/lib/node_modules/nixos-desync/{package.json,dist/src/…,alerts,dashboards/*.json,docs}
 #   $out/lib/node_modules/nixos-desync/node_modules   production dependencies only
 #                                                     (dev deps are pruned after `npm run build`)
-#   $out/bin/nixos-desync      wrapper: node …/dist/src/cli/main.js
+#   $out/bin/nixos-desync      wrapper: node <the bin's shebang flags> …/dist/src/cli/main.js
+#
+# Node: nixpkgs' `nodejs`, which nixpkgs keeps on the current LTS line (22 or 24 today; the
+# code runs on Node >= 20, see README "Node versions"). nodejs_20 reached end of life in
+# April 2026 and newer nixpkgs drop it.
 # dist/ is built here from src/ with `npm run build` (tsc); the "files" list of package.json
 # decides what is copied, and the CLI reads ../../../package.json for its version.
 #
@@ -34,7 +38,7 @@
 {
   lib,
   buildNpmPackage,
-  nodejs_20,
+  nodejs,
   importNpmLock ? null,
   npmDepsHash ? null,
 }:
@@ -43,6 +47,10 @@ let
   packageJson = lib.importJSON (root + "/package.json");
   resolvedLock = import ./npm-lock.nix { } (lib.importJSON (root + "/package-lock.json"));
   resolvedLockFile = builtins.toFile "package-lock.json" (builtins.toJSON resolvedLock);
+
+  # The node flags in the first line of src/cli/main.ts (`#!/usr/bin/env -S node FLAGS…`).
+  shebang = builtins.head (lib.splitString "\n" (builtins.readFile (root + "/src/cli/main.ts")));
+  binNodeFlags = lib.drop 3 (lib.filter (w: w != "") (lib.splitString " " shebang));
 
   # Only what the build reads: no dist/, node_modules/, tests, CI files or .git.
   keep = [ "package.json" "package-lock.json" "tsconfig.json" "src" "alerts" "dashboards" "docs" ];
@@ -74,7 +82,7 @@ buildNpmPackage (
     pname = "nixos-desync";
     inherit (packageJson) version;
     inherit src;
-    nodejs = nodejs_20;
+    inherit nodejs;
 
     postPatch = ''
       cp ${resolvedLockFile} package-lock.json
@@ -86,6 +94,14 @@ buildNpmPackage (
 
     # `npm run build` = tsc -p tsconfig.json -> dist/; dev dependencies are pruned afterwards.
     npmBuildScript = "build";
+
+    # npmInstallHook's wrapper runs `node main.js` and so drops the node flags of the bin's
+    # shebang (`#!/usr/bin/env -S node --max-semi-space-size=2`: the exporter's small young
+    # generation, docs/benchmarks.md); write the wrapper again with the same flags.
+    postInstall = ''
+      makeWrapper ${nodejs}/bin/node $out/bin/nixos-desync \
+        --add-flags "${lib.concatStringsSep " " binNodeFlags} $out/lib/node_modules/nixos-desync/${packageJson.bin.nixos-desync}"
+    '';
 
     doInstallCheck = true;
     installCheckPhase = ''

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2 --optimize-for-size
 // Entry point: parses argv, maps errors to the contract's exit codes (0 1 64 75 78).
 import { parseArgs } from 'node:util';
 import { readFileSync, realpathSync, constants } from 'node:fs';
@@ -7,9 +7,6 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { DesyncError, errorMessage, isDesyncError } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
-import { runUpgrade } from '../upgrade/run.js';
-import { upgradeDeps } from '../wire.js';
-import { collectStatus, renderStatus } from './status.js';
 
 export const EXIT = { ok: 0, failed: 1, usage: 64, locked: 75, config: 78 } as const;
 
@@ -117,6 +114,7 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
         return EXIT.ok;
       }
       case 'status': {
+        const { collectStatus, renderStatus } = await import('./status.js');
         const doc = await collectStatus(config);
         io.stdout(values.json ? JSON.stringify(doc, null, 2) + '\n' : renderStatus(doc));
         return EXIT.ok;
@@ -125,6 +123,8 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
         const json = values.json ?? false;
         // Progress goes to stdout for people; with --json stdout carries only the result.
         const logger = createLogger({ write: json ? io.stderr : io.stdout, format: 'text' });
+        // Loaded here: `serve` (the long-running process) never holds the upgrade path.
+        const [{ runUpgrade }, { upgradeDeps }] = await Promise.all([import('../upgrade/run.js'), import('../wire.js')]);
         const res = await runUpgrade(upgradeDeps(config, logger, io.env, signal), { dryRun: values['dry-run'] ?? false });
         if (json) io.stdout(JSON.stringify(res, null, 2) + '\n');
         else io.stdout(`run ${res.result}${res.dryRun ? ' (dry run)' : ''} in ${res.durationSeconds.toFixed(1)}s — exit ${res.exitCode}\n`);

@@ -1,6 +1,6 @@
 // The HTTP surface: /metrics (registry content type), /healthz, and the landing page.
 // No endpoint changes any state.
-import express, { type Express } from 'express';
+import type { Express } from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/schema.js';
 import { buildStatus } from '../state/status.js';
@@ -50,16 +50,23 @@ export function metricsHandler(exporter: MetricsExporter, log: Logger): (req: In
 
 /** The request handler: /metrics directly (the hot path), everything else through express. */
 export function createHandler(opts: AppOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const app = createApp(opts);
   const metrics = metricsHandler(opts.exporter, opts.logger);
+  // express loads with the first request that is not a scrape: an exporter that is only
+  // scraped never holds it (several MB of heap for three routes).
+  let app: Promise<Express> | undefined;
   return (req, res) => {
     const url = req.url ?? '';
-    if (url === '/metrics' || url.startsWith('/metrics?')) metrics(req, res);
-    else app(req, res);
+    if (url === '/metrics' || url.startsWith('/metrics?')) return metrics(req, res);
+    (app ??= createApp(opts)).then((a) => a(req, res), (err: unknown) => {
+      opts.logger.error('cannot load the HTTP routes', { error: errorMessage(err) });
+      res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('internal error\n');
+    });
   };
 }
 
-export function createApp(opts: AppOptions): Express {
+export async function createApp(opts: AppOptions): Promise<Express> {
+  const { default: express } = await import('express');
   const { config, model, exporter, logger: log } = opts;
   const now = opts.now ?? (() => new Date());
   const app = express();

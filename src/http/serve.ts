@@ -12,9 +12,9 @@ import { DesyncError, errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { createHostModel, type HostModel, type HostModelOptions } from '../watch/model.js';
 import { createHandler } from './app.js';
-import { createBasicAuth, type BasicAuth, type BcryptCompare } from './basic-auth.js';
+import type { BasicAuth, BcryptCompare } from './basic-auth.js';
 import { clientCertProblem, createGuard, DEFAULT_LIMITS, type GuardStats, type HttpLimits } from './guard.js';
-import { loadWebConfig, type WebConfig } from './web-config.js';
+import type { WebConfig } from './web-config.js';
 
 export interface ServeIo {
   stdout: (s: string) => void;
@@ -101,7 +101,8 @@ export async function startExporter(config: Config, opts: ServeOptions): Promise
   const listen = parseListenAddress(opts.listenAddress ?? config.exporter.listenAddress);
   const webConfigFile = opts.webConfigFile ?? config.exporter.webConfigFile;
   // Validated in full (YAML, hashes, headers, certificates and keys) before anything starts.
-  const web = webConfigFile ? await loadWebConfig(webConfigFile) : null;
+  // web-config (and its YAML parser) loads only when there is a web config to read.
+  const web = webConfigFile ? await (await import('./web-config.js')).loadWebConfig(webConfigFile) : null;
   const limits: HttpLimits = { ...DEFAULT_LIMITS, ...opts.limits };
 
   const model = createHostModel(config, { logger: log.child({ component: 'watch' }), ...opts.model });
@@ -111,7 +112,10 @@ export async function startExporter(config: Config, opts: ServeOptions): Promise
     const exporter = createMetricsExporter({ config, model, logger: log.child({ component: 'metrics' }), now: opts.now, cacheMs: opts.metricsCacheMs ?? 1000, systemctl: opts.systemctl, env: opts.io.env });
     const landingDetails = landingDetailsAllowed(listen.host, web);
     const app = createHandler({ config, model, exporter, logger: log, version: VERSION, now: opts.now, landingDetails });
-    const auth = web && web.users.size > 0 ? createBasicAuth({ users: web.users, compare: opts.bcryptCompare, cacheSize: opts.authCacheSize }) : null;
+    // bcryptjs loads only when there are users to check.
+    const auth = web && web.users.size > 0
+      ? (await import('./basic-auth.js')).createBasicAuth({ users: web.users, compare: opts.bcryptCompare, cacheSize: opts.authCacheSize })
+      : null;
     const guard = createGuard({
       app,
       limits,

@@ -5,11 +5,14 @@
 // for where this deliberately differs from the toolkit (all of it stricter, none of it looser).
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
 import { createSecureContext as tlsSecureContext } from 'node:tls';
 import { isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import { DesyncError, errorMessage } from '../util/errors.js';
+import { normalizeSan } from './guard.js';
+
+/** Kept here too: the SAN form is part of what a web config means. */
+export { normalizeSan };
 
 export const CLIENT_AUTH_TYPES = ['NoClientCert', 'RequestClientCert', 'RequireAnyClientCert', 'VerifyClientCertIfGiven', 'RequireAndVerifyClientCert'] as const;
 export type ClientAuthType = (typeof CLIENT_AUTH_TYPES)[number];
@@ -377,16 +380,6 @@ async function parseTls(v: Value | undefined, dir: string): Promise<TlsSettings 
     clientAuth, clientCa, clientCaSource, minVersion, maxVersion, ciphers, ecdhCurve, honorCipherOrder,
     clientAllowedSans: sans === null ? null : sans.map(normalizeSan),
   };
-}
-
-/** IPs compared in one canonical form (Go prints `::1`, Node `0:0:0:0:0:0:0:1`). */
-export function normalizeSan(s: string): string {
-  if (isIP(s) !== 6) return s;
-  const [head = '', tail] = s.toLowerCase().split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  return groups.map((g) => (g.includes('.') ? g : String(parseInt(g, 16).toString(16)))).join(':');
 }
 
 /** Reads and validates `--web.config.file`. */

@@ -1,5 +1,5 @@
 // Run metrics from state.json (counters persisted by the loop) and the run journal.
-import { STAGES } from '../upgrade/run.js';
+import { STAGES } from '../upgrade/context.js';
 import { isProcessAlive } from '../util/proc.js';
 import { bool, unixSeconds, type Collector } from './collector.js';
 

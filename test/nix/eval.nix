@@ -100,6 +100,7 @@ let
     };
   }
   // lib.genAttrs [
+    "nodejs"
     "nodejs_20"
     "coreutils"
     "gnutar"

@@ -316,7 +316,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
         importNpmLock = { __functor = _: a: { args = a; }; npmConfigHook = "hook"; };
         call = extra: import ${JSON.stringify(join(ROOT, 'nix', 'package.nix'))} ({
           inherit lib importNpmLock;
-          nodejs_20 = { name = "nodejs-20"; };
+          nodejs = { name = "nodejs-24"; outPath = "/nix/store/00000000000000000000000000000000-nodejs-24"; };
           buildNpmPackage = a: a;
         } // extra);
         p = call { };
@@ -331,17 +331,25 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
         zod = locked."node_modules/zod".resolved;
         scoped = locked."node_modules/@types/node".resolved;
         postPatch = p.postPatch;
+        postInstall = p.postInstall;
         hashVariant = { inherit (h) npmDepsHash; hasNpmDeps = h ? npmDeps; };
         keep = map (f: p.src.filter (${JSON.stringify(ROOT)} + f) "regular") [ "package.json" "package-lock.json" "tsconfig.json" "src/cli/main.ts" "alerts/nixos-desync.rules.yml" "dist/src/cli/main.js" "node_modules/zod/package.json" "test/nix/eval.nix" ".git/HEAD" ];
       }`;
     const out = JSON.parse(execFileSync('nix-instantiate', ['--eval', '--strict', '--json', '-E', expr], { env: ENV, encoding: 'utf8' }));
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
     const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8'));
-    expect(out).toMatchObject({ pname: 'nixos-desync', version: pkg.version, npmBuildScript: 'build', nodejs: 'nodejs-20', mainProgram: 'nixos-desync', hook: 'hook', npmFlags: ['--ignore-scripts'] });
+    expect(out).toMatchObject({ pname: 'nixos-desync', version: pkg.version, npmBuildScript: 'build', nodejs: 'nodejs-24', mainProgram: 'nixos-desync', hook: 'hook', npmFlags: ['--ignore-scripts'] });
     expect(Object.keys(pkg.bin)).toEqual(['nixos-desync']);
     expect(out.unresolved).toEqual([]);
     expect(out.zod).toBe(`https://registry.npmjs.org/zod/-/zod-${lock.packages['node_modules/zod'].version}.tgz`);
     expect(out.scoped).toBe(`https://registry.npmjs.org/@types/node/-/node-${lock.packages['node_modules/@types/node'].version}.tgz`);
+    // The installed wrapper passes the node flags of the bin's shebang (npmInstallHook's own
+    // wrapper would drop them), e.g. the exporter's --max-semi-space-size.
+    const shebang = readFileSync(join(ROOT, 'src/cli/main.ts'), 'utf8').split('\n', 1)[0]!;
+    const flags = /^#!\/usr\/bin\/env -S node (.+)$/.exec(shebang)?.[1];
+    expect(flags, shebang).toMatch(/--max-semi-space-size=\d+/);
+    expect(out.postInstall).toContain(`makeWrapper /nix/store/00000000000000000000000000000000-nodejs-24/bin/node $out/bin/nixos-desync`);
+    expect(out.postInstall).toContain(`--add-flags "${flags} $out/lib/node_modules/nixos-desync/${pkg.bin['nixos-desync']}"`);
     expect(out.postPatch).toMatch(/cp \/nix\/store\/[^ ]+-package-lock\.json package-lock\.json/);
     expect(out.hashVariant).toEqual({ npmDepsHash: 'sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', hasNpmDeps: false });
     // Source filter: what the build needs, not dist/, node_modules/, tests or .git.
