@@ -22,6 +22,26 @@ let
   cfg = config.services.nixos-desync;
   jsonFormat = pkgs.formats.json { };
 
+  # ---- types: what check-config would refuse, refused at evaluation time already ----------
+  # The contract's desync name: it names pin files, GC roots and metric labels.
+  desyncName = types.strMatching "^[a-z0-9][a-z0-9_-]{0,62}$";
+  # Exactly the contract's duration syntax (src/util/duration.ts DURATION_RE).
+  duration = types.strMatching "[1-9][0-9]{0,8}[smhdw]" // {
+    description = "duration (1 to 999999999 followed by s, m, h, d or w: 30s 10m 3h 14d 2w)";
+  };
+  # A command is an argv list, never a shell string.
+  argv = types.nonEmptyListOf types.str;
+  # A secret's path, read at run time: a string, so that no path literal (./web.yml) is
+  # copied into the world-readable store; store paths are refused by an assertion below.
+  secretPath = lib.mkOptionType {
+    name = "secretPath";
+    description = "absolute path as a string (not a path literal: that would copy the file into the world-readable Nix store)";
+    descriptionClass = "noun";
+    check = x: builtins.isString x && lib.hasPrefix "/" x;
+    merge = lib.mergeEqualOption;
+  };
+  inStore = p: lib.hasPrefix "${builtins.storeDir}/" (toString p);
+
   stateDir = cfg.settings.stateDir or "/var/lib/nixos-desync";
 
   # systemd ExecStart quoting, as nixpkgs' utils.escapeSystemdExecArg: every argument is a
@@ -59,10 +79,22 @@ let
   desyncModule =
     { name, config, ... }:
     let
-      pin = readPin name;
+      # Through the typed option: a bad name is refused before it reaches a file name.
+      pin = readPin config.name;
     in
     {
       options = {
+        name = mkOption {
+          type = desyncName;
+          default = name;
+          defaultText = literalExpression "<name>";
+          readOnly = true;
+          description = ''
+            The desync's name: its attribute name under `desyncs`. It names the pin file,
+            GC roots and the `desync` label of the metrics, so it must match
+            `^[a-z0-9][a-z0-9_-]{0,62}$` (lowercase letters, digits, `-`, `_`).
+          '';
+        };
         requireBuilds = mkOption {
           type = types.listOf types.str;
           default = [ ];
@@ -76,7 +108,7 @@ let
           '';
         };
         checks = mkOption {
-          type = types.listOf (types.listOf types.str);
+          type = types.listOf argv;
           default = [ ];
           example = [
             [
@@ -98,7 +130,7 @@ let
           '';
         };
         maxBehind = mkOption {
-          type = types.nullOr types.str;
+          type = types.nullOr duration;
           default = null;
           example = "14d";
           description = "Time budget since the first failure after the last success (30s 10m 3h 14d 2w); null = none.";
@@ -136,12 +168,14 @@ let
           type = types.nullOr types.str;
           readOnly = true;
           default = if pin != null then pin.revision or null else null;
+          defaultText = literalExpression ''(import "''${stateDir}/pins/<name>.nix").revision, or null before the first run'';
           description = "Revision of the pinned nixpkgs; null before the first run.";
         };
         desyncAge = mkOption {
           type = types.nullOr types.int;
           readOnly = true;
           default = if pin != null then pin.desyncAge else null;
+          defaultText = literalExpression ''(import "''${stateDir}/pins/<name>.nix").desyncAge, or null before the first run'';
           description = "Rebuilds since this desync last followed the channel; null before the first run.";
         };
       };
@@ -211,28 +245,32 @@ let
       ;
   };
 
-  # settings first (with our system commands as defaults underneath), then the keys that
-  # have typed options of their own.
+  # settings first (with our activation as default underneath), then the keys that have
+  # typed options of their own.
   effectiveSettings =
-    lib.recursiveUpdate {
-      system = {
-        build = [
-          nixosRebuild
-          "build"
-        ];
-        activate = activateArgv;
-      };
-    } cfg.settings
+    lib.recursiveUpdate { system.activate = activateArgv; } cfg.settings
     // {
-      desyncs = lib.mapAttrs (_: desyncJson) cfg.desyncs;
+      # Keyed by the typed `name`: generating the config checks every desync name.
+      desyncs = lib.mapAttrs' (_: d: lib.nameValuePair d.name (desyncJson d)) cfg.desyncs;
       exporter = {
         inherit listenAddress;
-        webConfigFile = if cfg.exporter.webConfigFile == null then null else "${cfg.exporter.webConfigFile}";
-        prDesyncDir = cfg.exporter.prDesyncDir;
+        inherit (cfg.exporter) webConfigFile prDesyncDir;
       };
     };
 
-  configFile = jsonFormat.generate "nixos-desync.json" effectiveSettings;
+  uncheckedConfigFile = jsonFormat.generate "nixos-desync-unchecked.json" effectiveSettings;
+  # As the Prometheus/Alertmanager modules' checkConfig: the tool validates the config while
+  # the system is built, so a config it would refuse fails `nixos-rebuild build`, not the
+  # first timer run. The check runs in the build sandbox: files the config names (the web
+  # config, a secret) are not readable there; check-config only warns about those.
+  configFile =
+    if cfg.checkConfig then
+      pkgs.runCommandLocal "nixos-desync.json" { } ''
+        ${cfg.package}/bin/nixos-desync check-config --config ${uncheckedConfigFile} >/dev/null
+        ln -s ${uncheckedConfigFile} $out
+      ''
+    else
+      uncheckedConfigFile;
 
   # Sandboxing shared by the loop and the exporter (each adds its own on top).
   sandboxCommon = {
@@ -264,7 +302,7 @@ in
       default = { };
       description = ''
         Desyncs: named copies of nixpkgs that follow the channel only when their gate passes.
-        Names must match ^[a-z0-9][a-z0-9_-]{0,62}$ (checked by the generated config's validation).
+        Names must match `^[a-z0-9][a-z0-9_-]{0,62}$` (see `desyncs.<name>.name`).
       '';
     };
 
@@ -329,12 +367,15 @@ in
         description = "Port to listen on.";
       };
       webConfigFile = mkOption {
-        type = types.nullOr types.path;
+        type = types.nullOr secretPath;
         default = null;
+        example = "/run/secrets/nixos-desync-web.yml";
         description = ''
-          exporter-toolkit web config (TLS, basic auth). Handed to the service as a systemd
-          credential, so it may be readable by root only; files it names must be readable
-          by the service's dynamic user.
+          exporter-toolkit web config (TLS, basic auth): the path of a file outside the Nix
+          store, as a string (`"/run/secrets/web.yml"`, not `./web.yml`: a path literal would
+          copy the TLS key and password hashes into the world-readable store; store paths
+          are refused). Handed to the service as a systemd credential, so it may be readable
+          by root only; files it names must be readable by the service's dynamic user.
         '';
       };
       openFirewall = mkOption {
@@ -354,7 +395,37 @@ in
     };
 
     settings = mkOption {
-      type = jsonFormat.type;
+      # Free-form JSON (new keys of the tool pass through); the keys below are typed.
+      type = types.submodule {
+        freeformType = jsonFormat.type;
+        options = {
+          timeouts = mkOption {
+            type = types.attrsOf duration;
+            default = { };
+            example = {
+              build = "6h";
+              check = "30m";
+            };
+            description = ''
+              Time limits of the run's steps (`channel`, `build`, `check`, `system`, …; see
+              docs/configuration.md); steps not set keep the tool's defaults.
+            '';
+          };
+          system.build = mkOption {
+            type = argv;
+            default = [
+              nixosRebuild
+              "build"
+            ];
+            defaultText = literalExpression ''[ "''${config.system.build.nixos-rebuild}/bin/nixos-rebuild" "build" ]'';
+            description = ''
+              The system build command (argv, no shell). It runs in a fresh working
+              directory, inside the loop's sandbox, and must leave the built system there
+              as `./result`.
+            '';
+          };
+        };
+      };
       default = { };
       example = {
         onBreach = "continue";
@@ -372,12 +443,28 @@ in
       '';
     };
 
+    checkConfig = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Validate the generated config with `nixos-desync check-config` when the system is
+        built (like `services.prometheus.checkConfig`): a config the tool would refuse then
+        fails `nixos-rebuild build` with the tool's message instead of failing the first
+        timer run. The check runs in the Nix build sandbox, so files the config names (e.g.
+        `exporter.webConfigFile`) are only checked when the service starts. Set to false to
+        skip it, e.g. when cross-compiling (the check runs the package on the build machine).
+      '';
+    };
+
     configFile = mkOption {
       type = types.path;
       readOnly = true;
       default = configFile;
-      defaultText = literalExpression "generated from the options";
-      description = "The generated JSON config (also installed as /etc/nixos-desync/config.json).";
+      defaultText = lib.literalMD "generated from the options above";
+      description = ''
+        The generated JSON config (also installed as /etc/nixos-desync/config.json); with
+        `checkConfig`, the file that passed `nixos-desync check-config`.
+      '';
     };
   };
 
@@ -385,11 +472,11 @@ in
     assertions = [
       {
         assertion = !(cfg.upgrade.enable && config.system.autoUpgrade.enable);
-        message = ''
-          services.nixos-desync.upgrade.enable and system.autoUpgrade.enable are both on: two
-          upgrade loops would fight over the channel and the system profile. Turn one off
-          (nixos-desync's loop does everything system.autoUpgrade does, plus desyncs).
-        '';
+        message = "services.nixos-desync.upgrade.enable and system.autoUpgrade.enable are both true: two upgrade loops would fight over the channel and the system profile. Set system.autoUpgrade.enable = false (nixos-desync's loop does what it does, plus desyncs), or services.nixos-desync.upgrade.enable = false to keep system.autoUpgrade and run only the exporter.";
+      }
+      {
+        assertion = cfg.exporter.webConfigFile == null || !inStore cfg.exporter.webConfigFile;
+        message = "services.nixos-desync.exporter.webConfigFile = \"${toString cfg.exporter.webConfigFile}\" is in the Nix store, which every local user can read, and a web config holds TLS keys and password hashes. Keep the file outside the store (e.g. /run/secrets/… from agenix or sops-nix, or a root-only file under /etc) and give its path as a string.";
       }
       {
         assertion = !(cfg.settings ? desyncs) && !(cfg.settings ? exporter);

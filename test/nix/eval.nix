@@ -20,6 +20,7 @@
   nixpkgsPath, # pkgs.path: the system's own nixpkgs, the fallback of desyncs.<name>.path
   configModule, # the host's configuration module; receives `testArgs` as a module argument
   testArgs ? "{}", # JSON: per-test values (temp dirs) for configModule
+  probes ? ''{"names":[],"durations":[]}'', # JSON: strings for typeChecks
 }:
 let
   lib = import (nixpkgsLib + "/lib");
@@ -66,7 +67,8 @@ let
         generate = name: value: builtins.toFile name (toJSON value);
       };
     # build-support/trivial-builders: a derivation running buildCommand with the
-    # nativeBuildInputs' bin/ on PATH (this machine's /bin stands in for stdenv).
+    # nativeBuildInputs' bin/ on PATH (this machine's /bin stands in for stdenv), and with
+    # `set -eu` as stdenv's setup.sh runs it.
     runCommandLocal =
       name: env: buildCommand:
       derivation (
@@ -78,6 +80,7 @@ let
           args = [
             "-c"
             ''
+              set -eu
               export PATH=${lib.makeBinPath (env.nativeBuildInputs or [ ])}:/usr/bin:/bin
               ${buildCommand}
             ''
@@ -182,6 +185,32 @@ let
     // lib.mapAttrs' (n: t: lib.nameValuePair "${n}.timer" (renderTimer t)) cfg.systemd.timers;
 
   nd = cfg.services.nixos-desync;
+  ndOptions = eval.options.services.nixos-desync;
+  desyncOptions = ndOptions.desyncs.type.getSubOptions ndOptions.desyncs.loc;
+
+  # The documentation, as nixosOptionsDoc builds it (optionAttrSetToDocList, then options.json),
+  # from an evaluation whose pkgs only has what option *declarations* may use (formats): a
+  # default computed from pkgs or config without a defaultText fails here, naming the option.
+  docEval = lib.evalModules {
+    modules = [
+      ../../nix/module.nix
+      ./nixos.nix
+      {
+        _module.args.pkgs =
+          lib.mapAttrs (n: _: throw "the documentation evaluated pkgs.${n}: give this option a defaultText") pkgs
+          // {
+            inherit (pkgs) formats;
+          };
+      }
+    ];
+  };
+  docOptions = docEval.options.services.nixos-desync;
+  docList = lib.optionAttrSetToDocList docOptions;
+  # Every option, sub-options of submodules (desyncs.<name>.*, settings.*) included.
+  allOptions =
+    opts:
+    lib.concatMap (o: [ o ] ++ allOptions (o.type.getSubOptions o.loc)) (lib.collect lib.isOption opts);
+  defaultTextKind = o: if o ? defaultText then o.defaultText._type or (builtins.typeOf o.defaultText) else null;
   envName = n: "unit_" + lib.replaceStrings [ "-" "." "@" ] [ "_" "_" "_" ] n;
 in
 {
@@ -201,6 +230,25 @@ in
       # Forces the desync's package set: imports the pinned (or fallback) nixpkgs for real.
       helloName = d.pkgs.hello.name;
     }) nd.desyncs;
+  };
+
+  docs = {
+    # Forces every description, type, default and example, as options.json does.
+    json = toJSON docList;
+    options = map (o: {
+      inherit (o) name description type internal visible;
+      default = o.default.text or null;
+    }) docList;
+    defaultTexts = map (o: {
+      name = lib.showOption o.loc;
+      kind = defaultTextKind o;
+    }) (allOptions docOptions);
+  };
+
+  # The option types, to compare with the tool's own patterns (src/config, src/util/duration.ts).
+  typeChecks = {
+    name = map (desyncOptions.name.type.check) (builtins.fromJSON probes).names;
+    duration = map (desyncOptions.maxBehind.type.nestedTypes.elemType.check) (builtins.fromJSON probes).durations;
   };
 
   toplevel = lib.asserts.checkAssertWarn cfg.assertions cfg.warnings (

@@ -8,7 +8,7 @@
 // real, the module then reads the pins it wrote, and the exporter's ExecStart serves them.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, chmodSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, chmodSync, readFileSync, readdirSync, readlinkSync, rmSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -18,6 +18,8 @@ import { CLI } from '../helpers/cli.js';
 import { createDemoHost, FAKE_REBUILD } from '../../src/demo/host.js';
 import { gitRevisionOf } from '../../src/demo/fake-nixpkgs.js';
 import { nixpkgsLibDir } from '../helpers/nixpkgs-lib.js';
+import { DURATION_RE } from '../../src/util/duration.js';
+import { DESYNC_NAME_RE } from '../../src/config/schema.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const HERE = fileURLToPath(new URL('./', import.meta.url));
@@ -25,6 +27,7 @@ const ENV = { ...process.env, NIX_CONFIG: 'sandbox = false\nsubstituters =' };
 
 interface Evaluated {
   failedAssertions: string[];
+  warnings: string[];
   configFile: string;
   configText: string;
   etc: Record<string, string>;
@@ -90,6 +93,46 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     return JSON.parse(out) as Evaluated;
   }
 
+  function evalArgs(hostModule: string, testArgs: Record<string, unknown> = {}): string[] {
+    return [
+      '--argstr', 'testArgs', JSON.stringify(testArgs),
+      join(HERE, 'eval.nix'),
+      '--argstr', 'nixpkgsLib', libDir,
+      '--argstr', 'packageDir', pkgDir,
+      '--argstr', 'nixpkgsPath', fallbackNixpkgs,
+      '--arg', 'configModule', hostModule.startsWith('/') ? hostModule : join(HERE, hostModule),
+    ];
+  }
+
+  /** A host configuration as a user writes it, in its own file (error messages name it). */
+  function host(name: string, text: string): string {
+    const file = join(tmp, 'hosts', name);
+    mkdirSync(join(tmp, 'hosts'), { recursive: true });
+    writeFileSync(file, text);
+    return file;
+  }
+
+  /** What `nixos-rebuild build` does with a host: evaluate, check assertions, build. */
+  function buildSystem(hostFile: string, testArgs: Record<string, unknown> = {}): { status: number | null; out: string; stderr: string } {
+    const r = spawnSync('nix-build', ['--no-out-link', ...evalArgs(hostFile, testArgs), '-A', 'toplevel'], { env: ENV, encoding: 'utf8' });
+    return { status: r.status, out: r.stdout.trim(), stderr: r.stderr };
+  }
+
+  /** Evaluation only (as `nixos-rebuild dry-build`): type errors and failed assertions. */
+  function instantiateSystem(hostFile: string): { status: number | null; stderr: string } {
+    const r = spawnSync('nix-instantiate', [...evalArgs(hostFile), '-A', 'toplevel'], { env: ENV, encoding: 'utf8' });
+    return { status: r.status, stderr: r.stderr };
+  }
+
+  function evalJson<T>(attr: string, extra: string[] = []): T {
+    const out = execFileSync('nix-instantiate', ['--eval', '--strict', '--json', ...evalArgs('host-minimal.nix'), '-A', attr, ...extra], {
+      env: ENV,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return JSON.parse(out) as T;
+  }
+
   function checkConfig(file: string): { status: number | null; stdout: string; stderr: string } {
     const r = spawnSync(process.execPath, [CLI, 'check-config', '--config', file], { env: ENV, encoding: 'utf8' });
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -97,6 +140,8 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
 
   beforeAll(() => {
     tmp = mkdtempSync(join(tmpdir(), 'nixos-desync-nixmod-'));
+    // The config check runs bin/nixos-desync inside a Nix build, as a nixbld user.
+    chmodSync(tmp, 0o755);
     libDir = nixpkgsLibDir();
     // Stands in for the buildNpmPackage output: bin/nixos-desync runs this checkout's dist/.
     pkgDir = join(tmp, 'pkg');
@@ -356,10 +401,158 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     expect(out.keep).toEqual([true, true, true, true, true, false, false, false, false]);
   });
 
-  it('system.autoUpgrade and the upgrade timer together fail an assertion', () => {
-    const ev = evaluate('host-conflict.nix');
-    expect(ev.failedAssertions).toHaveLength(1);
-    expect(ev.failedAssertions[0]).toContain('system.autoUpgrade.enable');
+  describe('evaluation refuses what the tool would refuse, with the NixOS error a user sees', () => {
+    const typeError = (option: string, type: string): string =>
+      `error: A definition for option \`${option}' is not of type \`${type}'.`;
+
+    it('a desync name outside ^[a-z0-9][a-z0-9_-]{0,62}$', () => {
+      for (const [name, nixName] of [['Home Manager', '"Home Manager"'], ['a'.repeat(64), 'a'.repeat(64)], ['-x', '"-x"'], ['hm.x', '"hm.x"']]) {
+        const file = host('bad-name.nix', `{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.desyncs.${JSON.stringify(name)}.requireBuilds = [ "home-manager" ];\n}\n`);
+        const r = instantiateSystem(file);
+        expect(r.status, name).toBe(1);
+        expect(r.stderr, name).toContain(`error: A definition for option \`services.nixos-desync.desyncs.${nixName}.name' is not of type \`string matching the pattern ^[a-z0-9][a-z0-9_-]{0,62}$'.`);
+        expect(r.stderr, name).toContain(JSON.stringify(name));
+      }
+      // The longest allowed name evaluates.
+      expect(instantiateSystem(host('long-name.nix', `{ ... }: { services.nixos-desync.enable = true; services.nixos-desync.desyncs.a${'b'.repeat(62)} = { }; }`)).status).toBe(0);
+    });
+
+    it('durations outside the contract syntax (maxBehind, settings.timeouts)', () => {
+      const dur = 'duration (1 to 999999999 followed by s, m, h, d or w: 30s 10m 3h 14d 2w)';
+      let r = instantiateSystem(host('bad-behind.nix', '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.desyncs.home-manager.maxBehind = "14 days";\n}\n'));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(typeError('services.nixos-desync.desyncs.home-manager.maxBehind', `null or ${dur}`));
+      expect(r.stderr).toMatch(/- In `[^']*bad-behind\.nix': "14 days"/);
+      r = instantiateSystem(host('bad-timeout.nix', '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.settings.timeouts.build = "1.5h";\n}\n'));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(typeError('services.nixos-desync.settings.timeouts.build', dur));
+      expect(r.stderr).toMatch(/- In `[^']*bad-timeout\.nix': "1\.5h"/);
+    });
+
+    it('the duration and name types accept exactly what the tool accepts (DURATION_RE, DESYNC_NAME_RE)', () => {
+      const durations = ['1s', '30s', '10m', '3h', '14d', '2w', '999999999w', '0s', '00s', '01m', '1000000000s', '1.5h', '1 h', '1H', '1ms', '1y', '', 's', '-1s', '1s ', ' 1s', '1d1h', '+1s'];
+      const names = ['a', '0', 'home-manager', 'matrix_synapse', 'a'.repeat(63), 'a'.repeat(64), 'A', '-a', '_a', 'a b', 'a.b', 'é', '', 'a\n', 'a/b'];
+      const probes = JSON.stringify({ names, durations });
+      const got = evalJson<{ name: boolean[]; duration: boolean[] }>('typeChecks', ['--argstr', 'probes', probes]);
+      expect(got.duration).toEqual(durations.map((d) => DURATION_RE.test(d)));
+      expect(got.name).toEqual(names.map((n) => DESYNC_NAME_RE.test(n)));
+      // The samples cover both verdicts.
+      expect(new Set(got.duration)).toEqual(new Set([true, false]));
+      expect(new Set(got.name)).toEqual(new Set([true, false]));
+    });
+
+    it('commands are argv lists, never shell strings (checks, settings.system.build)', () => {
+      let r = instantiateSystem(host('bad-check.nix', '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.desyncs.home-manager.checks = [ "/run/current-system/sw/bin/my-check --quick" ];\n}\n'));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("error: A definition for option `services.nixos-desync.desyncs.home-manager.checks.\"[definition 1-entry 1]\"' is not of type `non-empty (list of string)'.");
+      expect(r.stderr).toContain('"/run/current-system/sw/bin/my-check --quick"');
+      r = instantiateSystem(host('empty-check.nix', '{ ... }: { services.nixos-desync.enable = true; services.nixos-desync.desyncs.hm.checks = [ [ ] ]; }'));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain('is not of type `non-empty (list of string)');
+      r = instantiateSystem(host('bad-build.nix', '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.settings.system.build = "nixos-rebuild build";\n}\n'));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("error: A definition for option `services.nixos-desync.settings.system.build' is not of type `non-empty (list of string)'.");
+    });
+
+    it('webConfigFile as a path literal is refused before the secret is copied into the store', () => {
+      const dir = join(tmp, 'secret-host');
+      mkdirSync(dir, { recursive: true });
+      // Unique content: its store path would be new if anything copied it.
+      writeFileSync(join(dir, 'web.yml'), `basic_auth_users:\n  admin: $2y$10$${Date.now()}${Math.random()}\n`);
+      const file = join(dir, 'host.nix');
+      writeFileSync(file, '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.exporter.webConfigFile = ./web.yml;\n}\n');
+      // The store path `./web.yml` would get, computed without creating it.
+      const wouldBe = JSON.parse(execFileSync('nix-instantiate', ['--eval', '--json', '-E', `builtins.path { path = ${join(dir, 'web.yml')}; name = "web.yml"; }`], { env: ENV, encoding: 'utf8' })) as string;
+      expect(wouldBe).toMatch(/^\/nix\/store\/[a-z0-9]{32}-web\.yml$/);
+      const r = spawnSync('nix-instantiate', ['--read-write-mode', ...evalArgs(file), '-A', 'toplevel'], { env: ENV, encoding: 'utf8' });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(
+        "error: A definition for option `services.nixos-desync.exporter.webConfigFile' is not of type `null or absolute path as a string (not a path literal: that would copy the file into the world-readable Nix store)'.",
+      );
+      expect(existsSync(wouldBe)).toBe(false);
+    });
+
+    it('webConfigFile in the store fails an assertion that says why', () => {
+      const r = instantiateSystem(host('store-web.nix', '{ pkgs, ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.exporter.webConfigFile = "${builtins.toFile "web.yml" "{}"}";\n}\n'));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(
+        /error:\s+Failed assertions:\s+- services\.nixos-desync\.exporter\.webConfigFile = "\/nix\/store\/[a-z0-9]{32}-web\.yml" is in the Nix store, which every local user can read, and a web config holds TLS keys and password hashes\. Keep the file outside the store/,
+      );
+      // A path outside the store, as a string, is what the option takes.
+      expect(instantiateSystem(host('good-web.nix', '{ ... }: { services.nixos-desync.enable = true; services.nixos-desync.exporter.webConfigFile = "/run/secrets/web.yml"; }')).status).toBe(0);
+    });
+
+    it('system.autoUpgrade and the upgrade loop together fail an assertion; the exporter alone may run next to it', () => {
+      const r = instantiateSystem('host-conflict.nix');
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(
+        /error:\s+Failed assertions:\s+- services\.nixos-desync\.upgrade\.enable and system\.autoUpgrade\.enable are both true: two upgrade loops would fight over the channel and the system profile\. Set system\.autoUpgrade\.enable = false/,
+      );
+      const ok2 = instantiateSystem(host('exporter-next-to-autoupgrade.nix', '{ ... }: { system.autoUpgrade.enable = true; services.nixos-desync = { enable = true; upgrade.enable = false; }; }'));
+      expect(ok2.status, ok2.stderr).toBe(0);
+    });
+
+    it('desyncs or exporter given through settings fail an assertion', () => {
+      const r = instantiateSystem(host('settings-desyncs.nix', '{ ... }: { services.nixos-desync = { enable = true; settings.desyncs.hm = { }; }; }'));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/Failed assertions:\s+- services\.nixos-desync\.settings: set desyncs and exporter through services\.nixos-desync\.desyncs \/ \.exporter, not settings\./);
+    });
+  });
+
+  describe('checkConfig: the generated config is validated by `nixos-desync check-config` when the system is built', () => {
+    const bad = '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.desyncs.home-manager.requireBuilds = [ "python3Packages..requests" ];\n  services.nixos-desync.settings.onBreach = "explode";\n}\n';
+
+    it('a good config builds; /etc/nixos-desync/config.json is the checked file', () => {
+      // A state dir of its own: a config never built before, so the check really runs here.
+      const r = buildSystem(join(HERE, 'host-full.nix'), { stateDir: join(tmp, 'checked-state') });
+      expect(r.status, r.stderr).toBe(0);
+      // The check ran the CLI on the generated file.
+      expect(r.stderr).toMatch(/-nixos-desync-unchecked\.json: valid/);
+      const etcConfig = join(r.out, 'etc/nixos-desync/config.json');
+      const checked = readlinkSync(etcConfig);
+      expect(checked).toMatch(/^\/nix\/store\/[a-z0-9]{32}-nixos-desync\.json$/);
+      expect(readlinkSync(checked)).toMatch(/-nixos-desync-unchecked\.json$/);
+      // The units run the tool on that same checked file.
+      const unit = readFileSync(join(r.out, 'etc/systemd/system/nixos-desync-upgrade.service'), 'utf8');
+      expect(execArgv(single(parseUnit(unit), 'Service', 'ExecStart')!)).toEqual([`${pkgDir}/bin/nixos-desync`, 'upgrade', '--config', checked]);
+    });
+
+    it('a config the tool refuses fails the system build with the tool\'s message (exit 78 in the check)', () => {
+      const r = buildSystem(host('bad-config.nix', bad));
+      expect(r.status).toBe(100);
+      expect(r.stderr).toContain('$.desyncs["home-manager"].requireBuilds[0]: must be a dot-joined path of Nix identifiers, e.g. python3Packages.requests');
+      expect(r.stderr).toContain('$.onBreach: Invalid option: expected one of "fail"|"continue"');
+      expect(r.stderr).toMatch(/error: builder for '\/nix\/store\/[a-z0-9]{32}-nixos-desync\.json\.drv' failed with exit code 78/);
+      expect(r.stderr).toMatch(/error: 1 dependencies of derivation '[^']*-nixos-system-test\.drv' failed to build/);
+    });
+
+    it('checkConfig = false skips the check: the same config builds, unchecked', () => {
+      const r = buildSystem(host('bad-config-unchecked.nix', bad.replace('{ ... }: {\n', '{ ... }: {\n  services.nixos-desync.checkConfig = false;\n')));
+      expect(r.status, r.stderr).toBe(0);
+      expect(readlinkSync(join(r.out, 'etc/nixos-desync/config.json'))).toMatch(/-nixos-desync-unchecked\.json$/);
+      expect(r.stderr).not.toMatch(/valid|invalid config/);
+    });
+  });
+
+  it('the option documentation renders: descriptions everywhere, computed defaults as literalExpression', () => {
+    const docs = evalJson<{
+      json: string;
+      options: { name: string; description: string | null; type: string; internal: boolean; visible: boolean; default: string | null }[];
+      defaultTexts: { name: string; kind: string | null }[];
+    }>('docs');
+    const visible = docs.options.filter((o) => o.visible && !o.internal);
+    expect(visible.map((o) => o.name)).toEqual(expect.arrayContaining(['services.nixos-desync.enable', 'services.nixos-desync.desyncs.<name>.maxBehind', 'services.nixos-desync.settings.timeouts', 'services.nixos-desync.checkConfig']));
+    for (const o of visible) {
+      expect(o.description?.trim(), `${o.name} has no description`).toBeTruthy();
+      // A default rendered from a value (not from a defaultText) must not be a store path.
+      expect(o.default ?? '', o.name).not.toMatch(/\/nix\/store\//);
+    }
+    // defaultText is always a literalExpression/literalMD, never a plain string.
+    for (const d of docs.defaultTexts) if (d.kind !== null) expect(['literalExpression', 'literalMD'], d.name).toContain(d.kind);
+    // Computed defaults have one (the docs evaluation above has no pkgs: it would have failed).
+    const withText = docs.defaultTexts.filter((d) => d.kind !== null).map((d) => d.name);
+    expect(withText).toEqual(expect.arrayContaining(['services.nixos-desync.package', 'services.nixos-desync.configFile', 'services.nixos-desync.settings.system.build', 'services.nixos-desync.desyncs.<name>.path', 'services.nixos-desync.desyncs.<name>.pkgs']));
+    expect(() => JSON.parse(docs.json)).not.toThrow();
   });
 
   it('desyncs.<name>.path/pkgs fall back to the system nixpkgs before the first run', () => {
