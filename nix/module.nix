@@ -122,11 +122,12 @@ let
           '';
         };
         maxLagRebuilds = mkOption {
-          type = types.nullOr types.ints.positive;
+          type = types.nullOr (types.ints.between 0 1000000);
           default = 14;
           description = ''
             Rebuild budget (the proposal's maxDesyncAge): failing while this many rebuilds
-            behind is a breach. null = unlimited.
+            behind is a breach; 0 = never stay behind (breach on the first failure);
+            null = unlimited.
           '';
         };
         maxBehind = mkOption {
@@ -254,7 +255,7 @@ let
       desyncs = lib.mapAttrs' (_: d: lib.nameValuePair d.name (desyncJson d)) cfg.desyncs;
       exporter = {
         inherit listenAddress;
-        inherit (cfg.exporter) webConfigFile prDesyncDir;
+        inherit (cfg.exporter) webConfigFile prDesyncDir prMaxDesyncAge;
       };
     };
 
@@ -382,6 +383,15 @@ in
         type = types.bool;
         default = false;
         description = "Open `port` in the firewall.";
+      };
+      prMaxDesyncAge = mkOption {
+        type = types.nullOr (types.ints.between 0 1000000);
+        default = 14;
+        description = ''
+          The proposal's `maxDesyncAge` for the files in `prDesyncDir`: their rebuild budget
+          (breach at or above it, the same alerts as this module's desyncs); null = unlimited.
+          Set it to the old module's value while migrating.
+        '';
       };
       prDesyncDir = mkOption {
         type = types.nullOr types.str;

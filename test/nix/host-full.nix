@@ -10,6 +10,8 @@
       checks = [ [ "/run/current-system/sw/bin/true" "--quick" ] ];
       maxBehind = "14d";
     };
+    # 0: never stay behind (breach on the first failure).
+    desyncs.strict.maxLagRebuilds = 0;
     desyncs.matrix-synapse = {
       requireBuilds = [ "matrix-synapse" ];
       maxLagRebuilds = 3;
@@ -27,6 +29,7 @@
       port = 9799;
       openFirewall = true;
       prDesyncDir = "/var/lib/nixos/desyncs";
+      prMaxDesyncAge = 5;
       webConfigFile = "/etc/nixos-desync/web.yml";
     };
     settings = {

@@ -191,7 +191,8 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
       nixpkgsConfig: {},
     });
     expect(eff.desyncs['matrix-synapse']).toMatchObject({ maxLagRebuilds: 3, maxBehind: null, nixpkgsConfig: { allowUnfree: true } });
-    expect(eff.exporter).toEqual({ listenAddress: '0.0.0.0:9799', webConfigFile: '/etc/nixos-desync/web.yml', prDesyncDir: '/var/lib/nixos/desyncs' });
+    expect(eff.desyncs.strict).toMatchObject({ maxLagRebuilds: 0 });
+    expect(eff.exporter).toMatchObject({ listenAddress: '0.0.0.0:9799', webConfigFile: '/etc/nixos-desync/web.yml', prDesyncDir: '/var/lib/nixos/desyncs', prMaxDesyncAge: 5 });
     expect(eff.onBreach).toBe('continue');
     expect(eff.stateDir).toBe(stateDir);
     expect(eff.timeouts).toEqual({ channel: '10m', build: '6h', check: '1h', system: '3h' });
