@@ -2,7 +2,7 @@
 // repository (each revision a commit), and a host flake (a git repository, like /etc/nixos)
 // whose system takes its main packages from `nixpkgs` and each desync's package from the
 // desync's own input `nixpkgs-<name>` — pure evaluation, no pin file, no --impure.
-import { execFileSync } from 'node:child_process';
+import { execaSync } from 'execa';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fakeNixpkgsExpr, type FakeRevision } from './fake-nixpkgs.js';
@@ -113,7 +113,7 @@ export async function createFlakeHost(dir: string, opts: FlakeHostOptions): Prom
   const revs = new Map(opts.revisions.map((r) => [r.label, r]));
   const revByLabel = new Map<string, string>();
   const git = (cwd: string, ...args: string[]): string =>
-    execFileSync('git', [...GIT_ID, ...args], { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    execaSync('git', [...GIT_ID, ...args], { cwd, env, extendEnv: false, stdin: 'ignore' }).stdout.trim();
 
   await mkdir(nixpkgsRepo, { recursive: true });
   await mkdir(flakeDir, { recursive: true });
@@ -165,7 +165,7 @@ export async function createFlakeHost(dir: string, opts: FlakeHostOptions): Prom
   git(flakeDir, 'init', '-q', '-b', 'master');
   git(flakeDir, 'add', 'flake.nix', 'system.nix');
   // `nix flake lock` locks every input to the first revision, as a fresh host would.
-  execFileSync('nix', [...FLAKES, 'flake', 'lock', flakeDir], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  execaSync('nix', [...FLAKES, 'flake', 'lock', flakeDir], { env, extendEnv: false, stdin: 'ignore', stdout: 'ignore' });
   git(flakeDir, 'add', 'flake.lock');
   git(flakeDir, 'commit', '-q', '-m', 'host flake');
 

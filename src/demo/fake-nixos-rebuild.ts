@@ -1,6 +1,6 @@
 // A stand-in for `nixos-rebuild build|switch|boot` on hosts without NixOS (demo and tests):
 // builds the fake system with real nix-build and sets a real profile generation.
-import { execFileSync } from 'node:child_process';
+import { execaSync } from 'execa';
 import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, renameSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -21,31 +21,30 @@ if (flakeFlag !== undefined && (flakeFlag !== '--flake' || !flakeRef || !flakeRe
 const work = join(host, 'work');
 mkdirSync(work, { recursive: true });
 process.stdout.write(`building the system configuration...\n`);
-let out: string;
-try {
-  if (flakeRef !== undefined) {
-    // As nixos-rebuild --flake PATH#HOST: a pure `nix build` of the configuration's toplevel.
-    const hash = flakeRef.lastIndexOf('#');
-    const attr = `${flakeRef.slice(0, hash)}#nixosConfigurations.${JSON.stringify(flakeRef.slice(hash + 1))}.config.system.build.toplevel`;
-    execFileSync('nix', ['--extra-experimental-features', 'nix-command flakes', 'build', attr, '-o', join(work, 'result')], { encoding: 'utf8', stdio: ['ignore', 'inherit', 'inherit'] });
-    out = realpathSync(join(work, 'result'));
-  } else {
-    out = execFileSync('nix-build', [
+// The build's own output goes to ours (stdout of nix-build is the store path it prints).
+const build = flakeRef !== undefined
+  ? (() => {
+      // As nixos-rebuild --flake PATH#HOST: a pure `nix build` of the configuration's toplevel.
+      const hash = flakeRef.lastIndexOf('#');
+      const attr = `${flakeRef.slice(0, hash)}#nixosConfigurations.${JSON.stringify(flakeRef.slice(hash + 1))}.config.system.build.toplevel`;
+      return execaSync('nix', ['--extra-experimental-features', 'nix-command flakes', 'build', attr, '-o', join(work, 'result')], { stdin: 'ignore', stdout: 'inherit', stderr: 'inherit', reject: false });
+    })()
+  : execaSync('nix-build', [
       join(host, 'system.nix'),
       '--argstr', 'nixpkgs', join(host, 'channels', 'nixos'),
       '--argstr', 'pinsDir', join(stateDirOf(host), 'pins'),
       '-o', join(work, 'result'),
-    ], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
-  }
-} catch (err) {
+    ], { stdin: 'ignore', stderr: 'inherit', reject: false });
+if (build.failed) {
   process.stderr.write(`error: building the system configuration failed\n`);
-  process.exit((err as { status?: number }).status ?? 1);
+  process.exit(build.exitCode ?? 1);
 }
+const out = flakeRef !== undefined ? realpathSync(join(work, 'result')) : String(build.stdout).trim();
 process.stdout.write(`${out}\n`);
 if (action === 'build') process.exit(0);
 const profiles = join(host, 'profiles');
 mkdirSync(profiles, { recursive: true });
-execFileSync('nix-env', ['-p', join(profiles, 'system'), '--set', out], { stdio: 'inherit' });
+execaSync('nix-env', ['-p', join(profiles, 'system'), '--set', out], { stdio: 'inherit' });
 if (action === 'switch') {
   const run = join(host, 'run');
   mkdirSync(run, { recursive: true });
