@@ -21,6 +21,8 @@ export interface GateRequest {
   nixpkgs: string;
   attrs: string[];
   config: Record<string, unknown>;
+  /** Nix system to import nixpkgs for (the running system's platform); null → builtins.currentSystem. */
+  system?: string | null;
 }
 
 export interface AttrResult {

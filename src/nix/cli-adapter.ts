@@ -84,7 +84,7 @@ export function createCliNix(options: CliNixOptions = {}): NixAdapter {
   }
 
   const specOf = (reqs: GateRequest[]): Record<string, unknown> => ({
-    desyncs: Object.fromEntries(reqs.map((r) => [r.desync, { nixpkgs: r.nixpkgs, config: r.config, attrs: r.attrs }])),
+    desyncs: Object.fromEntries(reqs.map((r) => [r.desync, { nixpkgs: r.nixpkgs, config: r.config, attrs: r.attrs, system: r.system ?? null }])),
   });
 
   type EvalAttr = { ok: true; drvPath: string; outputs: string[] } | { ok: false; error: string };

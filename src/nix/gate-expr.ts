@@ -29,9 +29,13 @@ let
     else if !r.value.ok then { ok = false; error = r.value.error; }
     else if !d.success then { ok = false; error = "evaluation failed"; }
     else d.value;
-  # One nixpkgs instance per distinct (nixpkgs, config): desyncs sharing them share its cost.
-  pkgsKey = d: d.nixpkgs + "\n" + builtins.toJSON d.config;
-  imported = builtins.listToAttrs (map (d: { name = pkgsKey d; value = tryShallow (import d.nixpkgs { config = d.config; }); })
+  # The same nixpkgs arguments as the system's import of a desync (nix/module.nix): an explicit
+  # system and no ambient overlays (~/.config/nixpkgs/overlays, <nixpkgs-overlays>), so the
+  # gate builds exactly the packages the system will use.
+  systemOf = d: if d ? system && d.system != null then d.system else builtins.currentSystem;
+  # One nixpkgs instance per distinct (nixpkgs, config, system): desyncs sharing them share its cost.
+  pkgsKey = d: d.nixpkgs + "\n" + builtins.toJSON d.config + "\n" + systemOf d;
+  imported = builtins.listToAttrs (map (d: { name = pkgsKey d; value = tryShallow (import d.nixpkgs { config = d.config; overlays = [ ]; system = systemOf d; }); })
     (builtins.attrValues spec.desyncs));
   evalDesync = d:
     let p = builtins.getAttr (pkgsKey d) imported; in

@@ -3,7 +3,7 @@
 // and a live writer's temp files survive (5), desync records move with the pins (8), and a dry
 // run writes nothing at all (10).
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
-import { chmod, mkdtemp, readFile, readlink, rm, symlink, writeFile, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile, stat } from 'node:fs/promises';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -252,6 +252,22 @@ describe('#11.10 a dry run writes nothing', () => {
       expect(await snapshotTree(config.stateDir)).toEqual(before);
     } finally {
       await lock.release();
+    }
+  });
+});
+
+describe('#11.14 the gate imports nixpkgs for the running system\'s platform', () => {
+  it('passes <runDir>/current-system/system to every gate request; null (Nix\'s default) when there is none', async () => {
+    const runDir = join(dir, 'run');
+    await mkdir(join(runDir, 'current-system'), { recursive: true });
+    await writeFile(join(runDir, 'current-system', 'system'), 'aarch64-linux');
+    for (const [expected, cfg] of [['aarch64-linux', { runDir }], [null, { runDir: join(dir, 'no-such-run') }]] as const) {
+      const h = harness(makeConfig(join(dir, `state-${expected}`), cfg));
+      const p = h.start({ dryRun: true });
+      await drive(h, 'rev1', { update: false });
+      await p;
+      const gate = h.q.log.find((c) => c.method === 'buildGates')!;
+      expect((gate.args[0] as Array<{ system?: string | null }>).map((r) => r.system)).toEqual([expected, expected]);
     }
   });
 });

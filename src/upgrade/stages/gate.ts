@@ -1,6 +1,7 @@
 // Step 5: gate every desync against the candidate: one evaluation + a keep-going build for all
 // desyncs' requireBuilds, then each desync's checks.
 import type { Candidate } from '../../nix/adapter.js';
+import { runningSystemPlatform } from '../../nix/platform.js';
 import { DesyncError, errorMessage } from '../../util/errors.js';
 import { describeFailure, tailLines } from '../../util/exec.js';
 import { formatSeconds } from '../../util/duration.js';
@@ -28,8 +29,10 @@ async function runGate(ctx: RunContext, names: string[], candidate: Candidate): 
   const { config, log } = ctx;
   if (names.length === 0) return [];
   const s = Date.now();
+  // The same nixpkgs arguments as the system's import: its platform, no ambient overlays (gate-expr.ts).
+  const system = await runningSystemPlatform(config.runDir);
   const report = await ctx.nix.buildGates(
-    names.map((n) => ({ desync: n, nixpkgs: candidate.path, attrs: config.desyncs[n]!.requireBuilds, config: config.desyncs[n]!.nixpkgsConfig })),
+    names.map((n) => ({ desync: n, nixpkgs: candidate.path, attrs: config.desyncs[n]!.requireBuilds, config: config.desyncs[n]!.nixpkgsConfig, system })),
     ctx.call('build'),
   );
   ctx.res.evaluations = report.evaluations;
