@@ -28,6 +28,8 @@ const ALERTS: Record<string, string> = {
   NixosDesyncRebootRequired: 'info',
   NixosDesyncCollectorFailing: 'warning',
   NixosDesyncExporterDown: 'warning',
+  NixosDesyncNixpkgsOutOfDate: 'warning',
+  NixosDesyncFlakeInputOutOfDate: 'warning',
 };
 
 interface AlertRule {
@@ -63,7 +65,7 @@ describe('alert rules (static)', () => {
   const rules = loadRules();
   const byName = new Map(rules.map((r) => [r.alert, r]));
 
-  it('ships exactly the seven contract alerts, once each, plus the recording rules they use', () => {
+  it('ships exactly the contract alerts (and the flake-input one), once each, plus the recording rules they use', () => {
     expect(rules.map((r) => r.alert).sort()).toEqual(Object.keys(ALERTS).sort());
     expect(loadAll().filter((r) => r.record !== undefined).map((r) => r.record)).toEqual(RECORDS);
   });
