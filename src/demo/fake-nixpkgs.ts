@@ -125,8 +125,12 @@ derivation {
   PATH = "/usr/bin:/bin";
   inherit packages;
   kernel = pkgs.linux;
+  # What NixOS writes to <toplevel>/nixos-version: release.YYYYMMDD.<short rev> (the fake
+  # nixpkgs has no commit date: a fixed one).
+  nixosVersion = "26.05.20260102." + builtins.substring 0 7 (builtins.readFile (nixpkgs + "/.git-revision"));
   args = [ "-c" ''
     mkdir -p $out
+    printf %s "$nixosVersion" > $out/nixos-version
     for p in $packages; do echo $p >> $out/packages; done
     ln -s $kernel $out/kernel
     ln -s $kernel $out/initrd

@@ -404,8 +404,8 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
     });
     const rules = (await getJson(`${prom}/api/v1/rules`)).data.groups as Json[];
     expect(rules.flatMap((g) => g.rules.map((r: Json) => r.name)).sort()).toEqual([
-      'NixosDesyncCollectorFailing', 'NixosDesyncExporterDown', 'NixosDesyncLagging', 'NixosDesyncMaxAgeBreached',
-      'NixosDesyncRebootRequired', 'NixosDesyncUpgradeFailing', 'NixosDesyncUpgradeStale', 'nixos_desync:exporter_target:known',
+      'NixosDesyncCollectorFailing', 'NixosDesyncExporterDown', 'NixosDesyncFlakeInputOutOfDate', 'NixosDesyncLagging', 'NixosDesyncMaxAgeBreached',
+      'NixosDesyncNixpkgsOutOfDate', 'NixosDesyncRebootRequired', 'NixosDesyncUpgradeFailing', 'NixosDesyncUpgradeStale', 'nixos_desync:exporter_target:known',
     ]);
     for (const g of rules) for (const r of g.rules) expect(r.health, `${r.name}: ${r.lastError ?? ''}`).toBe('ok');
   }, 20_000);

@@ -192,7 +192,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     });
     expect(eff.desyncs['matrix-synapse']).toMatchObject({ maxLagRebuilds: 3, maxBehind: null, nixpkgsConfig: { allowUnfree: true } });
     expect(eff.desyncs.strict).toMatchObject({ maxLagRebuilds: 0 });
-    expect(eff.exporter).toMatchObject({ listenAddress: '0.0.0.0:9799', webConfigFile: '/etc/nixos-desync/web.yml', prDesyncDir: '/var/lib/nixos/desyncs', prMaxDesyncAge: 5 });
+    expect(eff.exporter).toEqual({ listenAddress: '0.0.0.0:9799', webConfigFile: '/etc/nixos-desync/web.yml', prDesyncDir: '/var/lib/nixos/desyncs', prMaxDesyncAge: 5, upgradeUnit: null, flakeLock: null, runtimeMetrics: 'minimal' });
     expect(eff.onBreach).toBe('continue');
     expect(eff.stateDir).toBe(stateDir);
     expect(eff.timeouts).toEqual({ channel: '10m', build: '6h', check: '1h', system: '3h' });
