@@ -12,6 +12,7 @@ import { markdownAnchors, metricNames, parsePromQL, selectors, templateQueryMetr
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const RULES = path.join(ROOT, 'alerts/nixos-desync.rules.yml');
+const FLEET_RULES = path.join(ROOT, 'alerts/nixos-desync-fleet.rules.yml');
 const RULE_TESTS_DIR = path.join(ROOT, 'alerts/tests');
 const PROM_EXAMPLE = path.join(ROOT, 'alerts/examples/prometheus.yml');
 const ABSENT_EXAMPLE = path.join(ROOT, 'alerts/examples/exporter-absent.rules.yml');
@@ -60,6 +61,45 @@ const ruleTestFiles = readdirSync(RULE_TESTS_DIR)
   .filter((f) => f.endsWith('.yml') || f.endsWith('.yaml'))
   .sort()
   .map((f) => path.join(RULE_TESTS_DIR, f));
+
+/** Metrics of the contract that the loop's rollback work exports (DESIGN.md "Runs"). */
+const ROLLBACK_METRICS = ['nixos_desync_last_rollback_timestamp_seconds', 'nixos_desync_rollbacks_total'];
+
+describe('fleet recording rules (static)', () => {
+  const rules = loadAll(FLEET_RULES);
+  const names = rules.map((r) => r.record!);
+
+  it('are recording rules only, named job:… and fleet:… by the level:metric:operations convention', () => {
+    expect(rules.every((r) => r.record !== undefined && r.alert === undefined)).toBe(true);
+    for (const n of names) expect(n).toMatch(/^(job|fleet):nixos_desync_[a-z_]+:count$/);
+    expect(new Set(names).size).toBe(names.length);
+  });
+
+  it('cover breached, lagging, failing, stale, rolled back and out-of-date hosts, per job and fleet-wide', () => {
+    for (const what of ['hosts', 'hosts_breached', 'hosts_lagging', 'hosts_failing', 'hosts_stale', 'hosts_rolled_back', 'hosts_out_of_date', 'hosts_reboot_required', 'exporters_down', 'desyncs_breached', 'desyncs_lagging']) {
+      expect(names, what).toContain(`job:nixos_desync_${what}:count`);
+      expect(names, what).toContain(`fleet:nixos_desync_${what}:count`);
+    }
+  });
+
+  it('every per-job rule aggregates by job only, and every fleet rule sums its per-job rule', () => {
+    for (const r of rules) {
+      const level = r.record!.split(':')[0];
+      if (level === 'fleet') expect(r.expr.trim()).toBe(`sum(${r.record!.replace(/^fleet:/, 'job:')})`);
+      else expect(r.expr).toMatch(/^count by \(job\)/);
+    }
+  });
+
+  it('use only contract metric names, the recording rules of nixos-desync.rules.yml and their own', () => {
+    const known = new Set([...METRIC_NAMES, ...ROLLBACK_METRICS, ...RECORDS, ...names, 'up']);
+    for (const r of rules) for (const m of metricNames(r.expr)) expect(known.has(m), `${r.record} uses unknown metric ${m}`).toBe(true);
+  });
+
+  it('have promtool tests for every rule', () => {
+    const tested = readFileSync(path.join(RULE_TESTS_DIR, 'fleet-recording.yml'), 'utf8');
+    for (const n of names) expect(tested, n).toContain(n);
+  });
+});
 
 describe('alert rules (static)', () => {
   const rules = loadRules();
@@ -146,6 +186,12 @@ describe('alert rules (static)', () => {
 });
 
 describe.skipIf(!requireTools('promtool', 'amtool'))('alert rules and example configs (promtool, amtool)', () => {
+  it('promtool check rules accepts the fleet recording rules', () => {
+    const r = run('promtool', ['check', 'rules', FLEET_RULES]);
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toContain(`SUCCESS: ${loadAll(FLEET_RULES).length} rules found`);
+  });
+
   it('promtool check rules accepts the rule files and finds the same rules', () => {
     const r = run('promtool', ['check', 'rules', RULES]);
     expect(r.status, r.out).toBe(0);
@@ -164,8 +210,9 @@ describe.skipIf(!requireTools('promtool', 'amtool'))('alert rules and example co
   it('promtool check config accepts the example Prometheus config and its rule file', () => {
     const r = run('promtool', ['check', 'config', PROM_EXAMPLE]);
     expect(r.status, r.out).toBe(0);
-    expect(r.out).toContain('SUCCESS: 2 rule files found');
+    expect(r.out).toContain('SUCCESS: 3 rule files found');
     expect(r.out).toContain(`SUCCESS: ${Object.keys(ALERTS).length + RECORDS.length} rules found`);
+    expect(r.out).toContain(`SUCCESS: ${loadAll(FLEET_RULES).length} rules found`);
     expect(r.out).toContain('SUCCESS: 1 rules found');
   });
 
@@ -173,6 +220,18 @@ describe.skipIf(!requireTools('promtool', 'amtool'))('alert rules and example co
     const r = run('amtool', ['check-config', AM_EXAMPLE]);
     expect(r.status, r.out).toBe(0);
     expect(r.out).toContain('SUCCESS');
+  });
+
+  it('every route of the example Alertmanager config groups per host (job, instance)', () => {
+    interface Route { group_by?: string[]; routes?: Route[] }
+    const root = (parseYaml(readFileSync(AM_EXAMPLE, 'utf8')) as { route: Route }).route;
+    const walk = (r: Route, inherited: string[] | undefined): string[][] =>
+      [r.group_by ?? inherited ?? [], ...(r.routes ?? []).flatMap((c) => walk(c, r.group_by ?? inherited))];
+    for (const g of walk(root, undefined)) expect(g).toEqual(['job', 'instance']);
+    // amtool sees the same tree (and would reject an invalid one).
+    const r = run('amtool', ['config', 'routes', `--config.file=${AM_EXAMPLE}`]);
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toMatch(/severity="critical"\}\s+receiver: pager/);
   });
 
   const routes: [string, string, string[]][] = [
