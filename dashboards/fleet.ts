@@ -17,15 +17,23 @@ const BUDGET: Step[] = [['green', null], ['orange', 0.5], ['red', 1]];
 const REBUILD_USED = `${sel('nixos_desync_lag_rebuilds')} / ${sel('nixos_desync_max_lag_rebuilds')}`;
 const TIME_USED = `${sel('nixos_desync_behind_seconds')} / ${sel('nixos_desync_max_behind_seconds')}`;
 
-/** A fleet-wide count of series matching `cond`, 0 rather than "No data" when none does. */
-function countStat(title: string, description: string, cond: string, steps: Step[]) {
+/**
+ * A count from the fleet recording rules (alerts/nixos-desync-fleet.rules.yml), summed over
+ * the selected jobs: one small series per job, so the panel costs the same at any fleet size.
+ */
+const rollup = (what: string): string => `sum(job:nixos_desync_${what}:count{job=~"$job"})`;
+
+function countStat(title: string, description: string, what: string, steps: Step[]) {
   return statPanel({
-    title, description, w: 4, h: 4,
-    query: instant('A', `count(${cond}) or vector(0)`),
+    title, description: `${description} (recording rule job:nixos_desync_${what}:count; follows the job selection, not the instance one.)`,
+    w: 4, h: 4,
+    query: instant('A', `${rollup(what)} or vector(0)`),
     steps,
     colorMode: BigValueColorMode.Background,
   });
 }
+
+const NEUTRAL: Step[] = [['blue', null]];
 
 export function fleetDashboard(): Dashboard {
   return render(
@@ -37,27 +45,55 @@ export function fleetDashboard(): Dashboard {
     })
       .link(dashboardLink('Host detail', 'nixos-desync-host'))
       .withRow(row('Fleet'))
-      .withPanel(countStat('Breached desyncs',
-        'Desyncs that failed their gate after using up their budget (NixosDesyncMaxAgeBreached pages).',
-        `${sel('nixos_desync_breached')} == 1`, OK_RED))
-      .withPanel(countStat('Desyncs ≥ 50% of a budget',
-        'Desyncs that used at least half of their rebuild or time budget (NixosDesyncLagging).',
-        'max by (job, instance, desync) (' +
-          `label_replace(${REBUILD_USED}, "budget", "rebuilds", "", "") or ` +
-          `label_replace(${TIME_USED}, "budget", "time", "", "")) >= 0.5`,
-        OK_ORANGE))
-      .withPanel(countStat('Desyncs behind the channel',
-        'Desyncs whose pin is not the current channel revision.',
-        `${sel('nixos_desync_in_sync')} == 0`, OK_YELLOW))
-      .withPanel(countStat('Hosts whose last run failed',
-        'Hosts whose most recent upgrade run failed.',
-        `${sel('nixos_desync_last_run_success')} == 0`, OK_RED))
+      .withPanel(countStat('Hosts', 'Exporters serving metrics.', 'hosts', NEUTRAL))
+      .withPanel(countStat('Hosts with a breach',
+        'Hosts with a desync that failed its gate after using up its budget (NixosDesyncMaxAgeBreached pages).',
+        'hosts_breached', OK_RED))
+      .withPanel(countStat('Hosts lagging',
+        'Hosts with a desync, not breached, at 50% or more of a budget (NixosDesyncLagging).',
+        'hosts_lagging', OK_ORANGE))
+      .withPanel(countStat('Hosts failing upgrades',
+        'Hosts whose last loop run, or whose monitored upgrade unit (nixos-upgrade.service), failed (NixosDesyncUpgradeFailing).',
+        'hosts_failing', OK_RED))
+      .withPanel(countStat('Hosts stale',
+        'Hosts without a successful loop run, or without an upgrade-unit run, for 3 days (NixosDesyncUpgradeStale).',
+        'hosts_stale', OK_ORANGE))
+      .withPanel(countStat('Hosts rolled back (24h)',
+        'Hosts whose activation or health gate failed and were rolled back in the last 24 hours (NixosDesyncRolledBack).',
+        'hosts_rolled_back', OK_ORANGE))
+      .withPanel(countStat('Hosts out of date',
+        "Hosts whose running system's nixpkgs is more than 14 days old (NixosDesyncNixpkgsOutOfDate).",
+        'hosts_out_of_date', OK_ORANGE))
       .withPanel(countStat('Hosts needing a reboot',
         'Hosts whose booted kernel, initrd or modules differ from the current system.',
-        `${sel('nixos_desync_system_reboot_required')} == 1`, OK_YELLOW))
+        'hosts_reboot_required', OK_YELLOW))
       .withPanel(countStat('Exporters down',
-        'Targets Prometheus cannot scrape (NixosDesyncExporterDown).',
-        `${sel('up')} == 0`, OK_RED))
+        'Known nixos-desync exporters Prometheus cannot scrape (NixosDesyncExporterDown).',
+        'exporters_down', OK_RED))
+      .withPanel(countStat('Breached desyncs',
+        'Host × desync pairs in breach.',
+        'desyncs_breached', OK_RED))
+      .withPanel(countStat('Desyncs ≥ 50% of a budget',
+        'Host × desync pairs, not breached, at 50% or more of their rebuild or time budget.',
+        'desyncs_lagging', OK_ORANGE))
+      .withPanel(countStat('Desyncs behind the channel',
+        'Host × desync pairs whose pin is not the current channel revision.',
+        'desyncs_behind', OK_YELLOW))
+      .withPanel(timeseriesPanel({
+        title: 'Hosts by state',
+        description: 'The fleet recording rules over time (summed over the selected jobs). A host can be in several states.',
+        w: 24, h: 8,
+        queries: [
+          range('A', rollup('hosts_breached'), 'breached'),
+          range('B', rollup('hosts_lagging'), 'lagging'),
+          range('C', rollup('hosts_failing'), 'failing'),
+          range('D', rollup('hosts_stale'), 'stale'),
+          range('E', rollup('hosts_rolled_back'), 'rolled back'),
+          range('F', rollup('hosts_out_of_date'), 'out of date'),
+          range('G', rollup('exporters_down'), 'exporter down'),
+        ],
+        colors: { breached: 'red', lagging: 'orange', failing: 'dark-red', stale: 'yellow', 'rolled back': 'purple', 'out of date': 'blue', 'exporter down': 'dark-purple' },
+      }))
 
       .withRow(row('Desyncs: lag against budget'))
       .withPanel(tablePanel({
@@ -114,7 +150,7 @@ export function fleetDashboard(): Dashboard {
       .withRow(row('Hosts'))
       .withPanel(tablePanel({
         title: 'Hosts',
-        description: 'Per host: last successful run, result of the last run, pending reboot or activation, generation and desyncs.',
+        description: "Per host: last successful run, result of the last run, pending reboot or activation, generation and desyncs, the running system's nixpkgs age and the monitored upgrade unit's last run (hosts without the loop show only those).",
         w: 24, h: 9,
         exprs: [
           `time() - ${sel('nixos_desync_last_successful_run_timestamp_seconds')}`,
@@ -125,12 +161,14 @@ export function fleetDashboard(): Dashboard {
           `count by (job, instance) (${sel('nixos_desync_lag_rebuilds')})`,
           `sum by (job, instance) (${sel('nixos_desync_breached')})`,
           sel('up'),
+          `time() - ${sel('nixos_desync_system_nixpkgs_timestamp_seconds')}`,
+          `min by (job, instance) (${sel('nixos_desync_upgrade_unit_last_run_success')})`,
         ],
         columns: {
           job: 'Job', instance: 'Host',
           'Value #A': 'Last successful run', 'Value #B': 'Last run', 'Value #C': 'Reboot required',
           'Value #D': 'Activation pending', 'Value #E': 'Generation', 'Value #F': 'Desyncs',
-          'Value #G': 'Breached', 'Value #H': 'Exporter up',
+          'Value #G': 'Breached', 'Value #H': 'Exporter up', 'Value #I': 'nixpkgs age', 'Value #J': 'Upgrade unit',
         },
         overrides: {
           // NixosDesyncUpgradeStale fires after 3 days; orange from a day and a half.
@@ -140,6 +178,9 @@ export function fleetDashboard(): Dashboard {
           'Activation pending': [col.mappings(NO_YES), col.colorText()],
           Breached: [col.background(), col.thresholds(...OK_RED)],
           'Exporter up': [col.mappings(boolMapping({ text: 'down', color: 'red', index: 1 }, { text: 'up', color: 'green', index: 0 })), col.background()],
+          // NixosDesyncNixpkgsOutOfDate fires above 14 days.
+          'nixpkgs age': [col.unit('s'), col.background(), col.thresholds(['green', null], ['orange', 604800], ['red', 1209600])],
+          'Upgrade unit': [col.mappings(boolMapping({ text: 'failed', color: 'red', index: 1 }, { text: 'success', color: 'green', index: 0 })), col.background()],
           Host: [col.hostLink()],
         },
         sortBy: 'Last successful run',

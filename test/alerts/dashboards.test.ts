@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { requireTools } from '../helpers/tools.js';
 import { METRIC_NAMES } from './metric-names.js';
 import { allPanels, queries, type Json } from './grafana.js';
@@ -15,6 +16,11 @@ import { metricNames, parsePromQL, selectors, substituteGrafanaVariables } from 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DIR = path.join(ROOT, 'dashboards');
 const DS = { type: 'prometheus', uid: '${datasource}' };
+/** The fleet recording rules shipped in alerts/ (dashboards may read them). */
+const FLEET_RECORDS = new Set(
+  (parseYaml(readFileSync(path.join(ROOT, 'alerts/nixos-desync-fleet.rules.yml'), 'utf8')) as { groups: { rules: { record?: string }[] }[] })
+    .groups.flatMap((g) => g.rules.map((r) => r.record).filter((r): r is string => r !== undefined)),
+);
 
 /** Stable uids: bookmarks, links between the dashboards and provisioning depend on them. */
 const EXPECTED_UIDS: Record<string, string> = {
@@ -92,12 +98,17 @@ describe.each(files)('dashboard %s', (file) => {
     for (const q of queries(d)) expect(() => parsePromQL(promql(q.expr)), q.where).not.toThrow();
   });
 
-  it('every selector of every panel query filters on $job and $instance', () => {
+  it('every selector of every panel query filters on $job and $instance (recording rules per job: on $job)', () => {
     for (const p of dataPanels) {
       for (const t of p.targets) {
         const sels = selectors(promql(t.expr));
         expect(sels.length, `panel "${p.title}" ${t.refId}`).toBeGreaterThan(0);
         for (const s of sels) {
+          if (s.name.startsWith('job:')) {
+            expect(FLEET_RECORDS.has(s.name), `panel "${p.title}" reads unknown recording rule ${s.name}`).toBe(true);
+            expect(s.matchers, `panel "${p.title}" ${t.refId} ${s.name}`).toEqual(expect.arrayContaining([{ label: 'job', op: '=~', value: '$job' }]));
+            continue;
+          }
           expect(s.matchers, `panel "${p.title}" ${t.refId} ${s.name}`).toEqual(expect.arrayContaining([
             { label: 'job', op: '=~', value: '$job' },
             { label: 'instance', op: '=~', value: '$instance' },
@@ -119,8 +130,8 @@ describe.each(files)('dashboard %s', (file) => {
     expect(seen).toBeGreaterThan(0);
   });
 
-  it('only uses metric names from the contract (and `up`)', () => {
-    const known = new Set([...METRIC_NAMES, 'up']);
+  it('only uses metric names from the contract, `up` and the shipped fleet recording rules', () => {
+    const known = new Set([...METRIC_NAMES, ...FLEET_RECORDS, 'up']);
     for (const q of queries(d)) {
       const used = metricNames(promql(q.expr));
       expect(used.length, q.where).toBeGreaterThan(0);

@@ -9,13 +9,14 @@
 // logs are printed when anything fails.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import type { MachineState, Pin } from '../../src/state/model.js';
 import { createStateStore } from '../../src/state/store.js';
 import { buildSystemGenerations } from '../fixtures/exporter/build.js';
@@ -25,6 +26,7 @@ import { substituteGrafanaVariables } from './promql.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const RULES = path.join(ROOT, 'alerts/nixos-desync.rules.yml');
+const FLEET_RULES = path.join(ROOT, 'alerts/nixos-desync-fleet.rules.yml');
 const CLI = path.join(ROOT, 'dist/src/cli/main.js');
 const DASHBOARDS = path.join(ROOT, 'dashboards');
 const JOB = 'nixos-desync';
@@ -348,6 +350,7 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
         '  evaluation_interval: 1s',
         'rule_files:',
         `  - ${JSON.stringify(RULES)}`,
+        `  - ${JSON.stringify(FLEET_RULES)}`,
         'alerting:',
         '  alertmanagers:',
         '    - static_configs:',
@@ -403,10 +406,13 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
       return r.data.result.length === 1 ? true : undefined;
     });
     const rules = (await getJson(`${prom}/api/v1/rules`)).data.groups as Json[];
+    const fleetRecords = (parseYaml(await readFile(FLEET_RULES, 'utf8')) as { groups: { rules: { record: string }[] }[] }).groups.flatMap((g) => g.rules.map((r) => r.record));
+    expect(fleetRecords.length).toBeGreaterThan(20);
     expect(rules.flatMap((g) => g.rules.map((r: Json) => r.name)).sort()).toEqual([
       'NixosDesyncCollectorFailing', 'NixosDesyncExporterDown', 'NixosDesyncFlakeInputOutOfDate', 'NixosDesyncLagging', 'NixosDesyncMaxAgeBreached',
       'NixosDesyncNixpkgsOutOfDate', 'NixosDesyncRebootRequired', 'NixosDesyncUpgradeFailing', 'NixosDesyncUpgradeStale', 'nixos_desync:exporter_target:known',
-    ]);
+      ...fleetRecords,
+    ].sort());
     for (const g of rules) for (const r of g.rules) expect(r.health, `${r.name}: ${r.lastError ?? ''}`).toBe('ok');
   }, 20_000);
 

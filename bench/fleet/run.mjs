@@ -1,0 +1,174 @@
+#!/usr/bin/env node
+// Fleet simulation (a benchmark, not a test): how one real Prometheus copes with a fleet of
+// nixos-desync exporters. For each fleet size H (× D desyncs): synthetic OpenMetrics
+// (bench/fleet/generate.mjs) → `promtool tsdb create-blocks-from openmetrics` → Prometheus
+// 2.42 started on those blocks with the shipped rule files (alerts/*.rules.yml) → measures
+// series, Prometheus memory, and the latency of every fleet dashboard query
+// (dashboards/nixos-desync-fleet.json, $job/$instance = all) and of every rule.
+//   node bench/fleet/run.mjs --hosts 1000,3000 [--desyncs 20] [--hours 3] [--step 180] [--json F]
+// Runs under `nice`, one size at a time, and deletes its data (GBs) unless --keep.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const { values: a } = parseArgs({
+  options: {
+    hosts: { type: 'string', default: '1000' },
+    desyncs: { type: 'string', default: '20' },
+    hours: { type: 'string', default: '3' },
+    step: { type: 'string', default: '180' },
+    reps: { type: 'string', default: '5' },
+    json: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const RULE_FILES = ['alerts/nixos-desync.rules.yml', 'alerts/nixos-desync-fleet.rules.yml'].map((f) => join(ROOT, f));
+const REPS = Number(a.reps);
+const log = (m) => process.stderr.write(`fleet: ${m}\n`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const freePort = () => new Promise((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+const median = (xs) => { const s = [...xs].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]; };
+const rssOf = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
+const hwmOf = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
+const duBytes = (dir) => readdirSync(dir, { recursive: true }).reduce((n, f) => { const st = statSync(join(dir, f)); return st.isFile() ? n + st.size : n; }, 0);
+
+/** Every query of the fleet dashboard, with its panel and whether it is a range query. */
+function dashboardQueries() {
+  const dash = JSON.parse(readFileSync(join(ROOT, 'dashboards/nixos-desync-fleet.json'), 'utf8'));
+  const out = [];
+  const walk = (panels) => {
+    for (const p of panels ?? []) {
+      walk(p.panels);
+      for (const t of p.targets ?? []) {
+        if (!t.expr) continue;
+        const expr = t.expr.replaceAll('$job', '.*').replaceAll('$instance', '.*').replaceAll('$__rate_interval', '4m');
+        out.push({ panel: p.title, expr, range: t.range === true || (p.type === 'timeseries' && t.instant !== true) });
+      }
+    }
+  };
+  walk(dash.panels);
+  return out;
+}
+
+const ruleExprs = () => RULE_FILES.flatMap((f) => parseYaml(readFileSync(f, 'utf8')).groups.flatMap((g) => g.rules.map((r) => ({ name: r.record ?? r.alert, expr: r.expr }))));
+
+async function query(base, expr, range) {
+  const now = Date.now() / 1000;
+  const url = range
+    ? `${base}/api/v1/query_range?query=${encodeURIComponent(expr)}&start=${now - 3 * 3600}&end=${now}&step=60`
+    : `${base}/api/v1/query?query=${encodeURIComponent(expr)}&time=${now}`;
+  const t0 = performance.now();
+  const res = await fetch(url);
+  const body = await res.json();
+  const ms = performance.now() - t0;
+  if (body.status !== 'success') throw new Error(`${expr}: ${body.error}`);
+  const n = body.data.result.length;
+  return { ms, n };
+}
+
+async function runSize(H, D) {
+  const dir = mkdtempSync(join(tmpdir(), `nixos-desync-fleet-${H}x${D}-`));
+  const r = { hosts: H, desyncs: D, hours: Number(a.hours), stepSeconds: Number(a.step) };
+  try {
+    log(`${H} hosts × ${D} desyncs: generating`);
+    let t0 = performance.now();
+    const g = spawnSync('nice', ['-n', '10', process.execPath, join(ROOT, 'bench/fleet/generate.mjs'),
+      '--hosts', String(H), '--desyncs', String(D), '--hours', a.hours, '--step', a.step, '--end', String(Math.floor(Date.now() / 1000) - 60),
+      '--out', join(dir, 'fleet.om')], { encoding: 'utf8' });
+    if (g.status !== 0) throw new Error(`generate.mjs failed: ${g.stderr}`);
+    const gen = JSON.parse(g.stderr.trim().split('\n').pop());
+    Object.assign(r, { series: gen.series, seriesPerHost: gen.seriesPerHost, samples: gen.samples, generateSeconds: (performance.now() - t0) / 1000, openMetricsBytes: statSync(join(dir, 'fleet.om')).size });
+    log(`  ${gen.series} series, ${gen.samples} samples, ${(r.openMetricsBytes / 1e9).toFixed(2)} GB in ${r.generateSeconds.toFixed(0)} s; creating blocks`);
+    t0 = performance.now();
+    execFileSync('nice', ['-n', '10', 'promtool', 'tsdb', 'create-blocks-from', 'openmetrics', join(dir, 'fleet.om'), join(dir, 'data')], { stdio: 'ignore' });
+    r.createBlocksSeconds = (performance.now() - t0) / 1000;
+    rmSync(join(dir, 'fleet.om'));
+    r.tsdbBytes = duBytes(join(dir, 'data'));
+    log(`  blocks: ${(r.tsdbBytes / 1e6).toFixed(0)} MB in ${r.createBlocksSeconds.toFixed(0)} s; starting Prometheus`);
+
+    const port = await freePort();
+    writeFileSync(join(dir, 'prometheus.yml'), `global:\n  evaluation_interval: 1m\nrule_files:\n${RULE_FILES.map((f) => `  - ${f}\n`).join('')}`);
+    const prom = spawn('nice', ['-n', '10', 'prometheus', `--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`,
+      '--storage.tsdb.retention.time=3650d', `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn',
+      // The blocks end before Prometheus starts (its head refuses samples older than the
+      // newest block, so rule results at "now" need the data to be in the past): a lookback
+      // long enough for "now" to still see the last synthetic samples however long setup took.
+      '--query.lookback-delta=3h'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    prom.stderr.on('data', (b) => { stderr += b; });
+    const base = `http://127.0.0.1:${port}`;
+    try {
+      t0 = performance.now();
+      for (;;) {
+        if (prom.exitCode !== null) throw new Error(`prometheus exited: ${stderr.slice(-2000)}`);
+        if (await fetch(`${base}/-/ready`).then((x) => x.ok, () => false)) break;
+        await sleep(100);
+      }
+      // prom is `nice`; its child is Prometheus itself (nice execs it: same pid).
+      const pid = prom.pid;
+      r.readySeconds = (performance.now() - t0) / 1000;
+      r.rssReadyBytes = rssOf(pid);
+      // Every rule group evaluated at least twice (rules that read other rules see their output).
+      for (;;) {
+        const groups = (await (await fetch(`${base}/api/v1/rules`)).json()).data.groups;
+        const evaluated = groups.every((g) => g.lastEvaluation && !g.lastEvaluation.startsWith('0001'));
+        if (evaluated && performance.now() - t0 > 65_000) {
+          r.ruleGroups = groups.map((g) => ({ name: g.name, evaluationSeconds: g.evaluationTime, rules: g.rules.map((x) => ({ name: x.name, evaluationSeconds: x.evaluationTime, health: x.health, lastError: x.lastError })) }));
+          break;
+        }
+        await sleep(2000);
+      }
+      r.rssAfterRulesBytes = rssOf(pid);
+      const cnt = await query(base, 'count({__name__=~"nixos_desync_.+|up|process_.+|nodejs_.+"})', false);
+      r.countAllSeriesMs = cnt.ms;
+      r.seriesCounted = Number((await (await fetch(`${base}/api/v1/query?query=${encodeURIComponent('count({__name__=~"nixos_desync_.+|up|process_.+|nodejs_.+"})')}`)).json()).data.result[0]?.value[1]);
+      r.fleetHosts = Number((await (await fetch(`${base}/api/v1/query?query=fleet:nixos_desync_hosts:count`)).json()).data.result[0]?.value[1]);
+
+      log('  timing dashboard queries and rules');
+      r.dashboard = [];
+      for (const q of dashboardQueries()) {
+        const runs = [];
+        for (let i = 0; i < REPS; i++) runs.push(await query(base, q.expr, q.range));
+        r.dashboard.push({ panel: q.panel, range: q.range, expr: q.expr, medianMs: median(runs.map((x) => x.ms)), maxMs: Math.max(...runs.map((x) => x.ms)), resultSeries: runs[0].n });
+      }
+      r.rules = [];
+      for (const q of ruleExprs()) {
+        const runs = [];
+        for (let i = 0; i < REPS; i++) runs.push(await query(base, q.expr, false));
+        r.rules.push({ name: q.name, medianMs: median(runs.map((x) => x.ms)), maxMs: Math.max(...runs.map((x) => x.ms)), resultSeries: runs[0].n });
+      }
+      r.rssAfterQueriesBytes = rssOf(pid);
+      r.rssPeakBytes = hwmOf(pid);
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      const m = (n) => Number(new RegExp(`^${n} (\\S+)$`, 'm').exec(metrics)?.[1]);
+      r.goHeapInuseBytes = m('go_memstats_heap_inuse_bytes');
+      r.headSeries = m('prometheus_tsdb_head_series');
+    } finally {
+      prom.kill('SIGTERM');
+      await new Promise((res) => (prom.exitCode !== null ? res() : prom.once('exit', res)));
+    }
+  } finally {
+    if (!a.keep) rmSync(dir, { recursive: true, force: true });
+  }
+  return r;
+}
+
+const results = { at: new Date().toISOString(), cores: cpus().length, cpu: cpus()[0]?.model, loadBefore: loadavg(), sizes: [] };
+for (const H of a.hosts.split(',').map(Number)) {
+  const r = await runSize(H, Number(a.desyncs));
+  results.sizes.push(r);
+  const mb = (b) => (b / 1e6).toFixed(0);
+  log(`  ${H}×${a.desyncs}: ${r.seriesCounted} series; RSS ready ${mb(r.rssReadyBytes)} MB, after rules ${mb(r.rssAfterRulesBytes)} MB, after queries ${mb(r.rssAfterQueriesBytes)} MB, peak ${mb(r.rssPeakBytes)} MB`);
+  const worst = [...r.dashboard].sort((x, y) => y.medianMs - x.medianMs).slice(0, 3);
+  log(`  slowest dashboard queries (median ms): ${worst.map((w) => `${w.medianMs.toFixed(0)} ${w.panel}${w.range ? ' (range)' : ''}`).join(' · ')}`);
+  log(`  rule groups: ${r.ruleGroups.map((g) => `${g.name} ${(g.evaluationSeconds * 1000).toFixed(0)} ms`).join(' · ')}`);
+}
+results.loadAfter = loadavg();
+if (a.json) writeFileSync(a.json, JSON.stringify(results, null, 1) + '\n');
+else process.stdout.write(JSON.stringify(results, null, 1) + '\n');
