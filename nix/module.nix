@@ -255,8 +255,10 @@ let
       desyncs = lib.mapAttrs' (_: d: lib.nameValuePair d.name (desyncJson d)) cfg.desyncs;
       exporter = {
         inherit listenAddress;
-        inherit (cfg.exporter) webConfigFile prDesyncDir prMaxDesyncAge;
-      };
+        inherit (cfg.exporter) webConfigFile prDesyncDir prMaxDesyncAge upgradeUnit;
+      }
+      # Absent unless set: in flake mode the tool then defaults it to <flake.path>/flake.lock.
+      // lib.optionalAttrs (cfg.exporter.flakeLock != null) { inherit (cfg.exporter) flakeLock; };
     };
 
   uncheckedConfigFile = jsonFormat.generate "nixos-desync-unchecked.json" effectiveSettings;
@@ -391,6 +393,28 @@ in
           The proposal's `maxDesyncAge` for the files in `prDesyncDir`: their rebuild budget
           (breach at or above it, the same alerts as this module's desyncs); null = unlimited.
           Set it to the old module's value while migrating.
+        '';
+      };
+      upgradeUnit = mkOption {
+        type = types.nullOr types.str;
+        default = if config.system.autoUpgrade.enable then "nixos-upgrade.service" else null;
+        defaultText = literalExpression ''if config.system.autoUpgrade.enable then "nixos-upgrade.service" else null'';
+        example = "nixos-upgrade.service";
+        description = ''
+          A systemd unit whose runs are exported (`nixos_desync_upgrade_unit_*`, alert
+          NixosDesyncUpgradeFailing), read with `systemctl show`. Set to system.autoUpgrade's
+          unit when that is on: the monitor-only first step (`upgrade.enable = false`).
+        '';
+      };
+      flakeLock = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/etc/nixos/flake.lock";
+        description = ''
+          A flake.lock whose direct inputs' ages are exported
+          (`nixos_desync_flake_input_last_modified_timestamp_seconds`, alert
+          NixosDesyncFlakeInputOutOfDate). It must be readable by the exporter's dynamic user.
+          null: none, or in flake mode (`settings.flake`) `<flake.path>/flake.lock`.
         '';
       };
       prDesyncDir = mkOption {
@@ -685,6 +709,8 @@ in
       after = [ "network.target" ];
       # A small V8 young generation keeps RSS under 100 MB under scrape load (docs/benchmarks.md).
       environment.NODE_OPTIONS = "--max-semi-space-size=2";
+      # `systemctl show <upgradeUnit>` (read-only, over the system bus: no privilege needed).
+      path = lib.optional (cfg.exporter.upgradeUnit != null) config.systemd.package;
       serviceConfig = sandboxCommon // {
         ExecStart =
           escapeExecArgs [

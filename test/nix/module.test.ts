@@ -355,6 +355,23 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     expect(ev.tmpfiles).toEqual(['d /var/lib/nixos-desync 0755 root root - -']);
   });
 
+  it('monitor first: system.autoUpgrade stays, the exporter alone watches nixos-upgrade.service with systemctl on its PATH', () => {
+    const ev = evaluate('host-monitor.nix');
+    expect(ev.failedAssertions).toEqual([]);
+    const r = checkConfig(ev.configFile);
+    expect(r.status, r.stderr).toBe(0);
+    const eff = JSON.parse(r.stdout);
+    expect(eff.exporter).toMatchObject({ upgradeUnit: 'nixos-upgrade.service', flakeLock: '/etc/nixos/flake.lock' });
+    expect(eff.desyncs).toEqual({});
+    expect(Object.keys(ev.units).sort()).toEqual(['nixos-desync-exporter.service']);
+    const ex = parseUnit(ev.units['nixos-desync-exporter.service']!);
+    const path = (ex.Service!.Environment ?? []).find((e) => e.startsWith('"PATH=') || e.startsWith('PATH='));
+    expect(path, JSON.stringify(ex.Service!.Environment)).toMatch(/-systemd\/bin/);
+    // Without system.autoUpgrade there is nothing to watch unless asked.
+    const plain = JSON.parse(checkConfig(evaluate('host-no-loop.nix').configFile).stdout);
+    expect(plain.exporter.upgradeUnit).toBeNull();
+  });
+
   it('nix/package.nix: buildNpmPackage arguments (stubbed build)', () => {
     const expr = `
       let
