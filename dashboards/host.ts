@@ -55,6 +55,56 @@ export function hostDashboard(): Dashboard {
         steps: OK_YELLOW, mappings: NO_YES,
       }))
 
+      .withRow(row('Upgrades and nixpkgs (any host, loop or not)'))
+      .withPanel(statPanel({
+        title: 'nixpkgs age',
+        description: "Age of the running system's nixpkgs commit (nixos-version date, else the flake lock's). NixosDesyncNixpkgsOutOfDate fires above 14 days.",
+        w: 4, h: 4,
+        query: instant('A', `time() - ${sel('nixos_desync_system_nixpkgs_timestamp_seconds')}`),
+        unit: 's',
+        steps: [['green', null], ['orange', 604800], ['red', 1209600]],
+      }))
+      .withPanel(statPanel({
+        title: 'Running nixpkgs', description: "The running system's NixOS version and nixpkgs revision (from its nixos-version).", w: 4, h: 4,
+        query: instant('A', sel('nixos_desync_system_nixpkgs_info'), { legend: '{{version}} {{revision}}' }),
+        steps: TEXT,
+        textMode: BigValueTextMode.Name,
+      }))
+      .withPanel(statPanel({
+        title: 'Upgrade unit: last run',
+        description: 'Result of the last finished run of exporter.upgradeUnit (e.g. nixos-upgrade.service of system.autoUpgrade).',
+        w: 4, h: 4,
+        query: instant('A', sel('nixos_desync_upgrade_unit_last_run_success'), { legend: '{{unit}}' }),
+        steps: [['red', null], ['green', 1]],
+        mappings: boolMapping({ text: 'failed', color: 'red', index: 1 }, { text: 'success', color: 'green', index: 0 }),
+      }))
+      .withPanel(statPanel({
+        title: 'Upgrade unit: last run started', description: 'Time since the last run of the upgrade unit started.', w: 4, h: 4,
+        query: instant('A', `time() - ${sel('nixos_desync_upgrade_unit_last_run_timestamp_seconds')}`, { legend: '{{unit}}' }),
+        unit: 's',
+        steps: [['green', null], ['orange', 129600], ['red', 259200]],
+      }))
+      .withPanel(statPanel({
+        title: 'Upgrade unit: duration', description: 'Duration of the last finished run of the upgrade unit.', w: 4, h: 4,
+        query: instant('A', sel('nixos_desync_upgrade_unit_last_run_duration_seconds'), { legend: '{{unit}}' }),
+        unit: 's',
+        steps: TEXT,
+      }))
+      .withPanel(statPanel({
+        title: 'Upgrade unit: running', description: 'Whether the upgrade unit is running now.', w: 4, h: 4,
+        query: instant('A', sel('nixos_desync_upgrade_unit_running'), { legend: '{{unit}}' }),
+        steps: TEXT,
+        mappings: boolMapping({ text: 'idle', index: 0 }, { text: 'running', color: 'blue', index: 1 }),
+      }))
+      .withPanel(barGaugePanel({
+        title: 'Flake inputs: age of the locked commit',
+        description: 'For each direct input of exporter.flakeLock, the age of the commit it is locked to. NixosDesyncFlakeInputOutOfDate fires for nixpkgs* inputs above 30 days.',
+        w: 24, h: 6,
+        query: instant('A', `time() - ${sel('nixos_desync_flake_input_last_modified_timestamp_seconds')}`, { legend: '{{input}}' }),
+        unit: 's',
+        steps: [['green', null], ['orange', 1209600], ['red', 2592000]],
+      }))
+
       .withRow(row('Pins'))
       .withPanel(tablePanel({
         title: 'Pins and revisions',

@@ -19,7 +19,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { MachineState, Pin } from '../../src/state/model.js';
 import { createStateStore } from '../../src/state/store.js';
-import { buildSystemGenerations } from '../fixtures/exporter/build.js';
+import { buildSystemGenerations, FIXTURE_DIR } from '../fixtures/exporter/build.js';
+import { FAILED_UPGRADE_UNIT, makeSystemctl } from '../fixtures/exporter/systemctl.js';
 import { requireTools } from '../helpers/tools.js';
 import { queries, type Json } from './grafana.js';
 import { substituteGrafanaVariables } from './promql.js';
@@ -292,11 +293,18 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
       await buildSystemGenerations({ profilesDir, runDir, storeDir: path.join(dir, 'store') });
       state = brokenState(t0, setId(new Date(t0 - 8 * HOUR), 'a1b2'));
       await writeCommitted(stateDir, state);
+      // Monitoring too: nixos-upgrade.service through the stand-in systemctl (found on PATH,
+      // as on a host) and a flake lock, so every dashboard panel has data.
+      const binDir = path.join(dir, 'bin');
+      await makeSystemctl(binDir, { 'nixos-upgrade.service': FAILED_UPGRADE_UNIT });
+      const flakeLock = path.join(dir, 'flake.lock');
+      await writeFile(flakeLock, readFileSync(path.join(FIXTURE_DIR, 'flake.lock')));
       const configFile = path.join(dir, 'config.json');
-      await writeFile(configFile, JSON.stringify({ desyncs: CONFIG_DESYNCS, stateDir, profilesDir, runDir, exporter: { listenAddress: '127.0.0.1:9793' } }, null, 2));
+      await writeFile(configFile, JSON.stringify({ desyncs: CONFIG_DESYNCS, stateDir, profilesDir, runDir, exporter: { listenAddress: '127.0.0.1:9793', upgradeUnit: 'nixos-upgrade.service', flakeLock } }, null, 2));
 
       // The exporter binds port 0 and logs the address it got: no port race.
-      const exporter = start('exporter', process.execPath, [CLI, 'serve', '--config', configFile, '--web.listen-address', '127.0.0.1:0']);
+      const exporter = start('exporter', process.execPath, [CLI, 'serve', '--config', configFile, '--web.listen-address', '127.0.0.1:0'],
+        { ...process.env, PATH: `${binDir}:${process.env.PATH ?? ''}` });
       const exporterUrl = await waitUntil('the exporter to log its address', 15_000, async () => {
         if (exporter.exit) throw new Error(`exporter exited (${JSON.stringify(exporter.exit)})`);
         for (const line of exporter.log.join('').split('\n')) {
