@@ -16,6 +16,8 @@ const BUDGET: Step[] = [['green', null], ['orange', 0.5], ['red', 1]];
 /** Share of the rebuild and the time budget used, per desync (absent when unlimited). */
 const REBUILD_USED = `${sel('nixos_desync_lag_rebuilds')} / ${sel('nixos_desync_max_lag_rebuilds')}`;
 const TIME_USED = `${sel('nixos_desync_behind_seconds')} / ${sel('nixos_desync_max_behind_seconds')}`;
+/** Only the desyncs that use some budget (the sparse recording rule), not every host × desync. */
+const usingBudget = (expr: string): string => `(${expr}) and on (job, instance, desync) ${sel('nixos_desync:budget_used:ratio')}`;
 
 /**
  * A count from the fleet recording rules (alerts/nixos-desync-fleet.rules.yml), summed over
@@ -97,8 +99,8 @@ export function fleetDashboard(): Dashboard {
 
       .withRow(row('Desyncs: lag against budget'))
       .withPanel(tablePanel({
-        title: 'Every host × desync',
-        description: 'One row per host and desync: lag in rebuilds and time against each budget (empty budget = unlimited), whether the desync is breached, and how long ago its gate last passed.',
+        title: 'Desyncs using a budget',
+        description: 'One row per host and desync that uses any of its budget (the recording rule nixos_desync:budget_used:ratio: desyncs in sync are left out, so the table stays small in a large fleet): lag in rebuilds and time against each budget (empty budget = unlimited), whether the desync is breached, and how long ago its gate last passed.',
         w: 24, h: 10,
         exprs: [
           sel('nixos_desync_lag_rebuilds'),
@@ -109,7 +111,7 @@ export function fleetDashboard(): Dashboard {
           TIME_USED,
           sel('nixos_desync_breached'),
           `time() - ${sel('nixos_desync_last_success_timestamp_seconds')}`,
-        ],
+        ].map(usingBudget),
         columns: {
           job: 'Job', instance: 'Host', desync: 'Desync',
           'Value #A': 'Lag (rebuilds)', 'Value #B': 'Budget (rebuilds)', 'Value #C': 'Rebuild budget used',
@@ -128,16 +130,10 @@ export function fleetDashboard(): Dashboard {
         sortBy: 'Rebuild budget used',
       }))
       .withPanel(timeseriesPanel({
-        title: 'Rebuild budget used per desync',
-        description: 'Lag as a fraction of the rebuild budget: 50% warns, 100% plus a failed gate is a breach.',
-        w: 12, h: 8, unit: 'percentunit',
-        queries: [range('A', REBUILD_USED, '{{instance}} {{desync}}')],
-      }))
-      .withPanel(timeseriesPanel({
-        title: 'Time budget used per desync',
-        description: 'Time behind the channel as a fraction of the time budget.',
-        w: 12, h: 8, unit: 'percentunit',
-        queries: [range('A', TIME_USED, '{{instance}} {{desync}}')],
+        title: 'Budget used: the 20 desyncs closest to a breach',
+        description: 'The larger of the rebuild and the time budget used, for the 20 desyncs that use the most (nixos_desync:budget_used:ratio): 50% warns, 100% plus a failed gate is a breach. The host dashboard shows every desync of one host.',
+        w: 24, h: 8, unit: 'percentunit',
+        queries: [range('A', `topk(20, ${sel('nixos_desync:budget_used:ratio')})`, '{{instance}} {{desync}}')],
       }))
       .withPanel(timeseriesPanel({
         title: 'Gate results',

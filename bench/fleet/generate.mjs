@@ -22,6 +22,9 @@ const { values: a } = parseArgs({
     jobs: { type: 'string', default: '4' },
     end: { type: 'string' }, // Unix seconds of the last sample (default now)
     out: { type: 'string' },
+    // One scrape's worth instead: the values at --end, Prometheus text format, no timestamps
+    // (bench/fleet/run.mjs serves it to a live Prometheus to measure its head).
+    snapshot: { type: 'boolean', default: false },
   },
 });
 const H = Number(a.hosts), D = Number(a.desyncs), STEP = Number(a.step), JOBS = Number(a.jobs);
@@ -29,6 +32,7 @@ const END = Math.floor((a.end ? Number(a.end) : Date.now() / 1000) / STEP) * STE
 const START = END - Number(a.hours) * 3600;
 const TIMES = [];
 for (let t = START; t <= END; t += STEP) TIMES.push(t);
+if (a.snapshot) TIMES.splice(0, TIMES.length - 1);
 
 // A small deterministic hash → [0, 1).
 function rnd(...k) {
@@ -147,20 +151,20 @@ async function flush(force) {
   if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
 }
 for (const [name, type, seriesOf] of fams) {
-  buf += `# TYPE ${name.replace(/_total$/, '')} ${type}\n`;
+  buf += `# TYPE ${a.snapshot ? name : name.replace(/_total$/, '')} ${type}\n`;
   for (const x of hosts) {
     for (const [labels, valueAt] of seriesOf(x)) {
       const l = `{job="${x.job}",instance="${x.instance}"${labels ? ',' + labels : ''}}`;
       series += 1;
       for (const t of TIMES) {
-        buf += `${name}${l} ${+valueAt(t).toFixed(6)} ${t}\n`;
+        buf += a.snapshot ? `${name}${l} ${+valueAt(t).toFixed(6)}\n` : `${name}${l} ${+valueAt(t).toFixed(6)} ${t}\n`;
         samples += 1;
       }
       await flush(false);
     }
   }
 }
-buf += '# EOF\n';
+if (!a.snapshot) buf += '# EOF\n';
 await flush(true);
 if (a.out) await new Promise((r) => out.end(r));
 process.stderr.write(JSON.stringify({ hosts: H, desyncs: D, series, samplesPerSeries: TIMES.length, samples, start: START, end: END, seriesPerHost: series / H }) + '\n');

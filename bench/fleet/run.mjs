@@ -6,6 +6,7 @@
 // series, Prometheus memory, and the latency of every fleet dashboard query
 // (dashboards/nixos-desync-fleet.json, $job/$instance = all) and of every rule.
 //   node bench/fleet/run.mjs --hosts 1000,3000 [--desyncs 20] [--hours 3] [--step 180] [--json F]
+//                            [--head 1000 --head-seconds 120]   (also a live-scrape head measurement)
 // Runs under `nice`, one size at a time, and deletes its data (GBs) unless --keep.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -26,6 +27,9 @@ const { values: a } = parseArgs({
     reps: { type: 'string', default: '5' },
     json: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    head: { type: 'string', default: '' }, // fleet sizes for head mode (a live scrape), e.g. 1000
+    'head-seconds': { type: 'string', default: '120' },
+    blocks: { type: 'boolean', default: true },
   },
 });
 const RULE_FILES = ['alerts/nixos-desync.rules.yml', 'alerts/nixos-desync-fleet.rules.yml'].map((f) => join(ROOT, f));
@@ -58,10 +62,10 @@ function dashboardQueries() {
 
 const ruleExprs = () => RULE_FILES.flatMap((f) => parseYaml(readFileSync(f, 'utf8')).groups.flatMap((g) => g.rules.map((r) => ({ name: r.record ?? r.alert, expr: r.expr }))));
 
-async function query(base, expr, range) {
+async function query(base, expr, range, rangeSeconds = 3 * 3600) {
   const now = Date.now() / 1000;
   const url = range
-    ? `${base}/api/v1/query_range?query=${encodeURIComponent(expr)}&start=${now - 3 * 3600}&end=${now}&step=60`
+    ? `${base}/api/v1/query_range?query=${encodeURIComponent(expr)}&start=${now - rangeSeconds}&end=${now}&step=${rangeSeconds > 3600 ? 60 : 15}`
     : `${base}/api/v1/query?query=${encodeURIComponent(expr)}&time=${now}`;
   const t0 = performance.now();
   const res = await fetch(url);
@@ -159,8 +163,77 @@ async function runSize(H, D) {
   return r;
 }
 
+/**
+ * Head mode: the same fleet as one live scrape (the values at "now", job/instance kept with
+ * honor_labels) into an empty Prometheus, scraped every 15 s for `--head-seconds`: what a
+ * production Prometheus holds in memory for this fleet (the block mode above measures queries
+ * over persisted blocks, whose series are not in the head).
+ */
+async function runHead(H, D) {
+  const dir = mkdtempSync(join(tmpdir(), `nixos-desync-fleet-head-${H}x${D}-`));
+  const r = { hosts: H, desyncs: D, scrapeIntervalSeconds: 15 };
+  const { createServer: createHttpServer } = await import('node:http');
+  let server;
+  try {
+    const g = spawnSync('nice', ['-n', '10', process.execPath, join(ROOT, 'bench/fleet/generate.mjs'),
+      '--hosts', String(H), '--desyncs', String(D), '--snapshot', '--out', join(dir, 'snapshot.prom')], { encoding: 'utf8' });
+    if (g.status !== 0) throw new Error(`generate.mjs failed: ${g.stderr}`);
+    const body = readFileSync(join(dir, 'snapshot.prom'));
+    r.expositionBytes = body.length;
+    server = createHttpServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }); res.end(body); });
+    await new Promise((res) => server.listen(0, '127.0.0.1', res));
+    const target = `127.0.0.1:${server.address().port}`;
+    const port = await freePort();
+    writeFileSync(join(dir, 'prometheus.yml'), [
+      'global:', '  scrape_interval: 15s', '  scrape_timeout: 14s', '  evaluation_interval: 15s',
+      'rule_files:', ...RULE_FILES.map((f) => `  - ${f}`),
+      'scrape_configs:', '  - job_name: fleet', '    honor_labels: true', '    static_configs:', `      - targets: ["${target}"]`, '',
+    ].join('\n'));
+    const prom = spawn('nice', ['-n', '10', 'prometheus', `--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    prom.stderr.on('data', (b) => { stderr += b; });
+    const base = `http://127.0.0.1:${port}`;
+    try {
+      const t0 = performance.now();
+      while (!(await fetch(`${base}/-/ready`).then((x) => x.ok, () => false))) {
+        if (prom.exitCode !== null) throw new Error(`prometheus exited: ${stderr.slice(-2000)}`);
+        await sleep(100);
+      }
+      const value = async (q) => Number((await (await fetch(`${base}/api/v1/query?query=${encodeURIComponent(q)}`)).json()).data.result[0]?.value[1]);
+      const samples = [];
+      while (performance.now() - t0 < Number(a['head-seconds']) * 1000) {
+        await sleep(15_000);
+        samples.push({ at: (performance.now() - t0) / 1000, rss: rssOf(prom.pid), headSeries: await value('prometheus_tsdb_head_series'), scrapeSeconds: await value('scrape_duration_seconds{job="fleet"}') });
+      }
+      r.samples = samples;
+      r.headSeries = samples.at(-1).headSeries;
+      r.rssBytes = samples.at(-1).rss;
+      r.rssPeakBytes = hwmOf(prom.pid);
+      r.scrapeSeconds = median(samples.map((x) => x.scrapeSeconds).filter(Number.isFinite));
+      r.goHeapInuseBytes = await value('go_memstats_heap_inuse_bytes');
+      r.fleetHosts = await value('fleet:nixos_desync_hosts:count');
+      const groups = (await (await fetch(`${base}/api/v1/rules`)).json()).data.groups;
+      r.ruleGroups = groups.map((gr) => ({ name: gr.name, evaluationSeconds: gr.evaluationTime }));
+      r.dashboard = [];
+      for (const q of dashboardQueries()) {
+        const runs = [];
+        for (let i = 0; i < REPS; i++) runs.push(await query(base, q.expr, q.range, 600));
+        r.dashboard.push({ panel: q.panel, range: q.range, medianMs: median(runs.map((x) => x.ms)), resultSeries: runs[0].n });
+      }
+    } finally {
+      prom.kill('SIGTERM');
+      await new Promise((res) => (prom.exitCode !== null ? res() : prom.once('exit', res)));
+    }
+  } finally {
+    server?.close();
+    if (!a.keep) rmSync(dir, { recursive: true, force: true });
+  }
+  return r;
+}
+
 const results = { at: new Date().toISOString(), cores: cpus().length, cpu: cpus()[0]?.model, loadBefore: loadavg(), sizes: [] };
-for (const H of a.hosts.split(',').map(Number)) {
+for (const H of a.hosts.split(',').filter(Boolean).map(Number)) {
   const r = await runSize(H, Number(a.desyncs));
   results.sizes.push(r);
   const mb = (b) => (b / 1e6).toFixed(0);
@@ -168,6 +241,13 @@ for (const H of a.hosts.split(',').map(Number)) {
   const worst = [...r.dashboard].sort((x, y) => y.medianMs - x.medianMs).slice(0, 3);
   log(`  slowest dashboard queries (median ms): ${worst.map((w) => `${w.medianMs.toFixed(0)} ${w.panel}${w.range ? ' (range)' : ''}`).join(' · ')}`);
   log(`  rule groups: ${r.ruleGroups.map((g) => `${g.name} ${(g.evaluationSeconds * 1000).toFixed(0)} ms`).join(' · ')}`);
+}
+results.head = [];
+for (const H of a.head.split(',').filter(Boolean).map(Number)) {
+  log(`head: ${H} hosts × ${a.desyncs} desyncs, live scrape every 15 s for ${a['head-seconds']} s`);
+  const r = await runHead(H, Number(a.desyncs));
+  results.head.push(r);
+  log(`  head series ${r.headSeries}; RSS ${(r.rssBytes / 1e6).toFixed(0)} MB (peak ${(r.rssPeakBytes / 1e6).toFixed(0)} MB); scrape ${r.scrapeSeconds?.toFixed(2)} s; rule groups ${r.ruleGroups.map((g) => `${g.name} ${(g.evaluationSeconds * 1000).toFixed(0)} ms`).join(' · ')}`);
 }
 results.loadAfter = loadavg();
 if (a.json) writeFileSync(a.json, JSON.stringify(results, null, 1) + '\n');

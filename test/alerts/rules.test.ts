@@ -69,9 +69,9 @@ describe('fleet recording rules (static)', () => {
   const rules = loadAll(FLEET_RULES);
   const names = rules.map((r) => r.record!);
 
-  it('are recording rules only, named job:… and fleet:… by the level:metric:operations convention', () => {
+  it('are recording rules only, named job:/fleet:/instance: … :count (and one ratio) by the level:metric:operations convention', () => {
     expect(rules.every((r) => r.record !== undefined && r.alert === undefined)).toBe(true);
-    for (const n of names) expect(n).toMatch(/^(job|fleet):nixos_desync_[a-z_]+:count$/);
+    for (const n of names) expect(n).toMatch(/^((job|fleet|instance):nixos_desync_[a-z_]+:count|nixos_desync:budget_used:ratio)$/);
     expect(new Set(names).size).toBe(names.length);
   });
 
@@ -82,11 +82,12 @@ describe('fleet recording rules (static)', () => {
     }
   });
 
-  it('every per-job rule aggregates by job only, and every fleet rule sums its per-job rule', () => {
+  it('per-job rules aggregate by job, per-instance ones by job and instance, and every fleet rule sums its per-job rule', () => {
     for (const r of rules) {
       const level = r.record!.split(':')[0];
       if (level === 'fleet') expect(r.expr.trim()).toBe(`sum(${r.record!.replace(/^fleet:/, 'job:')})`);
-      else expect(r.expr).toMatch(/^count by \(job\)/);
+      else if (level === 'job') expect(r.expr).toMatch(/^(count|sum) by \(job\)/);
+      else if (level === 'instance') expect(r.expr).toMatch(/^count by \(job, instance\)/);
     }
   });
 
