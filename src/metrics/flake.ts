@@ -2,14 +2,13 @@
 // updates (or an update job that fails) shows as growing age, on any host. In flake mode the
 // desyncs' own inputs are left out: the per-desync metrics already say how far behind each
 // pin is, and a second series per desync would break the series budget.
-import type { Config } from '../config/schema.js';
+import { desyncInput, type Config } from '../config/schema.js';
 import type { Collector } from './collector.js';
 
 /** The flake inputs that are desync pins (flake mode only; `input`, default `nixpkgs-<name>`). */
 export function desyncInputs(config: Config): Set<string> {
-  const flake = (config as { flake?: unknown }).flake;
-  if (!flake) return new Set();
-  return new Set(Object.entries(config.desyncs).map(([name, d]) => (d as { input?: string }).input ?? `nixpkgs-${name}`));
+  if (!config.flake) return new Set();
+  return new Set(Object.entries(config.desyncs).map(([name, d]) => desyncInput(name, d)));
 }
 
 export function flakeCollector(): Collector {

@@ -5,8 +5,7 @@ import { bool, type Collector } from './collector.js';
 
 /** The flake input the system follows (flake mode's `flake.input`, else `nixpkgs`). */
 export function followedInput(config: Config): string {
-  const flake = (config as { flake?: { input?: string } | null }).flake;
-  return flake?.input ?? 'nixpkgs';
+  return config.flake?.input ?? 'nixpkgs';
 }
 
 export function systemCollector(): Collector {

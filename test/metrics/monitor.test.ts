@@ -155,6 +155,23 @@ describe('the flake lock is watched', () => {
     await waitFor(() => scrape(exp!), (t) => sample(t, 'nixos_desync_collector_success{collector="flake"}') === 1);
   });
 
+  it("flake mode: the desyncs' own inputs are not repeated (their per-desync series describe them); the others are", async () => {
+    host = await monitorHost();
+    const config = parseConfig({
+      flake: { path: join(host.dir, 'etc-nixos') },
+      desyncs: { synapse: {} },
+      stateDir: host.config.stateDir, profilesDir: host.config.profilesDir, runDir: host.config.runDir,
+      exporter: { listenAddress: '127.0.0.1:0' },
+    });
+    // exporter.flakeLock defaults to <flake.path>/flake.lock in flake mode.
+    expect(config.exporter.flakeLock).toBe(host.flakeLock);
+    exp = await startTestExporter(config, { systemctl: host.systemctl });
+    const t = await scrape(exp);
+    expect(sample(t, 'nixos_desync_flake_input_last_modified_timestamp_seconds{input="nixpkgs"}')).toBe(1767312000);
+    expect(sample(t, 'nixos_desync_flake_input_last_modified_timestamp_seconds{input="home-manager"}')).toBe(1766000000);
+    expect(t).not.toMatch(/input="nixpkgs-synapse"/);
+  });
+
   it('a running system whose nixos-version has no date takes the age from the lock', async () => {
     host = await monitorHost();
     await writeFile(join(host.dir, 'store', 'sys2', 'nixos-version'), '25.11pre-git');
