@@ -204,14 +204,16 @@ async function runHead(H, D) {
       const samples = [];
       while (performance.now() - t0 < Number(a['head-seconds']) * 1000) {
         await sleep(15_000);
-        samples.push({ at: (performance.now() - t0) / 1000, rss: rssOf(prom.pid), headSeries: await value('prometheus_tsdb_head_series'), scrapeSeconds: await value('scrape_duration_seconds{job="fleet"}') });
+        const own = await (await fetch(`${base}/metrics`)).text(); // Prometheus' own metrics (it does not scrape itself here)
+        const headSeries = Number(/^prometheus_tsdb_head_series (\S+)$/m.exec(own)?.[1]);
+        samples.push({ at: (performance.now() - t0) / 1000, rss: rssOf(prom.pid), headSeries, scrapeSeconds: await value('scrape_duration_seconds{job="fleet"}') });
       }
       r.samples = samples;
       r.headSeries = samples.at(-1).headSeries;
       r.rssBytes = samples.at(-1).rss;
       r.rssPeakBytes = hwmOf(prom.pid);
       r.scrapeSeconds = median(samples.map((x) => x.scrapeSeconds).filter(Number.isFinite));
-      r.goHeapInuseBytes = await value('go_memstats_heap_inuse_bytes');
+      r.goHeapInuseBytes = Number(/^go_memstats_heap_inuse_bytes (\S+)$/m.exec(await (await fetch(`${base}/metrics`)).text())?.[1]);
       r.fleetHosts = await value('fleet:nixos_desync_hosts:count');
       const groups = (await (await fetch(`${base}/api/v1/rules`)).json()).data.groups;
       r.ruleGroups = groups.map((gr) => ({ name: gr.name, evaluationSeconds: gr.evaluationTime }));
