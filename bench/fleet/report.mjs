@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 
 const r = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const mb = (b) => (b === undefined || Number.isNaN(b) ? '—' : `${Math.round(b / 1e6)} MB`);
+const mb = (b) => (b === undefined || b === null || Number.isNaN(b) ? '—' : `${Math.round(b / 1e6)} MB`);
 const ms = (x) => (x === undefined ? '—' : x >= 100 ? `${Math.round(x)}` : x.toFixed(1));
 const out = [];
 out.push(`Run ${r.at} · ${r.cores} cores · ${r.cpu} · load ${r.loadBefore.map((x) => x.toFixed(1)).join(' ')} → ${r.loadAfter.map((x) => x.toFixed(1)).join(' ')}`, '');
@@ -38,7 +38,7 @@ if (r.head?.length) {
   for (const h of r.head) {
     const g = (n) => h.ruleGroups.find((x) => x.name === n);
     const worst = [...h.dashboard].sort((x, y) => y.medianMs - x.medianMs)[0];
-    out.push(`| ${h.hosts} × ${h.desyncs} | ${h.headSeries} | ${mb(h.expositionBytes)} | ${h.scrapeSeconds?.toFixed(2)} s | ${mb(h.rssBytes)} (${mb(h.rssPeakBytes)}) | ${mb(h.goHeapInuseBytes)} | ${ms(g('nixos-desync-fleet').evaluationSeconds * 1000)} ms | ${ms(g('nixos-desync').evaluationSeconds * 1000)} ms | ${ms(worst.medianMs)} ms (${worst.panel}) |`);
+    out.push(`| ${h.hosts} × ${h.desyncs} | ${h.headSeries ?? '—'} | ${mb(h.expositionBytes)} | ${h.scrapeSeconds?.toFixed(2)} s | ${mb(h.rssBytes)} (${mb(h.rssPeakBytes)}) | ${mb(h.goHeapInuseBytes)} | ${ms(g('nixos-desync-fleet').evaluationSeconds * 1000)} ms | ${ms(g('nixos-desync').evaluationSeconds * 1000)} ms | ${ms(worst.medianMs)} ms (${worst.panel}) |`);
   }
   out.push('');
 }
