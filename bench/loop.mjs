@@ -14,8 +14,13 @@
 //   for each desync:  nix-build CANDIDATE -A <its requireBuilds> --no-out-link   (1 evaluation each)
 //   for a failing one: nix-build OLD_PIN -A <its requireBuilds> --no-out-link    (a 2nd evaluation)
 //   write <pins>/<name>.nix, then `nixos-rebuild switch`                          (1 system evaluation)
-// Candidate: runUpgrade() with the demo host's config (system.build = nixos-rebuild build,
-// system.activate = nixos-rebuild switch, both the fake rebuild that runs real nix-build).
+// Candidate ("ours"): runUpgrade() with the demo host's config and the DEFAULT activation:
+// system.build = nixos-rebuild build (the fake rebuild, real nix-build) leaves ./result;
+// system.activate = "switch" activates exactly that toplevel (switch-to-configuration test),
+// runs the health gate (failed units via the host's stand-in systemctl; health.settle 0s, as
+// the proposal's pattern waits for nothing either), then nix-env --set + switch-to-configuration
+// boot. "legacy": the same with the argv system.activate of earlier versions,
+// ["nixos-rebuild", "switch"] (a second evaluation of the whole configuration).
 //
 // Counted: Nix evaluations (each nix-instantiate / nix-build / fake nixos-rebuild call that
 // evaluates), wall time, and the loop's own overhead = run wall time − Σ wall time of the
@@ -85,7 +90,7 @@ function timedRunner() {
   return { run, calls };
 }
 const isRebuild = (argv) => argv.includes(FAKE_REBUILD);
-// ours-built's activate evaluates nothing (it switches to the result of system.build).
+// The default activation evaluates nothing (it activates the result of system.build).
 function countEvaluations(calls) {
   let gate = 0;
   let system = 0;
@@ -107,21 +112,22 @@ function desyncSetup(n) {
   return { desyncs, systemPackages };
 }
 
-const ACTIVATE_BUILT = join(ROOT, 'bench', 'activate-built.mjs');
-async function makeOurs(dir, n, evalCost, { activateBuilt = false } = {}) {
+async function makeOurs(dir, n, evalCost, { legacy = false } = {}) {
   const { desyncs, systemPackages } = desyncSetup(n);
   const host = await createDemoHost(dir, { revisions: [{ label: `good-${n}`, evalCost, extraPackages: n }], desyncs, systemPackages });
-  if (activateBuilt) await host.writeConfig({ system: { ...host.config.system, activate: [process.execPath, ACTIVATE_BUILT, '--host', dir] } });
+  if (legacy) await host.writeConfig({ system: { ...host.config.system, activate: [process.execPath, FAKE_REBUILD, 'switch', '--host', dir] } });
   const config = parseConfig(host.config);
+  // The host's stand-in systemctl first on PATH (the health gate lists failed units).
+  const hostEnv = { ...env, PATH: host.path };
   const once = async () => {
     const { run, calls } = timedRunner();
     const deps = {
       config,
-      nix: createCliNix({ env, run }),
+      nix: createCliNix({ env: hostEnv, run }),
       run,
       store: createStateStore(config.stateDir),
       logger: createLogger({ write: () => undefined }),
-      env,
+      env: hostEnv,
     };
     const t = process.hrtime.bigint();
     const res = await runUpgrade(deps);
@@ -181,21 +187,21 @@ try {
   for (const n of SIZES) {
     log(`${n} desync(s): setting up (one unmeasured run of each side establishes the pins)`);
     const ours = await makeOurs(join(tmp, `ours-${n}`), n, results.evalCost);
-    const built = await makeOurs(join(tmp, `built-${n}`), n, results.evalCost, { activateBuilt: true });
+    const legacy = await makeOurs(join(tmp, `legacy-${n}`), n, results.evalCost, { legacy: true });
     const base = await makeBaseline(join(tmp, `base-${n}`), n, results.evalCost);
     const row = { desyncs: n, trials: [] };
     for (let t = 0; t < TRIALS; t++) {
       // A fresh revision per side and trial (same shape, own label), so each side builds cold.
-      for (const [side, h] of [['ours', ours.host], ['built', built.host], ['base', base.host]]) {
+      for (const [side, h] of [['ours', ours.host], ['legacy', legacy.host], ['base', base.host]]) {
         const label = `cand-${n}-${t}-${side}`;
         await writeFakeNixpkgs(join(h.dir, 'revs', label), { label, evalCost: results.evalCost, extraPackages: n, broken: ['pkg0'] });
         await h.useRevision(label);
       }
-      const order = t % 2 === 0 ? ['baseline', 'ours', 'built'] : ['built', 'ours', 'baseline'];
+      const order = t % 2 === 0 ? ['baseline', 'ours', 'legacy'] : ['legacy', 'ours', 'baseline'];
       const trial = { load1: loadavg()[0] };
       for (const side of order) {
-        if (side === 'ours' || side === 'built') {
-          const r = await (side === 'ours' ? ours : built).once();
+        if (side === 'ours' || side === 'legacy') {
+          const r = await (side === 'ours' ? ours : legacy).once();
           const cmdMs = r.calls.reduce((s, c) => s + c.ms, 0);
           trial[side] = {
             wallMs: r.wallMs,
@@ -216,8 +222,8 @@ try {
         }
       }
       trial.ratio = trial.ours.wallMs / trial.baseline.wallMs;
-      trial.ratioBuilt = trial.built.wallMs / trial.baseline.wallMs;
-      log(`${n} desync(s) trial ${t + 1}/${TRIALS}: ours ${(trial.ours.wallMs / 1000).toFixed(2)} s (${trial.ours.evaluations.gate} gate + ${trial.ours.evaluations.system} system evals, overhead ${trial.ours.overheadMs.toFixed(0)} ms) · baseline ${(trial.baseline.wallMs / 1000).toFixed(2)} s (${trial.baseline.evaluations.gate} + ${trial.baseline.evaluations.system}) · ratio ${trial.ratio.toFixed(2)} · activate-built ${(trial.built.wallMs / 1000).toFixed(2)} s ratio ${trial.ratioBuilt.toFixed(2)} · load ${trial.load1.toFixed(2)}`);
+      trial.ratioLegacy = trial.legacy.wallMs / trial.baseline.wallMs;
+      log(`${n} desync(s) trial ${t + 1}/${TRIALS}: ours ${(trial.ours.wallMs / 1000).toFixed(2)} s (${trial.ours.evaluations.gate} gate + ${trial.ours.evaluations.system} system evals, overhead ${trial.ours.overheadMs.toFixed(0)} ms) · baseline ${(trial.baseline.wallMs / 1000).toFixed(2)} s (${trial.baseline.evaluations.gate} + ${trial.baseline.evaluations.system}) · ratio ${trial.ratio.toFixed(2)} · legacy ${(trial.legacy.wallMs / 1000).toFixed(2)} s ratio ${trial.ratioLegacy.toFixed(2)} · load ${trial.load1.toFixed(2)}`);
       row.trials.push(trial);
     }
     const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
@@ -225,9 +231,9 @@ try {
       oursMs: med(row.trials.map((x) => x.ours.wallMs)),
       baselineMs: med(row.trials.map((x) => x.baseline.wallMs)),
       ratio: med(row.trials.map((x) => x.ratio)),
-      builtMs: med(row.trials.map((x) => x.built.wallMs)),
-      ratioBuilt: med(row.trials.map((x) => x.ratioBuilt)),
-      builtGateMs: med(row.trials.map((x) => (x.built.stages.gate ?? 0) * 1000)),
+      legacyMs: med(row.trials.map((x) => x.legacy.wallMs)),
+      ratioLegacy: med(row.trials.map((x) => x.ratioLegacy)),
+      legacyGateMs: med(row.trials.map((x) => (x.legacy.stages.gate ?? 0) * 1000)),
       overheadMs: med(row.trials.map((x) => x.ours.overheadMs)),
       oursGateMs: med(row.trials.map((x) => (x.ours.stages.gate ?? 0) * 1000)),
       oursEvaluations: row.trials[0].ours.evaluations,
@@ -247,10 +253,10 @@ if (args.json) {
 const pad = (s, w) => String(s).padStart(w);
 const sec = (ms) => (ms / 1000).toFixed(2);
 console.log(`\nLoop: one run with real Nix; fake nixpkgs evalCost ${results.evalCost} (one import ≈ ${results.evalSeconds.toFixed(2)} s); median of ${TRIALS} interleaved trial(s); load ${results.loadavgStart[0].toFixed(2)} → ${results.loadavgEnd[0].toFixed(2)}`);
-console.log(`${pad('desyncs', 7)} | ${pad('evals ours', 10)} ${pad('evals base', 10)} | ${pad('ours s', 7)} ${pad('(gate)', 6)} ${pad('base s', 7)} ${pad('ratio', 6)} | ${pad('act-built s', 11)} ${pad('ratio', 6)} | ${pad('overhead s', 10)}`);
+console.log(`${pad('desyncs', 7)} | ${pad('evals ours', 10)} ${pad('evals base', 10)} | ${pad('ours s', 7)} ${pad('(gate)', 6)} ${pad('base s', 7)} ${pad('ratio', 6)} | ${pad('legacy s', 11)} ${pad('ratio', 6)} | ${pad('overhead s', 10)}`);
 for (const r of results.sizes) {
   const m = r.median;
   const ev = (e) => `${e.total} (${e.gate}+${e.system})`;
-  console.log(`${pad(r.desyncs, 7)} | ${pad(ev(m.oursEvaluations), 10)} ${pad(ev(m.baselineEvaluations), 10)} | ${pad(sec(m.oursMs), 7)} ${pad(sec(m.oursGateMs), 6)} ${pad(sec(m.baselineMs), 7)} ${pad(m.ratio.toFixed(2), 6)} | ${pad(sec(m.builtMs), 11)} ${pad(m.ratioBuilt.toFixed(2), 6)} | ${pad((m.overheadMs / 1000).toFixed(3), 10)}`);
+  console.log(`${pad(r.desyncs, 7)} | ${pad(ev(m.oursEvaluations), 10)} ${pad(ev(m.baselineEvaluations), 10)} | ${pad(sec(m.oursMs), 7)} ${pad(sec(m.oursGateMs), 6)} ${pad(sec(m.baselineMs), 7)} ${pad(m.ratio.toFixed(2), 6)} | ${pad(sec(m.legacyMs), 11)} ${pad(m.ratioLegacy.toFixed(2), 6)} | ${pad((m.overheadMs / 1000).toFixed(3), 10)}`);
 }
-console.log('evals = Nix evaluations (gate + system); ours: nix-instantiate for the gate, nixos-rebuild build + switch; act-built: system.activate switches to the built result (no 2nd evaluation)');
+console.log('evals = Nix evaluations (gate + system); ours: nix-instantiate for the gate + nixos-rebuild build, then the default activation of exactly the built toplevel (test, health gate, profile + boot: no evaluation); legacy: system.activate = ["nixos-rebuild", "switch"] (a 2nd evaluation)');

@@ -185,26 +185,36 @@ let
   nixosRebuild = "${config.system.build.nixos-rebuild}/bin/nixos-rebuild";
   systemctl = "${config.systemd.package}/bin/systemctl";
 
-  # The loop's activation step: start the unconfined activation unit and wait for it. For a
-  # Type=oneshot unit `systemctl start` returns only once the unit's ExecStart has finished
-  # (the start job completes when the oneshot leaves "activating") and exits non-zero when it
-  # failed, so no --wait is needed. The operation is fixed in that unit (not passed by the
-  # sandboxed loop), so the loop can ask for "activate now" and nothing else.
-  activateUnit = "nixos-desync-activate.service";
-  activateArgv =
-    if cfg.upgrade.enable then
-      [
-        systemctl
-        "start"
-        activateUnit
-      ]
-    else
-      # No loop unit, no activation unit: a manual `nixos-desync upgrade` from a root shell is
-      # not sandboxed anyway and runs nixos-rebuild itself.
-      [
-        nixosRebuild
-        cfg.upgrade.operation
-      ];
+  # The loop activates exactly the toplevel it built (`system.activate` = upgrade.operation,
+  # "switch" or "boot": no second evaluation). Its privileged steps run as unconfined root in
+  # the template unit nixos-desync-activate@<action>:<escaped toplevel>.service, which the
+  # sandboxed loop starts with `systemctl start` (NIXOS_DESYNC_ACTIVATION_UNIT below) and
+  # waits for: for a Type=oneshot unit `systemctl start` returns once ExecStart has finished
+  # and exits non-zero when it failed. The unit accepts only two actions on a store path that
+  # is a NixOS system: `test` (switch-to-configuration test: activate now, for the health gate;
+  # also the rollback to the previous system) and `boot` (the healthy system becomes a profile
+  # generation and the boot default).
+  activateUnitName = "nixos-desync-activate";
+  activateScript = pkgs.writeShellScript "nixos-desync-activate" ''
+    set -euo pipefail
+    instance="$1"                      # %i: <action>:<systemd-escape --path of the toplevel>
+    action="''${instance%%:*}"
+    toplevel="$(${config.systemd.package}/bin/systemd-escape --unescape --path -- "''${instance#*:}")"
+    case "$toplevel" in
+      ${builtins.storeDir}/*) ;;
+      *) echo "nixos-desync-activate: $toplevel is not in ${builtins.storeDir}" >&2; exit 2 ;;
+    esac
+    if [ ! -x "$toplevel/bin/switch-to-configuration" ] || [ ! -e "$toplevel/nixos-version" ]; then
+      echo "nixos-desync-activate: $toplevel is not a NixOS system" >&2; exit 2
+    fi
+    case "$action" in
+      test) exec "$toplevel/bin/switch-to-configuration" test ;;
+      boot)
+        nix-env -p /nix/var/nix/profiles/system --set "$toplevel"
+        exec "$toplevel/bin/switch-to-configuration" boot ;;
+      *) echo "nixos-desync-activate: unknown action $action" >&2; exit 2 ;;
+    esac
+  '';
 
   channelUpdate = (cfg.settings.channel or { }).update or true;
 
@@ -229,6 +239,55 @@ let
     config.programs.ssh.package
   ];
 
+  # The loop's environment (also the boot-time recovery's).
+  loopEnvironment = upgradeEnvironment // {
+    # Store writes (.drv files from nix-instantiate --read-write-mode, nix-store --add,
+    # builds, the channel's new user environment) and GC-root registrations
+    # (--add-root --indirect: the link is made here, the daemon records it) all go
+    # through nix-daemon. A root client would otherwise open the store directly, which
+    # needs a writable /nix/store and /nix/var/nix/db.
+    NIX_REMOTE = "daemon";
+    # Nix's client-side caches (fetcher cache of fetchTarball/fetchGit and of
+    # nix-channel's download, flake eval cache, git checkouts) live in
+    # $XDG_CACHE_HOME/nix; /root/.cache is read-only here (ProtectHome=read-only).
+    XDG_CACHE_HOME = "/var/cache/nixos-desync";
+    # The privileged steps of an activation go through nixos-desync-activate@.service.
+    NIXOS_DESYNC_ACTIVATION_UNIT = activateUnitName;
+  };
+
+  # What this system is built from (provenance), written into the toplevel. The pins are
+  # those the loop exposed to this build; a desync without a pin uses the system's nixpkgs.
+  systemNixpkgsRevision =
+    let r = config.system.nixos.revision or null; in if r == null then lib.trivial.revisionWithDefault "unknown" else r;
+  pinSetIds = lib.filter (x: x != null) (
+    map (
+      n:
+      let
+        p = readPin n;
+      in
+      if p == null then null else p.setId or null
+    ) (lib.attrNames cfg.desyncs)
+  );
+  systemSources = {
+    runId = if pinSetIds == [ ] then null else builtins.head pinSetIds;
+    builtAt = null;
+    nixpkgs = {
+      revision = systemNixpkgsRevision;
+      path = toString pkgs.path;
+    };
+    desyncs = lib.mapAttrs (
+      name: _:
+      let
+        pin = readPin name;
+      in
+      if pin == null then
+        { revision = systemNixpkgsRevision; desyncAge = 0; path = toString pkgs.path; }
+      else
+        { inherit (pin) revision desyncAge; path = toString pin.path; }
+    ) cfg.desyncs;
+  };
+  sourcesFile = pkgs.writeText "nixos-desync-sources.json" (builtins.toJSON systemSources);
+
   listenHost =
     if lib.hasInfix ":" cfg.exporter.listenAddress then
       "[${cfg.exporter.listenAddress}]"
@@ -249,7 +308,17 @@ let
   # settings first (with our activation as default underneath), then the keys that have
   # typed options of their own.
   effectiveSettings =
-    lib.recursiveUpdate { system.activate = activateArgv; } cfg.settings
+    lib.recursiveUpdate {
+      system.activate = cfg.upgrade.operation;
+      health = {
+        inherit (cfg.health)
+          settle
+          failedUnits
+          ignoreUnits
+          checks
+          ;
+      };
+    } cfg.settings
     // {
       # Keyed by the typed `name`: generating the config checks every desync name.
       desyncs = lib.mapAttrs' (_: d: lib.nameValuePair d.name (desyncJson d)) cfg.desyncs;
@@ -349,6 +418,42 @@ in
         type = types.bool;
         default = true;
         description = "As system.autoUpgrade.persistent: catch up a run missed while powered off (Persistent=).";
+      };
+    };
+
+    health = {
+      settle = mkOption {
+        type = types.str;
+        default = "10s";
+        example = "30s";
+        description = ''
+          After activating a new system (`upgrade.operation = "switch"`), wait this long before
+          the health gate looks at the host (`0s`, or a duration like `30s`, `2m`).
+        '';
+      };
+      failedUnits = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Fail the health gate when a systemd unit is in the failed state that was not failed
+          before the activation. A failed gate rolls back to the previous system.
+        '';
+      };
+      ignoreUnits = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "flaky-backup.service" "user@*.service" ];
+        description = "Units (`*` wildcards allowed) that never fail the health gate.";
+      };
+      checks = mkOption {
+        type = types.listOf (types.listOf types.str);
+        default = [ ];
+        example = literalExpression ''[ [ "''${pkgs.curl}/bin/curl" "-fsS" "http://127.0.0.1:8008/health" ] ]'';
+        description = ''
+          Commands (argv, no shell) run by the health gate after the settle time; a non-zero exit
+          fails the gate and rolls back. Environment: `NIXOS_DESYNC_TOPLEVEL` (the new system),
+          `NIXOS_DESYNC_PREVIOUS_TOPLEVEL` (the one before). They run inside the loop's sandbox.
+        '';
       };
     };
 
@@ -469,11 +574,10 @@ in
       description = ''
         The remaining keys of the JSON config (docs/configuration.md): nixpkgs, channel,
         system, onBreach, stateDir, profilesDir, runDir, timeouts. `desyncs` and `exporter`
-        come from the options above. `system.build` defaults to `nixos-rebuild build`;
-        `system.activate` to `systemctl start nixos-desync-activate.service` (which runs
-        `nixos-rebuild <upgrade.operation>` outside the loop's sandbox), or to
-        `nixos-rebuild <upgrade.operation>` itself when `upgrade.enable` is false.
-        Note that a custom `system.activate` runs inside the loop's sandbox.
+        come from the options above, `health` from `health.*`. `system.build` defaults to
+        `nixos-rebuild build`; `system.activate` to `upgrade.operation`: exactly the built
+        system is activated, through `nixos-desync-activate@.service` (outside the loop's
+        sandbox). Note that a custom (argv) `system.activate` runs inside the loop's sandbox.
       '';
     };
 
@@ -552,18 +656,7 @@ in
         "network-online.target"
         "nix-daemon.socket"
       ];
-      environment = upgradeEnvironment // {
-        # Store writes (.drv files from nix-instantiate --read-write-mode, nix-store --add,
-        # builds, the channel's new user environment) and GC-root registrations
-        # (--add-root --indirect: the link is made here, the daemon records it) all go
-        # through nix-daemon. A root client would otherwise open the store directly, which
-        # needs a writable /nix/store and /nix/var/nix/db.
-        NIX_REMOTE = "daemon";
-        # Nix's client-side caches (fetcher cache of fetchTarball/fetchGit and of
-        # nix-channel's download, flake eval cache, git checkouts) live in
-        # $XDG_CACHE_HOME/nix; /root/.cache is read-only here (ProtectHome=read-only).
-        XDG_CACHE_HOME = "/var/cache/nixos-desync";
-      };
+      environment = loopEnvironment;
       path = upgradePath;
       serviceConfig = sandboxCommon // {
         Type = "oneshot";
@@ -653,8 +746,8 @@ in
     # `systemctl start` (the generated config's system.activate), and waited for.
     # No ordering against nixos-desync-upgrade.service: the loop's start job is still
     # running while it waits for this one, so After= would deadlock.
-    systemd.services.nixos-desync-activate = mkIf cfg.upgrade.enable {
-      description = "nixos-desync activation (nixos-rebuild ${cfg.upgrade.operation})";
+    systemd.services."${activateUnitName}@" = mkIf cfg.upgrade.enable {
+      description = "nixos-desync activation of a built system (%i)";
       # Like nixos-upgrade.service: the switch must not restart or stop the unit doing it.
       restartIfChanged = false;
       unitConfig.X-StopOnRemoval = false;
@@ -666,10 +759,12 @@ in
       serviceConfig = {
         # `systemctl start` returns when the oneshot has finished, non-zero if it failed.
         Type = "oneshot";
-        ExecStart = escapeExecArgs [
-          nixosRebuild
-          cfg.upgrade.operation
-        ];
+        # %i: <action>:<escaped toplevel>, parsed and checked by the script (argv, no shell
+        # string: the instance is one argument).
+        ExecStart = "${activateScript} %i";
+        # switch-to-configuration exits 4 when some units failed to (re)start: the loop's
+        # health gate decides about units (those failed before, health.ignoreUnits).
+        SuccessExitStatus = "4";
         # Hardening that cannot get in the way of an activation. Deliberately absent:
         # - NoNewPrivileges: inherited by everything the activation executes directly
         #   (nixos-rebuild, local builds, and switch-to-configuration with its activation
@@ -690,6 +785,39 @@ in
         RestrictRealtime = true;
       };
     };
+
+    # At boot: a run interrupted while its new system was activated but not yet confirmed
+    # healthy (a crash or a reboot during the health gate) is finished here — the pins are
+    # restored and, unless the boot already brought the previous system back (nothing made the
+    # candidate the boot default), the previous system is activated again — and recorded once.
+    # Only when a run left its journal. Same sandbox and environment as the loop.
+    systemd.services.nixos-desync-recover = mkIf cfg.upgrade.enable {
+      description = "nixos-desync: finish or roll back an upgrade run interrupted by a crash or reboot";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "nix-daemon.socket" ];
+      after = [ "nix-daemon.socket" ];
+      restartIfChanged = false;
+      unitConfig.ConditionPathExists = "${stateDir}/journal.json";
+      environment = loopEnvironment;
+      path = upgradePath;
+      serviceConfig = config.systemd.services.nixos-desync-upgrade.serviceConfig // {
+        ExecStart = escapeExecArgs [
+          "${cfg.package}/bin/nixos-desync"
+          "recover"
+          "--config"
+          configFile
+        ];
+        RuntimeDirectory = "nixos-desync-recover";
+        WorkingDirectory = "/run/nixos-desync-recover";
+      };
+    };
+
+    # Every system built with this module says what it was built from, even without the
+    # state directory: <toplevel>/nixos-desync-sources.json (read by `nixos-desync
+    # generations` and the exporter when the state has no record of that toplevel).
+    system.systemBuilderCommands = ''
+      cp ${sourcesFile} $out/nixos-desync-sources.json
+    '';
 
     systemd.timers.nixos-desync-upgrade = mkIf cfg.upgrade.enable {
       description = "nixos-desync upgrade timer";

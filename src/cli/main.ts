@@ -17,9 +17,11 @@ export const VERSION: string = (JSON.parse(readFileSync(PKG, 'utf8')) as { versi
 const HELP = `nixos-desync ${VERSION} — desync upgrade loop and Prometheus exporter for NixOS
 
 Usage:
-  nixos-desync upgrade      --config FILE [--dry-run] [--json]   one run of the loop
+  nixos-desync upgrade      --config FILE [--dry-run] [--json] [--retry]   one run of the loop
   nixos-desync serve        --config FILE [--web.listen-address ADDR] [--web.config.file F]
   nixos-desync status       --config FILE [--json]
+  nixos-desync generations  --config FILE [--json]   which sources each generation was built from
+  nixos-desync recover      --config FILE            finish or roll back an interrupted run (boot time)
   nixos-desync check-config --config FILE
   nixos-desync --help | --version
 
@@ -38,6 +40,7 @@ const OPTIONS = {
   config: { type: 'string' },
   'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
+  retry: { type: 'boolean' },
   'web.listen-address': { type: 'string' },
   'web.config.file': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -45,7 +48,9 @@ const OPTIONS = {
 } as const;
 
 const ALLOWED: Record<string, string[]> = {
-  upgrade: ['config', 'dry-run', 'json'],
+  upgrade: ['config', 'dry-run', 'json', 'retry'],
+  generations: ['config', 'json'],
+  recover: ['config'],
   serve: ['config', 'web.listen-address', 'web.config.file'],
   status: ['config', 'json'],
   'check-config': ['config', 'json'],
@@ -125,10 +130,23 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
         const logger = createLogger({ write: json ? io.stderr : io.stdout, format: 'text' });
         // Loaded here: `serve` (the long-running process) never holds the upgrade path.
         const [{ runUpgrade }, { upgradeDeps }] = await Promise.all([import('../upgrade/run.js'), import('../wire.js')]);
-        const res = await runUpgrade(upgradeDeps(config, logger, io.env, signal), { dryRun: values['dry-run'] ?? false });
+        const res = await runUpgrade(upgradeDeps(config, logger, io.env, signal), { dryRun: values['dry-run'] ?? false, retry: values.retry ?? false });
         if (json) io.stdout(JSON.stringify(res, null, 2) + '\n');
         else io.stdout(`run ${res.result}${res.dryRun ? ' (dry run)' : ''} in ${res.durationSeconds.toFixed(1)}s — exit ${res.exitCode}\n`);
         return res.exitCode;
+      }
+      case 'generations': {
+        const { collectGenerations, renderGenerations } = await import('./generations.js');
+        const gens = await collectGenerations(config);
+        io.stdout(values.json ? JSON.stringify(gens, null, 2) + '\n' : renderGenerations(gens));
+        return EXIT.ok;
+      }
+      case 'recover': {
+        const logger = createLogger({ write: io.stdout, format: 'text' });
+        const [{ recoverOnly }, { upgradeDeps }] = await Promise.all([import('../upgrade/run.js'), import('../wire.js')]);
+        const id = await recoverOnly(upgradeDeps(config, logger, io.env, signal));
+        io.stdout(id === null ? 'nothing to recover: the last run ended cleanly\n' : `recovered interrupted run ${id}\n`);
+        return EXIT.ok;
       }
       case 'serve': {
         const { serve } = await import('../http/serve.js');

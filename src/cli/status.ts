@@ -4,6 +4,9 @@ import { createStateStore } from '../state/store.js';
 import { buildStatus, type StatusDoc } from '../state/status.js';
 import { readSystemInfo } from '../watch/system-info.js';
 import { formatSeconds } from '../util/duration.js';
+import { realpath } from 'node:fs/promises';
+import { join } from 'node:path';
+import { sourcesOf } from '../system/generations.js';
 
 export async function collectStatus(config: Config, now = new Date()): Promise<StatusDoc> {
   const store = createStateStore(config.stateDir);
@@ -13,7 +16,8 @@ export async function collectStatus(config: Config, now = new Date()): Promise<S
     store.corruptFiles(),
   ]);
   const problems = [...state.problems, ...corrupt.map((f) => ({ file: `${config.stateDir}/${f}`, message: 'corrupt file moved aside by an earlier run' }))];
-  return buildStatus(config, state.value, sys, now, problems);
+  const toplevel = await realpath(join(config.runDir, 'current-system')).catch(() => null);
+  return buildStatus(config, state.value, sys, now, problems, { toplevel, sources: await sourcesOf(toplevel, state.value) });
 }
 
 function pad(rows: string[][]): string {
@@ -44,6 +48,19 @@ export function renderStatus(doc: StatusDoc): string {
   lines.push('');
   lines.push(`system: generation ${s.generation ?? '-'}${s.generationTimestamp ? ` (${s.generationTimestamp})` : ''}, ${s.generations} generation(s)` +
     `${s.activationPending ? ', activation pending' : ''}${s.rebootRequired ? ', REBOOT REQUIRED' : ''}`);
+  const src = doc.system.sources as { nixpkgs: { revision: string }; desyncs: Record<string, { revision: string; desyncAge: number }> } | null;
+  if (src) {
+    const lagging = Object.entries(src.desyncs).filter(([, d]) => d.desyncAge > 0).map(([n, d]) => `${n} ${d.revision.slice(0, 12)} (lag ${d.desyncAge})`);
+    lines.push(`running system built from nixpkgs ${src.nixpkgs.revision.slice(0, 12)}${lagging.length ? '; desynced: ' + lagging.join(', ') : ''}`);
+  } else if (doc.system.toplevel) {
+    lines.push('running system: not built by nixos-desync (no recorded sources)');
+  }
+  if (doc.rollback) {
+    lines.push(`last rollback: ${doc.rollback.at} (${doc.rollback.reason}) — ${doc.rollback.error.split('\n')[0]}`);
+  }
+  if (doc.rejected) {
+    lines.push(`rejected candidate: ${doc.rejected.revision} (rolled back by run ${doc.rejected.runId}); skipped until the source moves, or run upgrade --retry`);
+  }
   const r = doc.lastRun;
   lines.push(r ? `last run: ${r.result} at ${r.at} (${formatSeconds(r.durationSeconds)})${r.error ? ' — ' + r.error.split('\n')[0] : ''}` : 'last run: never');
   lines.push(`last successful run: ${doc.lastSuccessfulRunAt ?? 'never'}`);

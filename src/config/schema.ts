@@ -55,6 +55,9 @@ const desync = z.strictObject({
   nixpkgsConfig: z.record(z.string(), jsonValue).default({}),
 });
 
+// A systemd unit name (or a glob of them, `*` only), as `systemctl list-units` prints it.
+const unitName = z.string().regex(/^[A-Za-z0-9:_.@\\*-]{1,256}$/, { message: 'must be a systemd unit name like foo.service (`*` allowed as a wildcard)' });
+
 const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$/, {
   message: 'must be host:port, e.g. 127.0.0.1:9793 or [::1]:9793',
 }).refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, { message: 'port must be at most 65535' });
@@ -80,7 +83,17 @@ export const configSchema = z.strictObject({
   system: z
     .strictObject({
       build: argv.default(['nixos-rebuild', 'build']),
-      activate: argv.nullable().default(['nixos-rebuild', 'switch']),
+      // "switch" (test-activate, health gate, then profile + boot default), "boot", null (build
+      // only) or an argv escape hatch run with env NIXOS_DESYNC_TOPLEVEL.
+      activate: z.union([z.enum(['switch', 'boot']), argv]).nullable().default('switch'),
+    })
+    .prefault({}),
+  health: z
+    .strictObject({
+      settle: z.union([z.literal('0s'), duration]).default('10s'),
+      failedUnits: z.boolean().default(true),
+      ignoreUnits: z.array(unitName).default([]),
+      checks: z.array(argv).default([]),
     })
     .prefault({}),
   // Flake mode (nixpkgs/channel must then be absent; checked in parseConfig, where their absence is visible).
@@ -103,6 +116,7 @@ export const configSchema = z.strictObject({
       build: timeout.default('3h'),
       check: timeout.default('1h'),
       system: timeout.default('3h'),
+      health: timeout.default('5m'),
     })
     .prefault({}),
   exporter: z
@@ -131,6 +145,7 @@ export const configSchema = z.strictObject({
 
 export type Config = z.infer<typeof configSchema>;
 export type DesyncConfig = z.infer<typeof desync>;
+export type ActivateMode = NonNullable<Config['system']['activate']>;
 
 /** The flake input of a desync (flake mode): its `input`, else `nixpkgs-<name>`. */
 export function desyncInput(name: string, d: Pick<DesyncConfig, 'input'>): string {

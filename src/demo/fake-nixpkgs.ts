@@ -17,6 +17,10 @@ export interface FakeRevision {
   extraPackages?: number;
   /** Attributes whose builder sleeps this many seconds first (slow or hanging builds). */
   sleep?: Record<string, number>;
+  /** Attributes that build but whose service fails once activated (`<name>.service` failed). */
+  crashes?: string[];
+  /** Attributes that build but break the activation (switch-to-configuration fails). */
+  breaksActivation?: string[];
 }
 
 export const FAKE_ATTRS = ['hello', 'home-manager', 'matrix-synapse', 'python3Packages.requests', 'firefox', 'linux', 'unfree-tool'] as const;
@@ -31,6 +35,8 @@ function nixStr(s: string): string {
 
 export function fakeNixpkgsExpr(rev: FakeRevision): string {
   const broken = new Set(rev.broken ?? []);
+  const crashes = new Set(rev.crashes ?? []);
+  const breaksActivation = new Set(rev.breaksActivation ?? []);
   const evalBroken = new Set(rev.evalBroken ?? []);
   const pkg = (attr: string): string => {
     const name = attr.split('.').pop()!;
@@ -38,6 +44,8 @@ export function fakeNixpkgsExpr(rev: FakeRevision): string {
     if (broken.has(attr)) return `bad ${nixStr(name)}`;
     const secs = rev.sleep?.[attr];
     if (secs !== undefined) return `slow ${nixStr(name)} ${Math.max(0, Math.floor(secs))}`;
+    if (crashes.has(attr)) return `marked ${nixStr(name)} "crashes-at-runtime"`;
+    if (breaksActivation.has(attr)) return `marked ${nixStr(name)} "breaks-activation"`;
     return `ok ${nixStr(name)}`;
   };
   const extra = Array.from({ length: rev.extraPackages ?? 0 }, (_, i) => `  pkg${i} = ${pkg(`pkg${i}`)};`).join('\n');
@@ -65,6 +73,7 @@ let
     inherit cost;
   };
   ok = name: mk name "echo ${'$'}{name} ${'$'}{rev} > $out";
+  marked = name: what: mk name "echo ${'$'}{name} ${'$'}{rev} ${'$'}{what} > $out";
   slow = name: secs: mk name "sleep ${'$'}{toString secs}; echo ${'$'}{name} ${'$'}{rev} > $out";
   bad = name: mk name "echo 'error: ${'$'}{name} fails to build on ${'$'}{rev}: test suite failed' >&2; exit 1";
   base = {
@@ -102,7 +111,7 @@ export function fakeSystemExpr(desyncPackages: Record<string, string>): string {
     .join('\n');
   const names = Object.keys(desyncPackages).map(nixStr).join(' ');
   return `# Fake NixOS system (demo/test fixture): args come from --argstr, never interpolated.
-{ nixpkgs, pinsDir }:
+{ nixpkgs, pinsDir, runDir ? "/run" }:
 let
   # The arguments the NixOS module uses (and the gate): explicit system, no ambient overlays.
   args = { system = builtins.currentSystem; overlays = [ ]; config = { }; };
@@ -123,19 +132,58 @@ derivation {
   system = builtins.currentSystem;
   builder = "/bin/sh";
   PATH = "/usr/bin:/bin";
-  inherit packages;
+  inherit packages runDir;
+  switchScript = builtins.readFile ./switch-to-configuration.sh;
   kernel = pkgs.linux;
   # What NixOS writes to <toplevel>/nixos-version: release.YYYYMMDD.<short rev> (the fake
   # nixpkgs has no commit date: a fixed one).
   nixosVersion = "26.05.20260102." + builtins.substring 0 7 (builtins.readFile (nixpkgs + "/.git-revision"));
   args = [ "-c" ''
-    mkdir -p $out
+    mkdir -p $out/bin
     printf %s "$nixosVersion" > $out/nixos-version
     for p in $packages; do echo $p >> $out/packages; done
     ln -s $kernel $out/kernel
     ln -s $kernel $out/initrd
     ln -s $kernel $out/kernel-modules
+    printf '%s' "$switchScript" | sed -e "s|@out@|$out|g" -e "s|@runDir@|$runDir|g" > $out/bin/switch-to-configuration
+    chmod +x $out/bin/switch-to-configuration
   '' ];
 }
 `;
 }
+
+/**
+ * The fake toplevel's `bin/switch-to-configuration` (test|switch|boot), written next to the
+ * fake system expression: it records each activation in the fake host's run dir
+ * (`current-system`, `activations`, `boot-default`) and the services that fail once activated
+ * (`failed-units`, read by the stand-in systemctl); exit 4 when units failed, as the real one.
+ */
+export const FAKE_SWITCH_SCRIPT = `#!/bin/sh
+# Fake switch-to-configuration (nixos-desync demo/test fixture).
+top=@out@
+run=@runDir@
+action="$1"
+case "$action" in
+  test|switch)
+    ln -sfn "$top" "$run/current-system.tmp" && mv -T "$run/current-system.tmp" "$run/current-system"
+    [ -e "$run/booted-system" ] || ln -s "$top" "$run/booted-system"
+    echo "$action $top" >> "$run/activations"
+    : > "$run/failed-units.tmp"
+    bad=0
+    for p in $(cat "$top/packages"); do
+      set -- $(cat "$p")
+      if grep -q breaks-activation "$p"; then echo "error: activation script snippet of $1 failed (exit code 1)" >&2; bad=1; fi
+      if grep -q crashes-at-runtime "$p"; then echo "$1.service" >> "$run/failed-units.tmp"; fi
+    done
+    mv "$run/failed-units.tmp" "$run/failed-units"
+    [ "$bad" = 0 ] || exit 1
+    if [ -s "$run/failed-units" ]; then echo "warning: the following units failed: $(tr '\\n' ' ' < "$run/failed-units")" >&2; exit 4; fi
+    echo "activated $top"
+    ;;
+  boot)
+    ln -sfn "$top" "$run/boot-default.tmp" && mv -T "$run/boot-default.tmp" "$run/boot-default"
+    echo "boot $top" >> "$run/activations"
+    ;;
+  *) echo "Usage: switch-to-configuration [switch|boot|test|dry-activate]" >&2; exit 1 ;;
+esac
+`;

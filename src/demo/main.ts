@@ -25,6 +25,8 @@ const host = await createDemoHost(dir, {
     { label: 'rev3', broken: ['home-manager'] },
     { label: 'rev4', broken: ['matrix-synapse'] },
     { label: 'rev5', broken: ['matrix-synapse'] },
+    { label: 'rev6', crashes: ['matrix-synapse'] },
+    { label: 'rev7' },
   ],
   desyncs: {
     'home-manager': { requireBuilds: ['home-manager'], maxLagRebuilds: 14, maxBehind: '14d' },
@@ -44,7 +46,13 @@ const story: Array<[string, string]> = [
   ['rev3', 'still broken: lag 2 of 14, the rest of the system keeps getting fixes'],
   ['rev4', 'home-manager is fixed (back in sync); matrix-synapse breaks (budget: 1 rebuild)'],
   ['rev5', 'matrix-synapse still broken at its budget: a BREACH (onBreach "continue": exit 1, system still upgraded)'],
+  ['rev6', 'everything builds, but matrix-synapse.service fails once the new system is activated: the health gate fails and the loop ROLLS BACK by itself (exit 1)'],
+  ['rev6', 'the channel has not moved: the rejected revision is skipped at once (exit 1) until it moves, or `upgrade --retry`'],
+  ['rev7', 'the channel moves on: the new revision is healthy and goes live'],
 ];
+// The host's stand-in systemctl (it reports the units the fake activation failed) first on
+// PATH, as the real one on NixOS: the health gate asks it for failed units.
+process.env.PATH = host.path;
 out(`nixos-desync demo host in ${dir}\n`);
 for (const [i, [rev, what]] of story.entries()) {
   await host.useRevision(rev);
@@ -53,6 +61,10 @@ for (const [i, [rev, what]] of story.entries()) {
   const code = await main(['upgrade', '--config', host.configPath], io);
   out(`(exit code ${code})\n\n$ nixos-desync status --config ${host.configPath}\n`);
   await main(['status', '--config', host.configPath], io);
+  if (rev === 'rev6' || rev === 'rev7') {
+    out(`\n$ nixos-desync generations --config ${host.configPath}\n`);
+    await main(['generations', '--config', host.configPath], io);
+  }
 }
 out(`\nThe demo state is in ${dir}. Look at it with:\n` +
   `  node dist/src/cli/main.js status --config ${host.configPath} --json\n` +

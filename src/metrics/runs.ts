@@ -1,6 +1,7 @@
 // Run metrics from state.json (counters persisted by the loop) and the run journal.
 import { STAGES } from '../upgrade/context.js';
 import { isProcessAlive } from '../util/proc.js';
+import { RUN_RESULTS } from '../state/model.js';
 import { bool, unixSeconds, type Collector } from './collector.js';
 
 export function runsCollector(opts: { isAlive?: (pid: number, startTime?: string) => boolean } = {}): Collector {
@@ -22,7 +23,11 @@ export function runsCollector(opts: { isAlive?: (pid: number, startTime?: string
       if (!s.journalProblem || s.runHolder !== null) emit('nixos_desync_run_in_progress', {}, bool(inProgress));
       if (s.stateProblem) return problems.map((p) => `${p.file}: ${p.message}`).join('; ');
       const runs = s.state.runs;
-      for (const result of ['success', 'failure', 'breach'] as const) emit('nixos_desync_runs_total', { result }, runs.total[result]);
+      for (const result of RUN_RESULTS) emit('nixos_desync_runs_total', { result }, runs.total[result]);
+      const rb = s.state.rollbacks;
+      for (const reason of ['activation', 'health'] as const) emit('nixos_desync_rollbacks_total', { reason }, rb.total[reason]);
+      emit('nixos_desync_last_rollback_timestamp_seconds', {}, unixSeconds(rb.last?.at));
+      if (s.state.health.lastSuccess !== null) emit('nixos_desync_last_health_check_success', {}, bool(s.state.health.lastSuccess));
       emit('nixos_desync_last_run_timestamp_seconds', {}, unixSeconds(runs.last?.at));
       emit('nixos_desync_last_successful_run_timestamp_seconds', {}, unixSeconds(runs.lastSuccessAt));
       if (runs.last) {

@@ -29,6 +29,17 @@ export function systemCollector(): Collector {
         }
       }
       if (!s.profilesError && !s.runError) emit('nixos_desync_system_activation_pending', {}, bool(s.activationPending));
+      // The running system's sources. A desync's series only when its running revision differs
+      // from its committed pin (pin_info says the rest): keeps the series budget of 12 per desync.
+      const sources = s.currentToplevel === null ? null : (model.state.state.systems[s.currentToplevel] ?? s.toplevelSources);
+      if (sources) {
+        emit('nixos_desync_system_source_info', { source: 'nixpkgs', revision: sources.nixpkgs.revision }, 1);
+        const pins = model.state.state.committed.pins;
+        for (const [name, d] of Object.entries(sources.desyncs).sort(([a], [b]) => a.localeCompare(b))) {
+          if (name === 'nixpkgs' || pins[name]?.revision === d.revision) continue;
+          emit('nixos_desync_system_source_info', { source: name, revision: d.revision }, 1);
+        }
+      }
       return [s.profilesError, s.runError].filter((e) => e !== null).join('; ') || null;
     },
   };

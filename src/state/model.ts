@@ -1,7 +1,8 @@
 // Machine-readable state under <stateDir>: versioned and validated on every read.
 import { z } from 'zod';
 
-export const STATE_VERSION = 1;
+/** 2: rolled_back runs, rollbacks, health, the rejected candidate, provenance (`systems`). Version 1 files are migrated on read. */
+export const STATE_VERSION = 2;
 export const HISTORY_VERSION = 1;
 export const JOURNAL_VERSION = 1;
 
@@ -30,7 +31,8 @@ export const desyncRecordSchema = z.object({
 });
 export type DesyncRecord = z.infer<typeof desyncRecordSchema>;
 
-export const runResultSchema = z.enum(['success', 'failure', 'breach']);
+export const runResultSchema = z.enum(['success', 'failure', 'breach', 'rolled_back']);
+export const RUN_RESULTS = runResultSchema.options;
 export type RunResult = z.infer<typeof runResultSchema>;
 
 export const runSummarySchema = z.object({
@@ -44,6 +46,20 @@ export const runSummarySchema = z.object({
 });
 export type RunSummary = z.infer<typeof runSummarySchema>;
 
+/** What a toplevel was built from (provenance), kept by toplevel store path. */
+export const systemSourcesSchema = z.object({
+  /** The run that built it (null: written into the toplevel by the module without a pin set yet). */
+  runId: z.string().nullable(),
+  /** When the loop committed it (null when only the toplevel's own file says). */
+  builtAt: iso.nullable(),
+  nixpkgs: z.object({ revision: z.string(), path: z.string() }),
+  desyncs: z.record(z.string(), z.object({ revision: z.string(), desyncAge: z.number().int().min(0), path: z.string() })),
+});
+export type SystemSources = z.infer<typeof systemSourcesSchema>;
+
+export const rollbackReasonSchema = z.enum(['activation', 'health']);
+export type RollbackReason = z.infer<typeof rollbackReasonSchema>;
+
 export const stateSchema = z.object({
   version: z.literal(STATE_VERSION),
   committed: z.object({
@@ -53,10 +69,20 @@ export const stateSchema = z.object({
   }),
   desyncs: z.record(z.string(), desyncRecordSchema),
   runs: z.object({
-    total: z.object({ success: z.number().int().min(0), failure: z.number().int().min(0), breach: z.number().int().min(0) }),
+    total: z.object({ success: z.number().int().min(0), failure: z.number().int().min(0), breach: z.number().int().min(0), rolled_back: z.number().int().min(0) }),
     last: runSummarySchema.nullable(),
     lastSuccessAt: iso.nullable(),
   }),
+  rollbacks: z.object({
+    total: z.object({ activation: z.number().int().min(0), health: z.number().int().min(0) }),
+    last: z.object({ runId: z.string(), at: iso, reason: rollbackReasonSchema, toplevel: z.string(), previous: z.string().nullable(), error: z.string() }).nullable(),
+  }),
+  /** Outcome of the last health gate (null before the first one). */
+  health: z.object({ lastSuccess: z.boolean().nullable(), lastAt: iso.nullable() }),
+  /** The candidate a rollback rejected: skipped until the source moves or `--retry`. */
+  rejected: z.object({ revision: z.string(), path: z.string(), runId: z.string(), at: iso, reason: rollbackReasonSchema }).nullable(),
+  /** Provenance: toplevel store path → what it was built from. */
+  systems: z.record(z.string(), systemSourcesSchema),
 });
 export type MachineState = z.infer<typeof stateSchema>;
 
@@ -94,6 +120,8 @@ export const journalSchema = z.object({
   previousSetId: z.string().nullable(),
   candidateSetId: z.string().nullable(),
   child: z.object({ pgid: z.number().int(), startTime: z.string().optional() }).nullable(),
+  /** Set before a toplevel is activated: what recovery rolls back (or finishes, once committed). */
+  activation: z.object({ toplevel: z.string(), previous: z.string().nullable(), mode: z.string() }).nullable().default(null),
 });
 export type Journal = z.infer<typeof journalSchema>;
 
@@ -102,7 +130,27 @@ export function emptyState(): MachineState {
     version: STATE_VERSION,
     committed: { setId: null, at: null, pins: {} },
     desyncs: {},
-    runs: { total: { success: 0, failure: 0, breach: 0 }, last: null, lastSuccessAt: null },
+    runs: { total: { success: 0, failure: 0, breach: 0, rolled_back: 0 }, last: null, lastSuccessAt: null },
+    rollbacks: { total: { activation: 0, health: 0 }, last: null },
+    health: { lastSuccess: null, lastAt: null },
+    rejected: null,
+    systems: {},
+  };
+}
+
+/** A version 1 state.json (before activation and rollback) as version 2; anything else unchanged. */
+export function migrateState(raw: unknown): unknown {
+  if (raw === null || typeof raw !== 'object' || (raw as { version?: unknown }).version !== 1) return raw;
+  const v1 = raw as Record<string, unknown> & { runs?: { total?: Record<string, unknown> } };
+  const fresh = emptyState();
+  return {
+    ...v1,
+    version: STATE_VERSION,
+    runs: v1.runs && typeof v1.runs === 'object' ? { ...v1.runs, total: { ...(v1.runs.total ?? {}), rolled_back: 0 } } : v1.runs,
+    rollbacks: fresh.rollbacks,
+    health: fresh.health,
+    rejected: null,
+    systems: {},
   };
 }
 

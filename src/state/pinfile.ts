@@ -16,6 +16,7 @@ export function renderPinFile(name: string, pin: Pin, setId: string): string {
     `  revision = ${nixString(pin.revision)};\n` +
     `  storePath = ${nixString(pin.storePath)};\n` +
     `  pinnedAt = ${nixString(pin.pinnedAt)};\n` +
+    `  setId = ${nixString(setId)};\n` +
     `}\n`
   );
 }

@@ -2,7 +2,8 @@
 import type { Config } from '../config/schema.js';
 import type { SystemInfo } from '../watch/system-info.js';
 import { maxBehindSeconds } from '../upgrade/policy.js';
-import type { MachineState } from './model.js';
+import type { MachineState, SystemSources } from './model.js';
+import { contractSources } from '../system/generations.js';
 import type { StateProblem } from './store.js';
 
 export interface DesyncStatus {
@@ -30,7 +31,13 @@ export interface StatusDoc {
     generations: number;
     rebootRequired: boolean;
     activationPending: boolean;
+    /** The running toplevel and what it was built from (null: unknown or not built by the loop). */
+    toplevel: string | null;
+    sources: Record<string, unknown> | null;
   };
+  /** The last rollback, and the candidate it rejected (skipped until the source moves or --retry). */
+  rollback: MachineState['rollbacks']['last'];
+  rejected: MachineState['rejected'];
   lastRun: { at: string; result: string; durationSeconds: number; error: string | null } | null;
   lastSuccessfulRunAt: string | null;
   runsTotal: MachineState['runs']['total'];
@@ -66,7 +73,8 @@ export function buildDesyncStatus(name: string, config: Config, state: MachineSt
   };
 }
 
-export function buildStatus(config: Config, state: MachineState, sys: SystemInfo, now: Date, problems: StateProblem[] = []): StatusDoc {
+export function buildStatus(config: Config, state: MachineState, sys: SystemInfo, now: Date, problems: StateProblem[] = [],
+  running: { toplevel: string | null; sources: SystemSources | null } = { toplevel: null, sources: null }): StatusDoc {
   const last = state.runs.last;
   return {
     desyncs: desyncNames(config, state).map((n) => buildDesyncStatus(n, config, state, now)),
@@ -76,7 +84,11 @@ export function buildStatus(config: Config, state: MachineState, sys: SystemInfo
       generations: sys.generations,
       rebootRequired: sys.rebootRequired,
       activationPending: sys.activationPending,
+      toplevel: running.toplevel,
+      sources: running.sources ? contractSources(running.sources) : null,
     },
+    rollback: state.rollbacks.last,
+    rejected: state.rejected,
     lastRun: last ? { at: last.at, result: last.result, durationSeconds: last.durationSeconds, error: last.error } : null,
     lastSuccessfulRunAt: state.runs.lastSuccessAt,
     runsTotal: state.runs.total,

@@ -7,10 +7,13 @@ import { DesyncError, errorMessage } from '../util/errors.js';
 import { ensureDir, fsyncDir, removeStaleTemps, replaceSymlink, writeFileAtomic } from '../util/fsatomic.js';
 import {
   emptyState,
+  migrateState,
   historySchema,
   journalSchema,
   stateSchema,
   HISTORY_VERSION,
+  JOURNAL_VERSION,
+  STATE_VERSION,
   type History,
   type Journal,
   type MachineState,
@@ -46,7 +49,7 @@ export function createStateStore(stateDir: string) {
   const setDir = (id: string): string => join(p.sets, id);
 
   /** Reads a versioned JSON file; a corrupt one is reported and, with `repair`, moved aside. */
-  async function readJson<T>(file: string, schema: ZodType<T>, repair: boolean): Promise<{ value?: T; problem?: StateProblem }> {
+  async function readJson<T>(file: string, schema: ZodType<T>, repair: boolean, migrate: (raw: unknown) => unknown = (r) => r): Promise<{ value?: T; problem?: StateProblem }> {
     let text: string;
     try {
       text = await readFile(file, 'utf8');
@@ -57,10 +60,10 @@ export function createStateStore(stateDir: string) {
     let message: string;
     try {
       const raw: unknown = JSON.parse(text);
-      const r = schema.safeParse(raw);
+      const r = schema.safeParse(migrate(raw));
       if (r.success) return { value: r.data };
       const version = (raw as { version?: unknown } | null)?.version;
-      message = typeof version === 'number' && version > 1
+      message = typeof version === 'number' && version > newestVersion(file)
         ? `written by a newer nixos-desync (schema version ${version})`
         : `invalid content: ${r.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '$'}: ${i.message}`).join('; ')}`;
     } catch (err) {
@@ -148,7 +151,7 @@ export function createStateStore(stateDir: string) {
     },
 
     async readState(opts: { repair: boolean }): Promise<ReadResult<MachineState>> {
-      const r = await readJson(p.state, stateSchema, opts.repair);
+      const r = await readJson(p.state, stateSchema, opts.repair, migrateState);
       if (r.value) return { value: r.value, problems: [] };
       // Missing or corrupt: the pin files of the current set still say what is pinned.
       const state = emptyState();
@@ -261,6 +264,13 @@ export function createStateStore(stateDir: string) {
 }
 
 export type StateStore = ReturnType<typeof createStateStore>;
+
+/** The newest schema version this program writes for a state file (by its name). */
+function newestVersion(file: string): number {
+  if (file.endsWith('state.json')) return STATE_VERSION;
+  if (file.endsWith('journal.json')) return JOURNAL_VERSION;
+  return HISTORY_VERSION;
+}
 
 /** State writes fail with a clear E_STATE error (ENOSPC, EROFS, EACCES…) instead of a raw errno. */
 async function guardWrite<T>(file: string, fn: () => Promise<T>): Promise<T> {

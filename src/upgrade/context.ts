@@ -7,6 +7,7 @@ import type { Source } from '../source/source.js';
 import type { StateProblem, StateStore } from '../state/store.js';
 import type { Journal, MachineState, RunDesyncOutcome, RunResult as RunOutcome } from '../state/model.js';
 import type { BuiltSystem, SystemSide } from '../system/system.js';
+import type { RollbackReason } from '../state/model.js';
 import { DesyncError } from '../util/errors.js';
 import type { Runner } from '../util/exec.js';
 import { parseDuration } from '../util/duration.js';
@@ -14,7 +15,7 @@ import type { Logger } from '../util/log.js';
 import type { Decision, GateOutcome } from './policy.js';
 
 /** Stage names as recorded (journal, stage durations, the stage label of the metrics), in loop order. */
-export const STAGES = ['fetch', 'candidate', 'gate', 'system_build', 'commit', 'activate'] as const;
+export const STAGES = ['fetch', 'candidate', 'gate', 'system_build', 'activate', 'health', 'commit'] as const;
 export type StageName = (typeof STAGES)[number];
 
 export interface UpgradeDeps {
@@ -34,6 +35,8 @@ export interface UpgradeDeps {
 
 export interface UpgradeOptions {
   dryRun?: boolean;
+  /** Also try a candidate that a rollback rejected (`upgrade --retry`). */
+  retry?: boolean;
 }
 
 export interface UpgradeResult {
@@ -64,6 +67,7 @@ export interface RunContext {
   readonly signal?: AbortSignal;
   readonly now: () => Date;
   readonly dryRun: boolean;
+  readonly retry: boolean;
   readonly res: UpgradeResult;
   /** State as committed before this run. */
   readonly prev: MachineState;
@@ -75,6 +79,12 @@ export interface RunContext {
   gate: GateOutcome[];
   decision: Decision | null;
   built: BuiltSystem | null;
+  /** The toplevel running before activation (what a rollback activates again). */
+  previous: string | null;
+  /** Failed units before activation (they do not count in the health gate). */
+  baseline: string[];
+  /** True once `built` was activated (from then on a failure means rollback). */
+  activated: boolean;
   /** True once state.json names this run's set as committed. */
   committed: boolean;
   saveJournal(patch: Partial<Journal>): Promise<void>;
@@ -100,4 +110,14 @@ export async function stage(ctx: RunContext, name: StageName, fn: (ctx: RunConte
   } finally {
     ctx.res.stages[name] = (Date.now() - s) / 1000;
   }
+}
+
+/** A failure after activation: the run rolls back (activation or health gate). */
+export function rollbackNeeded(reason: RollbackReason, message: string, cause?: unknown): DesyncError {
+  return new DesyncError(reason === 'health' ? 'E_HEALTH' : 'E_ACTIVATE', message, { cause, details: { rollback: reason } });
+}
+
+export function rollbackReasonOf(err: unknown): RollbackReason | null {
+  const r = err instanceof DesyncError ? err.details.rollback : undefined;
+  return r === 'health' || r === 'activation' ? r : null;
 }

@@ -1,13 +1,18 @@
 // Step 2: a run that died (kill -9, power loss) left a journal. Restore the committed pin set,
-// kill what it left running, drop its candidate set, and record it as an interrupted run.
-import type { StateStore } from '../state/store.js';
+// roll back a system that was activated but never confirmed healthy (or finish making a
+// committed one the boot default), kill what it left running, drop its candidate set, and
+// record it as an interrupted run — exactly once. A crash is not a verdict: nothing is rejected.
+import { rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Source } from '../source/source.js';
+import type { Journal } from '../state/model.js';
+import type { StateStore } from '../state/store.js';
+import type { SystemSide } from '../system/system.js';
+import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { killStaleGroup } from '../util/proc.js';
-import { stat } from 'node:fs/promises';
-import type { Journal } from '../state/model.js';
-import type { LockOwner } from '../state/lock.js';
 import { restoreSet } from './stages/restore.js';
+import type { LockOwner } from '../state/lock.js';
 
 export interface RecoverOptions {
   dryRun?: boolean;
@@ -15,6 +20,9 @@ export interface RecoverOptions {
   deadHolder?: LockOwner | null;
   /** Id for a dead run whose own id is unknown (corrupt journal, old lock format). */
   newId?: () => string;
+  /** Rolls back (or finishes) an activation the dead run left unconfirmed (or uncommitted). */
+  system?: SystemSide;
+  systemTimeoutMs?: number;
 }
 
 /**
@@ -48,11 +56,13 @@ export async function recoverInterruptedRun(store: StateStore, source: Source, l
   // The source shows the committed set again (idempotent), the dead run's candidate set goes.
   await restoreSet(store, source, committed === null ? null : { id: committed, pins: state.value.committed.pins }, journal?.candidateSetId ?? null, 60_000);
   await dropUncommittedSets(store, committed);
+  await rm(join(store.dir, 'build'), { recursive: true, force: true });
+  const systemNote = await settleActivation(store, journal, committed, log, opts);
 
   // Which dead runs to record: the journal's, and the lock holder's when it is another one.
   const dead: Array<{ id: string; at: string; message: string }> = [];
   if (journal !== null) {
-    dead.push({ id: journal.runId, at: journal.startedAt, message: `interrupted: the run (pid ${journal.pid}) died during stage ${journal.stage}; the committed pin set was kept` });
+    dead.push({ id: journal.runId, at: journal.startedAt, message: `interrupted: the run (pid ${journal.pid}) died during stage ${journal.stage}; the committed pin set was kept${systemNote}` });
   } else if (problems.length > 0) {
     dead.push({ id: holder?.runId ?? (opts.newId ?? (() => `interrupted-${now().getTime()}`))(), at: holder?.startedAt ?? now().toISOString(), message: 'interrupted: a corrupt journal was found; the committed pin set was kept' });
   }
@@ -106,7 +116,7 @@ async function committedSetAfterCrash(store: StateStore, stateValid: boolean, fr
   if (stateValid && stateExists) return fromState;
   if (!journal) return fromState;
   const sets = await store.listSets();
-  const afterCommit = journal.stage === 'commit' || journal.stage === 'activate';
+  const afterCommit = journal.stage === 'commit';
   if (afterCommit && journal.candidateSetId && sets.includes(journal.candidateSetId)) return journal.candidateSetId;
   if (journal.previousSetId && sets.includes(journal.previousSetId)) return journal.previousSetId;
   return journal.previousSetId === null ? null : fromState;
@@ -117,5 +127,33 @@ async function dropUncommittedSets(store: StateStore, committed?: string | null)
   const target = await store.pinsTarget().catch(() => null);
   for (const id of await store.listSets()) {
     if (id !== keep && id !== target) await store.removeSet(id);
+  }
+}
+
+/**
+ * The system side of a dead run: an activation that was never committed (never confirmed
+ * healthy) is rolled back — the previous toplevel activated again, unless it already runs —
+ * and one that was committed is finished (profile generation + boot default). Returns a note
+ * for the run's record.
+ */
+async function settleActivation(store: StateStore, journal: Journal | null, committed: string | null, log: Logger, opts: RecoverOptions): Promise<string> {
+  const act = journal?.activation ?? null;
+  if (act === null || !opts.system) return '';
+  const o = { timeoutMs: opts.systemTimeoutMs ?? 3 * 3_600_000 };
+  if (committed !== null && committed === journal?.candidateSetId) {
+    try {
+      const line = await opts.system.finalize(act.toplevel, o);
+      return line ? `; ${line}` : '';
+    } catch (err) {
+      return `; making ${act.toplevel} the boot default failed again: ${errorMessage(err)}`;
+    }
+  }
+  try {
+    const line = await opts.system.rollback(act.previous, act.toplevel, o);
+    log.warn(`rollback   the unconfirmed system ${act.toplevel} of the interrupted run: ${line}`);
+    return `; the unconfirmed system ${act.toplevel} was rolled back: ${line}`;
+  } catch (err) {
+    log.error(`rollback of the interrupted activation failed: ${errorMessage(err)}`);
+    return `; ROLLBACK FAILED: ${errorMessage(err)}`;
   }
 }

@@ -7,7 +7,7 @@ import { createNixosSystem } from '../system/nixos.js';
 import { errorMessage, isDesyncError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import { processStartTime } from '../util/proc.js';
-import { makeRunId, stage, timeoutMs, type RunContext, type UpgradeDeps, type UpgradeOptions, type UpgradeResult } from './context.js';
+import { makeRunId, rollbackReasonOf, stage, timeoutMs, type RunContext, type UpgradeDeps, type UpgradeOptions, type UpgradeResult } from './context.js';
 import { recoverInterruptedRun } from './recover.js';
 import { fetchStage } from './stages/fetch.js';
 import { candidateStage } from './stages/candidate.js';
@@ -16,7 +16,9 @@ import { decideStage } from './stages/decide.js';
 import { buildStage } from './stages/build.js';
 import { commitStage } from './stages/commit.js';
 import { activateStage } from './stages/activate.js';
+import { verifyStage } from './stages/verify.js';
 import { recordRun } from './stages/record.js';
+import { rollbackRun } from './stages/rollback.js';
 import { abandonCandidateSet } from './stages/restore.js';
 
 export { STAGES, makeRunId, type StageName as Stage, type UpgradeDeps, type UpgradeResult } from './context.js';
@@ -24,13 +26,14 @@ export { STAGES, makeRunId, type StageName as Stage, type UpgradeDeps, type Upgr
 export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): Promise<UpgradeResult> {
   const now = deps.now ?? (() => new Date());
   const dryRun = opts.dryRun ?? false;
+  const retry = opts.retry ?? false;
   const t0 = now();
   const res: UpgradeResult = {
     exitCode: 1, result: 'failure', dryRun, runId: makeRunId(t0), startedAt: t0.toISOString(), durationSeconds: 0,
     stages: {}, candidate: null, desyncs: [], evaluations: 0, error: null, stateProblems: [], recoveredRun: null,
   };
   // A dry run takes no lock and writes nothing (it may run beside the timer's run).
-  if (dryRun) return dryRunUpgrade(deps, res, now);
+  if (dryRun) return dryRunUpgrade(deps, res, now, retry);
   // Before the lock nothing inside the state directory changes: only its existence and safety.
   await deps.store.prepareDir();
   const lock = await acquireLock(deps.store.paths.lock, 'upgrade', { runId: res.runId });
@@ -38,7 +41,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
   try {
     let ctx: RunContext;
     try {
-      ctx = await openRun(deps, res, now, false, lock.recoveredFrom);
+      ctx = await openRun(deps, res, now, false, lock.recoveredFrom, retry);
     } catch (err) {
       // Every run that took the lock is recorded, also when it failed before its first stage.
       await recordEarlyFailure(deps, res, err, now, t0);
@@ -52,8 +55,11 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
       decideStage(ctx);
       await stage(ctx, 'system_build', buildStage);
       failpoint('after-system-build');
+      if (ctx.system.gated) {
+        await stage(ctx, 'activate', activateStage);
+        await stage(ctx, 'health', verifyStage);
+      }
       await stage(ctx, 'commit', commitStage);
-      if (ctx.config.system.activate !== null) await stage(ctx, 'activate', activateStage);
       succeed(ctx);
     } catch (err) {
       await fail(ctx, err);
@@ -68,11 +74,11 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
 }
 
 /** A dry run: the gates and the decision, from the state as it is; no lock, no write of any kind. */
-async function dryRunUpgrade(deps: UpgradeDeps, res: UpgradeResult, now: () => Date): Promise<UpgradeResult> {
+async function dryRunUpgrade(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, retry: boolean): Promise<UpgradeResult> {
   let ctx: RunContext;
   try {
     await deps.store.checkDir();
-    ctx = await openRun(deps, res, now, true, null);
+    ctx = await openRun(deps, res, now, true, null, retry);
   } catch (err) {
     res.error = { code: isDesyncError(err) ? err.code : 'E_INTERNAL', message: errorMessage(err) };
     deps.logger.error(res.error.message, { code: res.error.code });
@@ -111,14 +117,14 @@ async function recordEarlyFailure(deps: UpgradeDeps, res: UpgradeResult, err: un
 }
 
 /** Steps 1–2 after the lock: recover a dead run, read the committed state, start the journal. */
-async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, dryRun: boolean, deadHolder: LockOwner | null): Promise<RunContext> {
+async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, dryRun: boolean, deadHolder: LockOwner | null, retry = false): Promise<RunContext> {
   const { config, store, logger: log } = deps;
   const env = deps.env ?? process.env;
   const source = deps.source ?? createChannelSource({ config, nix: deps.nix, store });
   const system = deps.system ?? createNixosSystem({ config, run: deps.run, env });
   // The layout and temp cleanup only with the lock held (a dry run changes nothing).
   if (!dryRun) await store.ensureLayout();
-  res.recoveredRun = await recoverInterruptedRun(store, source, log, now, { dryRun, deadHolder, newId: () => makeRunId(now()) });
+  res.recoveredRun = await recoverInterruptedRun(store, source, log, now, { dryRun, deadHolder, newId: () => makeRunId(now()), system, systemTimeoutMs: timeoutMs(config, 'system') });
   const read = await store.readState({ repair: !dryRun });
   res.stateProblems.push(...read.problems);
   for (const p of read.problems) {
@@ -128,7 +134,7 @@ async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, d
   if (prev.committed.setId !== null) await store.verifySet(prev.committed.setId);
   const journal: Journal = {
     version: 1, runId: res.runId, pid: process.pid, pidStartTime: processStartTime(process.pid), startedAt: res.startedAt,
-    stage: 'fetch', previousSetId: prev.committed.setId, candidateSetId: null, child: null,
+    stage: 'fetch', previousSetId: prev.committed.setId, candidateSetId: null, child: null, activation: null,
   };
   const saveJournal = async (patch: Partial<Journal>): Promise<void> => {
     Object.assign(journal, patch);
@@ -138,9 +144,9 @@ async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, d
     void saveJournal({ child: { pgid, startTime: processStartTime(pgid) } }).catch(() => undefined);
   };
   const ctx: RunContext = {
-    config, nix: deps.nix, run: deps.run, store, log, source, system, env, signal: deps.signal, now, dryRun, res,
+    config, nix: deps.nix, run: deps.run, store, log, source, system, env, signal: deps.signal, now, dryRun, retry, res,
     prev, next: structuredClone(prev), journal,
-    candidate: null, gate: [], decision: null, built: null, committed: false,
+    candidate: null, gate: [], decision: null, built: null, previous: null, baseline: [], activated: false, committed: false,
     saveJournal,
     call: (key) => ({ timeoutMs: timeoutMs(config, key), signal: deps.signal, onSpawn }),
   };
@@ -171,7 +177,35 @@ async function fail(ctx: RunContext, err: unknown): Promise<void> {
   const { res } = ctx;
   if (res.result !== 'breach') res.result = 'failure';
   res.exitCode = 1;
-  res.error = { code: isDesyncError(err) ? err.code : 'E_INTERNAL', message: errorMessage(err) };
+  let message = errorMessage(err);
+  const reason = rollbackReasonOf(err);
+  if (ctx.activated && !ctx.committed && !ctx.dryRun) {
+    message = `${message}\n${await rollbackRun(ctx, reason, message)}`;
+  } else if (!ctx.dryRun && !ctx.committed && ctx.journal.candidateSetId !== null) {
+    await abandonCandidateSet(ctx);
+  }
+  res.error = { code: isDesyncError(err) ? err.code : 'E_INTERNAL', message };
   ctx.log.error(res.error.message, { code: res.error.code });
-  if (!ctx.dryRun && !ctx.committed && ctx.journal.candidateSetId !== null) await abandonCandidateSet(ctx);
+}
+
+/**
+ * Step 2 alone (`nixos-desync recover`, the module's boot-time unit): under the lock, finish or
+ * roll back a run that died, and record it. Returns its id, or null when there was none.
+ */
+export async function recoverOnly(deps: UpgradeDeps): Promise<string | null> {
+  const { config, store } = deps;
+  const env = deps.env ?? process.env;
+  const now = deps.now ?? (() => new Date());
+  await store.prepareDir();
+  const lock = await acquireLock(store.paths.lock, 'recover');
+  try {
+    await store.ensureLayout();
+    const source = deps.source ?? createChannelSource({ config, nix: deps.nix, store });
+    const system = deps.system ?? createNixosSystem({ config, run: deps.run, env });
+    return await recoverInterruptedRun(store, source, deps.logger, now, {
+      deadHolder: lock.recoveredFrom, newId: () => makeRunId(now()), system, systemTimeoutMs: timeoutMs(config, 'system'),
+    });
+  } finally {
+    await lock.release();
+  }
 }

@@ -7,10 +7,11 @@
 // loop writes (state, profiles, the running system) is not applied — a run writes its files in
 // several steps — and once it released the lock, every dirty source is re-read and the new
 // snapshots are swapped in together, in one synchronous step.
-import { lstat, readdir, stat } from 'node:fs/promises';
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Config } from '../config/schema.js';
-import { emptyState, type Journal, type MachineState, type RunRecord } from '../state/model.js';
+import { readToplevelSources } from '../system/generations.js';
+import { emptyState, type SystemSources, type Journal, type MachineState, type RunRecord } from '../state/model.js';
 import { createStateStore, type StateProblem } from '../state/store.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
@@ -57,6 +58,9 @@ export interface SystemSnapshot {
   activationPending: boolean;
   /** The running system's nixpkgs from its nixos-version (null: not NixOS, or no version). */
   nixpkgs: NixpkgsVersion | null;
+  /** The running toplevel (`<runDir>/current-system`), and the sources written into it by the module (null: none). */
+  currentToplevel: string | null;
+  toplevelSources: SystemSources | null;
   profilesError: string | null;
   runError: string | null;
 }
@@ -144,7 +148,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
   let deferredByLock = false;
   let lockPoll: NodeJS.Timeout | null = null;
   let system: SystemSnapshot = {
-    generation: null, generationTimestamp: null, generations: 0, rebootRequired: false, activationPending: false, nixpkgs: null,
+    generation: null, generationTimestamp: null, generations: 0, rebootRequired: false, activationPending: false, nixpkgs: null, currentToplevel: null, toplevelSources: null,
     profilesError: 'not read yet', runError: 'not read yet',
   };
   let pr: PrSnapshot | null = config.exporter.prDesyncDir
@@ -353,11 +357,13 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
 
   async function refreshRun(): Promise<() => void> {
     const runError = await dirProblem(config.runDir);
-    const [reboot, pending, nixpkgs] = await Promise.all([
+    const [reboot, pending, nixpkgs, currentToplevel] = await Promise.all([
       readRebootRequired(config.runDir), readActivationPending(config.profilesDir, config.runDir), readRunningNixpkgs(config.runDir),
+      realpath(join(config.runDir, 'current-system')).catch(() => null),
     ]);
+    const toplevelSources = currentToplevel === null ? null : await readToplevelSources(currentToplevel);
     return () => {
-      system = { ...system, rebootRequired: reboot, activationPending: pending, nixpkgs, runError };
+      system = { ...system, rebootRequired: reboot, activationPending: pending, nixpkgs, currentToplevel, toplevelSources, runError };
       noteError('run', runError);
     };
   }

@@ -418,7 +418,7 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
     expect(fleetRecords.length).toBeGreaterThan(20);
     expect(rules.flatMap((g) => g.rules.map((r: Json) => r.name)).sort()).toEqual([
       'NixosDesyncCollectorFailing', 'NixosDesyncExporterDown', 'NixosDesyncFlakeInputOutOfDate', 'NixosDesyncLagging', 'NixosDesyncMaxAgeBreached',
-      'NixosDesyncNixpkgsOutOfDate', 'NixosDesyncRebootRequired', 'NixosDesyncUpgradeFailing', 'NixosDesyncUpgradeStale', 'nixos_desync:exporter_target:known',
+      'NixosDesyncNixpkgsOutOfDate', 'NixosDesyncRebootRequired', 'NixosDesyncRolledBack', 'NixosDesyncUpgradeFailing', 'NixosDesyncUpgradeStale', 'nixos_desync:exporter_target:known',
       ...fleetRecords,
     ].sort());
     for (const g of rules) for (const r of g.rules) expect(r.health, `${r.name}: ${r.lastError ?? ''}`).toBe('ok');

@@ -25,6 +25,9 @@ export const RUN_METRICS = [
   'nixos_desync_last_run_duration_seconds',
   'nixos_desync_last_run_stage_duration_seconds', // {stage}
   'nixos_desync_run_in_progress',
+  'nixos_desync_rollbacks_total', // {reason="activation|health"}
+  'nixos_desync_last_rollback_timestamp_seconds',
+  'nixos_desync_last_health_check_success', // absent before the first health gate
 ] as const;
 
 export const SYSTEM_METRICS = [
@@ -35,6 +38,7 @@ export const SYSTEM_METRICS = [
   'nixos_desync_system_activation_pending',
   'nixos_desync_system_nixpkgs_info', // {revision,version}, value 1
   'nixos_desync_system_nixpkgs_timestamp_seconds',
+  'nixos_desync_system_source_info', // {source,revision}, value 1
 ] as const;
 
 /** Monitoring, on any host: exporter.upgradeUnit and exporter.flakeLock. */
@@ -68,9 +72,11 @@ export const ASSUMED_LABELS: Readonly<Record<string, Readonly<Record<string, rea
   ...Object.fromEntries(DESYNC_METRICS.map((m) => [m, { desync: null }])),
   nixos_desync_attempts_total: { desync: null, result: ['passed', 'failed'] },
   nixos_desync_pin_info: { desync: null, revision: null, path: null },
-  nixos_desync_runs_total: { result: ['success', 'failure', 'breach'] },
+  nixos_desync_runs_total: { result: ['success', 'failure', 'breach', 'rolled_back'] },
+  nixos_desync_rollbacks_total: { reason: ['activation', 'health'] },
+  nixos_desync_system_source_info: { source: null, revision: null },
   nixos_desync_last_run_stage_duration_seconds: {
-    stage: ['fetch', 'candidate', 'gate', 'system_build', 'commit', 'activate'],
+    stage: ['fetch', 'candidate', 'gate', 'system_build', 'activate', 'health', 'commit'],
   },
   nixos_desync_system_nixpkgs_info: { revision: null, version: null },
   ...Object.fromEntries(MONITOR_METRICS.filter((m) => m.startsWith('nixos_desync_upgrade_unit_')).map((m) => [m, { unit: null }])),

@@ -31,6 +31,7 @@ const ALERTS: Record<string, string> = {
   NixosDesyncExporterDown: 'warning',
   NixosDesyncNixpkgsOutOfDate: 'warning',
   NixosDesyncFlakeInputOutOfDate: 'warning',
+  NixosDesyncRolledBack: 'warning',
 };
 
 interface AlertRule {

@@ -23,13 +23,14 @@ describe('config', () => {
       nixpkgs: '/nix/var/nix/profiles/per-user/root/channels/nixos',
       channel: { name: 'nixos', update: true },
       desyncs: {},
-      system: { build: ['nixos-rebuild', 'build'], activate: ['nixos-rebuild', 'switch'] },
+      system: { build: ['nixos-rebuild', 'build'], activate: 'switch' },
+      health: { settle: '10s', failedUnits: true, ignoreUnits: [], checks: [] },
       flake: null,
       onBreach: 'fail',
       stateDir: '/var/lib/nixos-desync',
       profilesDir: '/nix/var/nix/profiles',
       runDir: '/run',
-      timeouts: { channel: '10m', build: '3h', check: '1h', system: '3h' },
+      timeouts: { channel: '10m', build: '3h', check: '1h', system: '3h', health: '5m' },
       exporter: { listenAddress: '127.0.0.1:9793', webConfigFile: null, prDesyncDir: null, prMaxDesyncAge: 14, upgradeUnit: null, flakeLock: null, runtimeMetrics: 'minimal' },
     });
   });

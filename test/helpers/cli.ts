@@ -1,6 +1,8 @@
 // Runs the built CLI (dist/) as a child process, as users and systemd run it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 
@@ -14,8 +16,20 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * PATH for a CLI run against a demo host (`--config <host>/config.json`): the host's stand-in
+ * systemctl (<host>/bin) comes first, as the real one would be found on a NixOS host.
+ */
+function hostPath(args: string[], env: NodeJS.ProcessEnv): string | undefined {
+  const i = args.indexOf('--config');
+  const bin = i >= 0 && args[i + 1] ? join(dirname(args[i + 1]!), 'bin') : undefined;
+  const path = env.PATH ?? process.env.PATH ?? '/usr/bin:/bin';
+  return bin && existsSync(join(bin, 'systemctl')) ? `${bin}:${path}` : env.PATH;
+}
+
 export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...NIX_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const path = hostPath(args, env);
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...NIX_ENV, ...env, ...(path ? { PATH: path } : {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));

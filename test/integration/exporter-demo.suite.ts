@@ -15,7 +15,7 @@ import { METRIC_NAMES, MONITOR_METRICS } from '../alerts/metric-names.js';
 import { runCli } from '../helpers/cli.js';
 import { sample, startTestExporter, waitFor, type StartedExporter } from '../fixtures/exporter/start.js';
 
-const io = { stdout: () => undefined, stderr: () => undefined, env: { ...process.env, NIX_CONFIG: process.env.NIX_CONFIG ?? 'sandbox = false\nsubstituters =' } };
+const io: { stdout: (s: string) => void; stderr: (s: string) => void; env: NodeJS.ProcessEnv } = { stdout: () => undefined, stderr: () => undefined, env: { ...process.env, NIX_CONFIG: process.env.NIX_CONFIG ?? 'sandbox = false\nsubstituters =' } };
 
 export function defineExporterDemoSuite(): void {
 describe.skipIf(!requireTools('nix-build', 'promtool'))('demo host: upgrade, then serve', () => {
@@ -31,6 +31,8 @@ describe.skipIf(!requireTools('nix-build', 'promtool'))('demo host: upgrade, the
       desyncs: { synapse: { requireBuilds: ['matrix-synapse'], maxLagRebuilds: 3, maxBehind: '14d' } },
       systemPackages: { synapse: 'matrix-synapse' },
     });
+    // The host's stand-in systemctl first on PATH, as the real one on NixOS (health gate).
+    io.env = { ...io.env, PATH: host.path };
     expect(await main(['upgrade', '--config', host.configPath], io)).toBe(0);
     exp = await startTestExporter(await loadConfig(host.configPath));
   });

@@ -82,7 +82,14 @@ async function assertClean(host: DemoHost): Promise<void> {
     .split('\n')
     .filter((l) => l.startsWith(host.stateDir + '/'));
   for (const r of roots) expect(r.startsWith(join(host.stateDir, 'sets', sets[0]!, 'roots') + '/')).toBe(true);
-  expect(roots.length).toBe(DESYNCS.length + 1);
+  // One root per distinct pinned store path (pins that follow the candidate share its root),
+  // plus the activated toplevel's: no duplicates, nothing else.
+  const targets = roots.map((r) => r.split(' -> ')[1]);
+  expect(new Set(targets).size).toBe(targets.length);
+  const pinned = await Promise.all(DESYNCS.map(async (d) => parsePinFile(await readFile(join(host.stateDir, 'pins', `${d}.nix`), 'utf8'))!.storePath));
+  for (const p of pinned) expect(targets).toContain(p);
+  expect(roots.filter((r) => r.includes('/roots/toplevel ')).length).toBe(1);
+  expect(roots.length).toBeLessThanOrEqual(new Set(pinned).size + 2);
 }
 
 /**

@@ -2,7 +2,7 @@
 // on a live scrape, runtime metrics included — measured on the worst case the exporter can
 // be in: every desync with both budgets, an attempt history and a pin; a finished run with
 // every stage; the upgrade unit and a flake lock with three inputs; PR files off.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -37,7 +37,13 @@ async function samplesAt(d: number): Promise<{ total: number; byFamily: Map<stri
     state.committed.pins[n] = { path, storePath: path, revision: 'c0ffee0000000000000000000000000000000001', desyncAge: 2, pinnedAt: at };
     state.desyncs[n] = { ...emptyDesyncRecord(), attempts: { passed: 5, failed: 2 }, consecutiveFailures: 2, lastAttempt: { at, result: 'failed' }, lastSuccessAt: at, behindSince: at };
   }
-  state.runs.total = { success: 10, failure: 2, breach: 1 };
+  state.runs.total = { success: 10, failure: 2, breach: 1, rolled_back: 1 };
+  // A rollback and a health gate happened; the running system was built by the loop from the pins.
+  state.rollbacks = { total: { activation: 1, health: 1 }, last: { runId: 'r', at, reason: 'health', toplevel: '/nix/store/x', previous: null, error: 'x' } };
+  state.health = { lastSuccess: true, lastAt: at };
+  const running = await realpath(join(runDir, 'current-system'));
+  state.systems[running] = { runId: 'r', builtAt: at, nixpkgs: { revision: 'c0ffee0000000000000000000000000000000002', path: '/nix/store/n' },
+    desyncs: Object.fromEntries(names.map((n) => [n, { revision: 'c0ffee0000000000000000000000000000000001', desyncAge: 2, path: '/nix/store/p' }])) };
   state.runs.last = { id: 'r', at, finishedAt: at, result: 'failure', durationSeconds: 700, stages: Object.fromEntries(STAGES.map((s) => [s, 1])), error: 'x' };
   state.runs.lastSuccessAt = at;
   await mkdir(stateDir);
@@ -73,6 +79,8 @@ describe('series budget: at most 60 + 12·D samples per host', () => {
     const { total, byFamily } = await samplesAt(d);
     // The per-desync families really are there (the count is not low because something is missing).
     if (d > 0) expect(byFamily.get('nixos_desync_pin_info')).toBe(d);
+    expect(byFamily.get('nixos_desync_system_source_info')).toBe(1);
+    expect(byFamily.get('nixos_desync_rollbacks_total')).toBe(2);
     expect(byFamily.get('process_resident_memory_bytes')).toBe(1);
     expect(total, JSON.stringify(Object.fromEntries(byFamily))).toBeLessThanOrEqual(60 + 12 * d);
     console.log(`series budget: ${d} desyncs → ${total} samples (budget ${60 + 12 * d})`);

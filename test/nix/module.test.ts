@@ -195,15 +195,15 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     expect(eff.exporter).toEqual({ listenAddress: '0.0.0.0:9799', webConfigFile: '/etc/nixos-desync/web.yml', prDesyncDir: '/var/lib/nixos/desyncs', prMaxDesyncAge: 5, upgradeUnit: null, flakeLock: null, runtimeMetrics: 'minimal' });
     expect(eff.onBreach).toBe('continue');
     expect(eff.stateDir).toBe(stateDir);
-    expect(eff.timeouts).toEqual({ channel: '10m', build: '6h', check: '1h', system: '3h' });
+    expect(eff.timeouts).toEqual({ channel: '10m', build: '6h', check: '1h', system: '3h', health: '5m' });
     // The build is always nixos-rebuild build, inside the loop's sandbox; the activation is
-    // the activation unit, started (and waited for) through systemd; operation = "boot" is
-    // that unit's nixos-rebuild boot.
+    // exactly the built toplevel (no second evaluation): operation = "boot".
     expect(eff.system.build).toEqual([expect.stringMatching(/^\/nix\/store\/[^/]+-nixos-rebuild\/bin\/nixos-rebuild$/), 'build']);
-    expect(eff.system.activate).toEqual([expect.stringMatching(/^\/nix\/store\/[^/]+-systemd\/bin\/systemctl$/), 'start', 'nixos-desync-activate.service']);
-    const act = parseUnit(ev.units['nixos-desync-activate.service']!);
-    expect(execArgv(single(act, 'Service', 'ExecStart')!)).toEqual([eff.system.build[0], 'boot']);
-    expect(act.Unit!.Description).toEqual(['nixos-desync activation (nixos-rebuild boot)']);
+    expect(eff.system.activate).toBe('boot');
+    expect(eff.health).toEqual({ settle: '10s', failedUnits: true, ignoreUnits: [], checks: [] });
+    const act = parseUnit(ev.units['nixos-desync-activate@.service']!);
+    expect(execArgv(single(act, 'Service', 'ExecStart')!)).toEqual([expect.stringMatching(/^\/nix\/store\/[^/]+-nixos-desync-activate$/), '%i']);
+    expect(act.Unit!.Description).toEqual(['nixos-desync activation of a built system (%i)']);
 
     expect(ev.etc['nixos-desync/config.json']).toBe(ev.configFile);
     expect(ev.systemPackages).toContain(pkgDir);
@@ -240,7 +240,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     expect(eff.desyncs).toEqual({});
     expect(eff.stateDir).toBe('/var/lib/nixos-desync');
     expect(eff.exporter.listenAddress).toBe('127.0.0.1:9793');
-    expect(eff.system.activate.slice(1)).toEqual(['start', 'nixos-desync-activate.service']);
+    expect(eff.system.activate).toBe('switch');
     expect(ev.firewallTCP).toEqual([]);
     expect(ev.tmpfiles).toEqual(['d /var/lib/nixos-desync 0755 root root - -', 'd /root/.nix-defexpr 0755 root root - -']);
 
@@ -297,15 +297,23 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     // Not set on purpose (see the comments in nix/module.nix).
     for (const k of ['ProtectProc', 'ProcSubset', 'PrivateUsers', 'PrivateNetwork', 'IPAddressDeny', 'User']) expect(up.Service![k], k).toBeUndefined();
 
-    // The activation: its own oneshot unit, the system.activate of the generated config.
-    const act = parseUnit(ev.units['nixos-desync-activate.service']!);
-    expect(eff.system.activate).toEqual([expect.stringMatching(/-systemd\/bin\/systemctl$/), 'start', 'nixos-desync-activate.service']);
-    expect(execArgv(single(act, 'Service', 'ExecStart')!)).toEqual([eff.system.build[0], 'switch']);
-    expect(act.Service).toMatchObject({ Type: ['oneshot'], UMask: ['0022'] });
+    // The activation: a oneshot template unit the loop starts (systemctl start
+    // nixos-desync-activate@<action>:<toplevel>.service, named in its environment) for exactly
+    // the toplevel it built; exit 4 (units failed to start) is left to the health gate.
+    const act = parseUnit(ev.units['nixos-desync-activate@.service']!);
+    expect(eff.system.activate).toBe('switch');
+    expect(env.NIXOS_DESYNC_ACTIVATION_UNIT).toBe('nixos-desync-activate');
+    const [script, instance] = execArgv(single(act, 'Service', 'ExecStart')!);
+    expect(instance).toBe('%i');
+    const scriptText = readFileSync(script!, 'utf8');
+    expect(scriptText).toMatch(/systemd-escape --unescape --path/);
+    expect(scriptText).toMatch(/test\) exec "\$toplevel\/bin\/switch-to-configuration" test/);
+    expect(scriptText).toMatch(/nix-env -p \/nix\/var\/nix\/profiles\/system --set "\$toplevel"/);
+    expect(act.Service).toMatchObject({ Type: ['oneshot'], UMask: ['0022'], SuccessExitStatus: ['4'] });
     expect(act.Unit).toMatchObject({ 'X-RestartIfChanged': ['false'], 'X-StopOnRemoval': ['false'], Wants: ['network-online.target'], After: ['network-online.target'] });
     // Never ordered after the loop (the loop waits for it: After= would deadlock), never
     // started by anything else, never restarted by the switch it performs.
-    expect(ev.units['nixos-desync-activate.service']).not.toMatch(/nixos-desync-upgrade/);
+    expect(ev.units['nixos-desync-activate@.service']).not.toMatch(/nixos-desync-upgrade/);
     expect(act.Install).toBeUndefined();
     // Unconfined: nothing that breaks an activation (NoNewPrivileges: setuid/setcap programs;
     // mount namespaces: the activation's mounts; ...), and exactly nixos-upgrade.service's
@@ -314,8 +322,17 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
       expect(act.Service![k], k).toBeUndefined();
     }
     const actEnv = envOf(act);
-    const { NIX_REMOTE: _r, XDG_CACHE_HOME: _c, ...loopEnvRest } = env;
+    const { NIX_REMOTE: _r, XDG_CACHE_HOME: _c, NIXOS_DESYNC_ACTIVATION_UNIT: _u, ...loopEnvRest } = env;
     expect(actEnv).toEqual(loopEnvRest);
+    // At boot, only after an interrupted run: `nixos-desync recover` in the loop's sandbox and environment.
+    const rec = parseUnit(ev.units['nixos-desync-recover.service']!);
+    expect(execArgv(single(rec, 'Service', 'ExecStart')!)).toEqual([`${pkgDir}/bin/nixos-desync`, 'recover', '--config', ev.configFile]);
+    expect(rec.Unit).toMatchObject({ ConditionPathExists: ['/var/lib/nixos-desync/journal.json'] });
+    expect(rec.Install).toEqual({ WantedBy: ['multi-user.target'] });
+    expect(envOf(rec)).toEqual(env);
+    const { ExecStart: _x, RuntimeDirectory: _rd, WorkingDirectory: _wd, Environment: _e1, ...recSandbox } = rec.Service!;
+    const { ExecStart: _y, RuntimeDirectory: _rd2, WorkingDirectory: _wd2, Environment: _e2, ...loopSandbox } = up.Service!;
+    expect(recSandbox).toEqual(loopSandbox);
 
     const ex = parseUnit(ev.units['nixos-desync-exporter.service']!);
     expect(execArgv(single(ex, 'Service', 'ExecStart')!)).toEqual([
@@ -344,13 +361,13 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     expect(ex.Install).toEqual({ WantedBy: ['multi-user.target'] });
   });
 
-  it('without the loop: no loop or activation unit, and system.activate runs nixos-rebuild itself', () => {
+  it('without the loop: no loop or activation unit; a manual upgrade activates directly', () => {
     const ev = evaluate('host-no-loop.nix');
     expect(ev.failedAssertions).toEqual([]);
     const r = checkConfig(ev.configFile);
     expect(r.status, r.stderr).toBe(0);
     const eff = JSON.parse(r.stdout);
-    expect(eff.system.activate).toEqual([eff.system.build[0], 'switch']);
+    expect(eff.system.activate).toBe('switch');
     expect(Object.keys(ev.units).sort()).toEqual(['nixos-desync-exporter.service']);
     expect(ev.tmpfiles).toEqual(['d /var/lib/nixos-desync 0755 root root - -']);
   });
@@ -646,7 +663,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
       const dir = join(tmp, 'units');
       mkdirSync(dir, { recursive: true });
       const scores: Record<string, number> = {};
-      for (const name of ['nixos-desync-upgrade.service', 'nixos-desync-exporter.service', 'nixos-desync-activate.service']) {
+      for (const name of ['nixos-desync-upgrade.service', 'nixos-desync-exporter.service', 'nixos-desync-activate@.service']) {
         const file = join(dir, name);
         writeFileSync(file, ev.units[name]!);
         scores[name] = exposure(file);
@@ -659,13 +676,13 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
         expect(scores[`docs/systemd/${name}`], `docs/systemd/${name}`).toBeLessThanOrEqual(4.0);
       }
       // The activation runs nixos-rebuild switch unconfined by design: reported, not bounded.
-      expect(scores['nixos-desync-activate.service']).toBeGreaterThan(0);
+      expect(scores['nixos-desync-activate@.service']).toBeGreaterThan(0);
     });
   });
 
   it('docs/systemd examples carry the same commands and hardening as the generated units', () => {
     const ev = evaluate('host-minimal.nix');
-    for (const name of ['nixos-desync-upgrade.service', 'nixos-desync-activate.service', 'nixos-desync-upgrade.timer', 'nixos-desync-exporter.service']) {
+    for (const name of ['nixos-desync-upgrade.service', 'nixos-desync-activate@.service', 'nixos-desync-recover.service', 'nixos-desync-upgrade.timer', 'nixos-desync-exporter.service']) {
       const doc = parseUnit(readFileSync(join(ROOT, 'docs/systemd', name), 'utf8'));
       const gen = parseUnit(ev.units[name]!);
       const section = name.endsWith('.timer') ? 'Timer' : 'Service';
@@ -684,7 +701,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
       if (section === 'Service') {
         const d = execArgv(single(doc, 'Service', 'ExecStart')!);
         const g = execArgv(single(gen, 'Service', 'ExecStart')!);
-        expect(d[0]).toBe(name === 'nixos-desync-activate.service' ? '/run/current-system/sw/bin/nixos-rebuild' : '/usr/local/bin/nixos-desync');
+        expect(d[0]).toBe(name === 'nixos-desync-activate@.service' ? '/usr/local/bin/nixos-desync-activate' : '/usr/local/bin/nixos-desync');
         expect(d.slice(1)).toEqual(g.slice(1).map((a) => (a === ev.configFile ? '/etc/nixos-desync/config.json' : a)));
         // Environment: the docs show the variables that are not host-specific.
         const envNames = (u: Record<string, Record<string, string[]>>): string[] => (u.Service!.Environment ?? []).map((e) => (JSON.parse(e) as string).split('=')[0]!);

@@ -94,6 +94,7 @@ in
     nix.package = mkOption { type = types.package; };
     programs.ssh.package = mkOption { type = types.package; };
     system.autoUpgrade.enable = mkOption { type = types.bool; default = false; };
+    system.systemBuilderCommands = mkOption { type = types.lines; internal = true; default = ""; };
     system.build = mkOption {
       type = types.submoduleWith { modules = [ { freeformType = with types; lazyAttrsOf (uniq unspecified); } ]; };
       default = { };

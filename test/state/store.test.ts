@@ -23,6 +23,25 @@ async function storeWithSet() {
 }
 
 describe('state store', () => {
+  it('a version 1 state.json (before activation and rollback) is migrated on read: nothing lost, new fields empty', async () => {
+    const { dir, store, id } = await storeWithSet();
+    const v1 = {
+      version: 1,
+      committed: { setId: id, at: '2026-01-01T00:00:00.000Z', pins: { hm: pin } },
+      desyncs: {},
+      runs: { total: { success: 7, failure: 2, breach: 1 }, last: null, lastSuccessAt: '2026-01-01T00:00:00.000Z' },
+    };
+    await writeFile(join(dir, 'state.json'), JSON.stringify(v1));
+    const r = await store.readState({ repair: true });
+    expect(r.problems).toEqual([]);
+    expect(r.value.version).toBe(2);
+    expect(r.value.committed.pins.hm).toEqual(pin);
+    expect(r.value.runs.total).toEqual({ success: 7, failure: 2, breach: 1, rolled_back: 0 });
+    expect(r.value).toMatchObject({ rollbacks: { total: { activation: 0, health: 0 }, last: null }, health: { lastSuccess: null }, rejected: null, systems: {} });
+    // Read-only: the file on disk changes only when the loop writes its next state.
+    expect(JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')).version).toBe(1);
+  });
+
   it('round-trips state through a validated, atomically written file', async () => {
     const { dir, store } = await storeWithSet();
     const r = await store.readState({ repair: true });

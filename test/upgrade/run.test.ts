@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
-import { mkdtemp, readFile, readlink, readdir, rm, writeFile, cp, stat } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, readlink, readdir, rm, symlink, writeFile, cp, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -29,7 +29,11 @@ function makeConfig(stateDir: string, extra: Record<string, unknown> = {}) {
       syn: { requireBuilds: ['matrix-synapse'], checks: [['check-syn', '--quick']] },
     },
     system: { build: ['sys-build'], activate: ['sys-switch'] },
+    // The fake runner answers every command; systemctl is not asked for (failedUnits off).
+    health: { settle: '0s', failedUnits: false },
     stateDir,
+    runDir: join(stateDir, '..', 'run'),
+    profilesDir: join(stateDir, '..', 'profiles'),
     ...extra,
   });
 }
@@ -69,10 +73,19 @@ async function drive(h: Harness, rev: string, o: { failing?: string[]; evalFaili
   }
 }
 
+/** A built toplevel: a directory the fake system build links as ./result in its working directory. */
+async function leaveResult(opts: RunOptions, name = 'toplevel'): Promise<string> {
+  const top = join(dir, 'store', `${name}-${Math.random().toString(16).slice(2, 8)}`);
+  await mkdir(top, { recursive: true });
+  await symlink(top, join(opts.cwd!, 'result'));
+  return top;
+}
+
 async function releaseSystem(h: Harness, o: { systemFails?: boolean; activateFails?: boolean } = {}) {
   const b = await h.q.next('run');
   const argv = b.args[0] as string[];
   expect(argv).toEqual(['sys-build']);
+  if (!o.systemFails) await leaveResult(b.args[1] as RunOptions);
   b.resolve(o.systemFails ? fail(argv, 'error: system build failed', 100) : ok(argv));
   if (o.systemFails) return;
   const a = await h.q.next('run');
@@ -106,7 +119,7 @@ describe('runUpgrade with a fake Nix', () => {
     const store = createStateStore(config.stateDir);
     expect((await store.listSets()).length).toBe(1);
     const state = (await store.readState({ repair: false })).value;
-    expect(state.runs.total).toEqual({ success: 1, failure: 0, breach: 0 });
+    expect(state.runs.total).toEqual({ success: 1, failure: 0, breach: 0, rolled_back: 0 });
     expect((await store.readHistory({ repair: false })).value.runs).toHaveLength(1);
   });
 
@@ -120,6 +133,7 @@ describe('runUpgrade with a fake Nix', () => {
     const build = await h.q.next('run');
     expect(await pinFile(config.stateDir, 'hm')).toMatch(/desyncAge = 1;[\s\S]*revision = "rev1";/);
     expect(await pinFile(config.stateDir, 'syn')).toMatch(/desyncAge = 0;[\s\S]*revision = "rev2";/);
+    await leaveResult(build.args[1] as RunOptions);
     build.resolve(ok(['sys-build']));
     (await h.q.next('run')).resolve(ok(['sys-switch']));
     const res = await p;
@@ -334,10 +348,18 @@ describe('crash between steps and recovery', () => {
     await writeFile(join(to, 'lock'), JSON.stringify({ ...lock, pid: await deadPid() }));
   }
 
-  /** The next upgrade on a crashed copy; its fetch fails at once, so only the recovery runs. */
-  async function recoverOn(crashed: string): Promise<{ res: UpgradeResult; lines: string[] }> {
+  /**
+   * The next upgrade on a crashed copy; its fetch fails at once, so only the recovery runs.
+   * With `rollback`, the recovery re-activates the previous system first (answered here).
+   */
+  async function recoverOn(crashed: string, rollback?: (argv: string[], opts: RunOptions) => void): Promise<{ res: UpgradeResult; lines: string[] }> {
     const h2 = harness(makeConfig(crashed));
     const p2 = h2.start();
+    if (rollback) {
+      const r = await h2.q.next('run');
+      rollback(r.args[0] as string[], r.args[1] as RunOptions);
+      r.resolve(ok(r.args[0] as string[]));
+    }
     (await h2.q.next('updateChannel')).reject(new DesyncError('E_FETCH', 'offline'));
     return { res: await p2, lines: h2.lines };
   }
@@ -357,6 +379,11 @@ describe('crash between steps and recovery', () => {
     it(`a crash ${point} leaves one complete committed set and the next run recovers`, async () => {
       const config = makeConfig(join(dir, 'state'));
       await fullRun(config, 'rev1');
+      // The system running before this run (what a rollback activates again).
+      const previous = join(dir, 'store', 'previous-system');
+      await mkdir(previous, { recursive: true });
+      await mkdir(config.runDir, { recursive: true });
+      await symlink(previous, join(config.runDir, 'current-system'));
       const committedLink = await readlink(join(config.stateDir, 'pins'));
       const h = harness(config);
       const p = h.start();
@@ -378,15 +405,32 @@ describe('crash between steps and recovery', () => {
           // The candidate set is visible during the build (complete, never a mix).
           expect(await readlink(join(crashed, 'pins'))).not.toBe(committedLink);
         }
+        await leaveResult(b.args[1] as RunOptions);
         b.resolve(ok(['sys-build']));
         const a = await h.q.next('run');
-        if (point === 'during-activate') await crashCopy(config.stateDir, crashed);
+        if (point === 'during-activate') {
+          // The activation has switched the running system when the run dies.
+          const built = (a.args[1] as RunOptions).env!.NIXOS_DESYNC_TOPLEVEL!;
+          await rm(join(config.runDir, 'current-system'));
+          await symlink(built, join(config.runDir, 'current-system'));
+          await crashCopy(config.stateDir, crashed);
+        }
         a.resolve(ok(['sys-switch']));
       }
       await p;
-      const expectedLink = point === 'during-activate' ? await readlink(join(config.stateDir, 'pins')) : committedLink;
-      // Recovery on the crashed copy.
-      const { res, lines } = await recoverOn(crashed);
+      // Killed before its commit point, every run leaves the committed set; one killed during
+      // the activation also had its unconfirmed system rolled back (the previous one re-activated).
+      const expectedLink = committedLink;
+      let rolledBackTo: string | undefined;
+      const { res, lines } = await recoverOn(crashed, point === 'during-activate'
+        ? (argv, opts) => { expect(argv).toEqual(['sys-switch']); rolledBackTo = opts.env?.NIXOS_DESYNC_TOPLEVEL; }
+        : undefined);
+      if (point === 'during-activate') {
+        expect(rolledBackTo).toBe(previous);
+        expect(lines.join('')).toMatch(/the unconfirmed system .* was rolled back: .* activated again/);
+        // A crash is not a verdict: the candidate is not rejected.
+        expect((await createStateStore(crashed).readState({ repair: false })).value.rejected).toBeNull();
+      }
       expect(res.recoveredRun).not.toBeNull();
       expect(lines.join('')).toMatch(/recovered from an interrupted run/);
       expect(await readlink(join(crashed, 'pins'))).toBe(expectedLink);

@@ -1,11 +1,21 @@
 // Step 4: the candidate nixpkgs, rooted at once (in a new set) so a concurrent GC cannot delete it mid-run.
 import { join } from 'node:path';
+import { DesyncError } from '../../util/errors.js';
 import { failpoint } from '../../util/failpoint.js';
 import type { RunContext } from '../context.js';
 
 export async function candidateStage(ctx: RunContext): Promise<void> {
   const { store, res } = ctx;
   const c = await ctx.source.candidate(ctx.call('channel'));
+  const rejected = ctx.prev.rejected;
+  if (rejected !== null && rejected.revision === c.revision) {
+    const why = `candidate ${c.revision} was rejected: run ${rejected.runId} rolled it back at ${rejected.at} (${rejected.reason === 'health' ? 'health gate failed' : 'activation failed'})`;
+    if (!ctx.retry) {
+      throw new DesyncError('E_REJECTED', `${why}; it is skipped until the source moves to a new revision. ` +
+        'Fix the cause (see `nixos-desync status` and the rolled-back run\'s output), then run `nixos-desync upgrade --retry` to try it again');
+    }
+    ctx.log.warn(`${why}; trying it again (--retry)`, { stage: 'candidate', revision: c.revision });
+  }
   if (!ctx.dryRun) {
     await store.createSet(res.runId);
     await ctx.saveJournal({ candidateSetId: res.runId });

@@ -1,17 +1,42 @@
-// Step 9: commit the set atomically (state.json is the commit point), then the source makes it
-// durable and the older sets (with their GC roots) go.
+// Step 9: commit the set atomically (state.json is the commit point) with the new system's
+// sources (provenance); the source makes it durable; the healthy system becomes a profile
+// generation and the boot default; the older sets (with their GC roots) go.
+import type { SystemSources } from '../../state/model.js';
+import { pruneSystems } from '../../system/generations.js';
 import { failpoint } from '../../util/failpoint.js';
 import type { RunContext } from '../context.js';
 
 export async function commitStage(ctx: RunContext): Promise<void> {
-  const { store, res, decision, next } = ctx;
-  next.committed = { setId: res.runId, at: ctx.now().toISOString(), pins: decision!.pins };
+  const { store, res, decision, next, config, system, log } = ctx;
+  const at = ctx.now().toISOString();
+  next.committed = { setId: res.runId, at, pins: decision!.pins };
   next.desyncs = decision!.records; // the records of this set, committed with it
+  next.rejected = null;
+  const toplevel = ctx.built?.toplevel ?? null;
+  if (toplevel !== null && system.mode !== null) {
+    next.systems = await pruneSystems(next.systems, config.profilesDir, config.runDir, [toplevel]);
+    next.systems[toplevel] = sourcesOf(ctx, at);
+  }
   await store.writeState(next, 'mid-state-write');
   ctx.committed = true;
   failpoint('after-commit');
   await ctx.source.commit({ id: res.runId, pins: decision!.pins }, ctx.call('build'));
   for (const id of await store.listSets()) if (id !== res.runId) await store.removeSet(id);
   failpoint('after-old-sets-removed');
-  ctx.log.info(`commit     pin set ${res.runId} committed (${Object.keys(decision!.pins).length} pins)`, { stage: 'commit', setId: res.runId });
+  log.info(`commit     pin set ${res.runId} committed (${Object.keys(decision!.pins).length} pins)`, { stage: 'commit', setId: res.runId });
+  if (toplevel !== null) {
+    const line = await system.finalize(toplevel, ctx.call('system'));
+    if (line !== null) log.info(`boot       ${line}`, { stage: 'commit', toplevel });
+    failpoint('after-finalize');
+  }
+}
+
+function sourcesOf(ctx: RunContext, at: string): SystemSources {
+  const c = ctx.candidate!;
+  return {
+    runId: ctx.res.runId,
+    builtAt: at,
+    nixpkgs: { revision: c.revision, path: c.path },
+    desyncs: Object.fromEntries(Object.entries(ctx.decision!.pins).map(([n, p]) => [n, { revision: p.revision, desyncAge: p.desyncAge, path: p.path }])),
+  };
 }

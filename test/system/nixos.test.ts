@@ -1,0 +1,75 @@
+import { describe, it, expect } from 'vitest';
+import { mkdtemp, mkdir, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../../src/config/load.js';
+import { createNixosSystem } from '../../src/system/nixos.js';
+import type { RunOptions, RunResult } from '../../src/util/exec.js';
+
+function recorder(exitCode = 0) {
+  const calls: Array<{ argv: string[]; env: NodeJS.ProcessEnv }> = [];
+  const run = async (argv: readonly string[], o: RunOptions): Promise<RunResult> => {
+    calls.push({ argv: [...argv], env: o.env ?? {} });
+    return { argv: [...argv], exitCode, signal: null, stdout: '', stderr: '', timedOut: false, durationMs: 1 };
+  };
+  return { calls, run };
+}
+
+describe('the NixOS system side: which commands an activation runs', () => {
+  const top = '/nix/store/0123abcd-nixos-system-host';
+  const prev = '/nix/store/4567efgh-nixos-system-host';
+
+  it('"switch" directly: switch-to-configuration test, then nix-env --set + switch-to-configuration boot; rollback test-activates the previous one', async () => {
+    const runDir = await mkdtemp(join(tmpdir(), 'nd-sys-'));
+    const config = parseConfig({ runDir, profilesDir: '/p' });
+    const { calls, run } = recorder();
+    const sys = createNixosSystem({ config, run, env: {} });
+    expect(sys.gated).toBe(true);
+    await sys.activate(top, { timeoutMs: 1000 });
+    await sys.finalize(top, { timeoutMs: 1000 });
+    await sys.rollback(prev, top, { timeoutMs: 1000 });
+    expect(calls.map((c) => c.argv)).toEqual([
+      [`${top}/bin/switch-to-configuration`, 'test'],
+      ['nix-env', '-p', '/p/system', '--set', top],
+      [`${top}/bin/switch-to-configuration`, 'boot'],
+      [`${prev}/bin/switch-to-configuration`, 'test'],
+    ]);
+    expect(calls[3]!.env.NIXOS_DESYNC_ROLLBACK).toBe('1');
+  });
+
+  it('with the module\'s activation unit: the same steps as `systemctl start nixos-desync-activate@<action>:<escaped toplevel>.service`', async () => {
+    const runDir = await mkdtemp(join(tmpdir(), 'nd-sys-'));
+    await symlink(top, join(runDir, 'current-system')); // dangling: realpath fails → treated as unknown
+    const config = parseConfig({ runDir });
+    const { calls, run } = recorder();
+    const sys = createNixosSystem({ config, run, env: { NIXOS_DESYNC_ACTIVATION_UNIT: 'nixos-desync-activate' } });
+    await sys.activate(top, { timeoutMs: 1000 });
+    await sys.finalize(top, { timeoutMs: 1000 });
+    await sys.rollback(prev, top, { timeoutMs: 1000 });
+    expect(calls.map((c) => c.argv)).toEqual([
+      ['systemctl', 'start', 'nixos-desync-activate@test:nix-store-0123abcd\\x2dnixos\\x2dsystem\\x2dhost.service'],
+      ['systemctl', 'start', 'nixos-desync-activate@boot:nix-store-0123abcd\\x2dnixos\\x2dsystem\\x2dhost.service'],
+      ['systemctl', 'start', 'nixos-desync-activate@test:nix-store-4567efgh\\x2dnixos\\x2dsystem\\x2dhost.service'],
+    ]);
+  });
+
+  it('an argv system.activate gets NIXOS_DESYNC_TOPLEVEL; "boot" activates nothing now and has no health gate', async () => {
+    const { calls, run } = recorder();
+    const argvSys = createNixosSystem({ config: parseConfig({ system: { activate: ['/usr/local/bin/activate', '--now'] } }), run, env: {} });
+    expect(argvSys.gated).toBe(true);
+    await argvSys.activate(top, { timeoutMs: 1000 });
+    expect(calls[0]!.argv).toEqual(['/usr/local/bin/activate', '--now']);
+    expect(calls[0]!.env.NIXOS_DESYNC_TOPLEVEL).toBe(top);
+    const bootSys = createNixosSystem({ config: parseConfig({ system: { activate: 'boot' } }), run, env: {} });
+    expect(bootSys.gated).toBe(false);
+    expect(await bootSys.activate(top, { timeoutMs: 1000 })).toBeNull();
+    expect(calls).toHaveLength(1);
+  });
+
+  it('a failing activation is E_ACTIVATE with its output; exit 4 (units failed) is left to the health gate', async () => {
+    const sys4 = createNixosSystem({ config: parseConfig({}), run: recorder(4).run, env: {} });
+    expect(await sys4.activate(top, { timeoutMs: 1000 })).toMatch(/exit 4\): the health gate decides/);
+    const sys1 = createNixosSystem({ config: parseConfig({}), run: recorder(1).run, env: {} });
+    await expect(sys1.activate(top, { timeoutMs: 1000 })).rejects.toMatchObject({ code: 'E_ACTIVATE' });
+  });
+});
