@@ -145,6 +145,11 @@ async function makeBaseline(dir, n, evalCost) {
   const pinsDir = join(host.stateDir, 'pins');
   await mkdir(pinsDir, { recursive: true });
   const good = execFileSync('nix-store', ['--add', join(host.dir, 'revs', `good-${n}`)], { env, encoding: 'utf8' }).trim();
+  // Rooted (outside the timed part) so another process's garbage collection on this shared
+  // machine cannot delete a pinned nixpkgs between trials.
+  const root = (p, name) => execFileSync('nix-store', ['--realise', p, '--add-root', join(host.dir, 'bench-roots', name), '--indirect'], { env, stdio: 'ignore' });
+  await mkdir(join(host.dir, 'bench-roots'), { recursive: true });
+  root(good, 'good');
   const pins = Object.fromEntries(Object.keys(desyncs).map((d) => [d, { path: good, desyncAge: 0 }]));
   const writePin = (name, p) => writeFile(join(pinsDir, `${name}.nix`), `{ desyncAge = ${p.desyncAge}; path = ${JSON.stringify(p.path)}; }\n`);
   for (const [d, p] of Object.entries(pins)) await writePin(d, p);
@@ -173,6 +178,7 @@ async function makeBaseline(dir, n, evalCost) {
     if (sys.exitCode !== 0) throw new Error(`baseline system build failed: ${sys.stderr}`);
     Object.assign(pins, next);
     const wallMs = Number(process.hrtime.bigint() - t) / 1e6;
+    root(cand, `cand-${calls.length}-${Date.now()}`);
     return { calls, wallMs, failed };
   };
   return { host, once };

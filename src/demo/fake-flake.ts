@@ -176,6 +176,9 @@ export async function createFlakeHost(dir: string, opts: FlakeHostOptions): Prom
     flake: { path: flakeDir, host: hostName, input: 'nixpkgs', commitLockFile: false },
     desyncs: opts.desyncs,
     system: { build: rebuild('build'), activate: rebuild('switch') },
+    // Its toplevel has no switch-to-configuration and the host no systemctl: the argv
+    // activation (nixos-rebuild switch) with the health gate's failed-units check off.
+    health: { settle: '0s', failedUnits: false },
     stateDir: host.stateDir,
     profilesDir: host.profilesDir,
     runDir: host.runDir,

@@ -1,6 +1,6 @@
 // Drives runUpgrade in-process with the fake Nix of fake-nix.ts: one run released call by call,
 // and a byte-for-byte snapshot of a state directory (names, modes, file bytes, link targets).
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
@@ -8,6 +8,7 @@ import type { GateRequest } from '../../src/nix/adapter.js';
 import { runUpgrade, type UpgradeResult } from '../../src/upgrade/run.js';
 import { createStateStore } from '../../src/state/store.js';
 import { createLogger } from '../../src/util/log.js';
+import type { RunOptions } from '../../src/util/exec.js';
 import { CallQueue, candidate, createFakeNix, createFakeRunner, fail, gateReport, ok } from './fake-nix.js';
 
 /** Two desyncs: hm (budget 2) and syn (with a check); the system build is `sys-build`, activation `sys-switch`. */
@@ -20,7 +21,11 @@ export function makeConfig(stateDir: string, extra: Record<string, unknown> = {}
       syn: { requireBuilds: ['matrix-synapse'], checks: [['check-syn', '--quick']] },
     },
     system: { build: ['sys-build'], activate: ['sys-switch'] },
+    // The fake runner answers every command; systemctl is not asked for (failedUnits off).
+    health: { settle: '0s', failedUnits: false },
     stateDir,
+    runDir: join(stateDir, '..', 'run'),
+    profilesDir: join(stateDir, '..', 'profiles'),
     ...extra,
   });
 }
@@ -28,6 +33,7 @@ export type TestConfig = ReturnType<typeof makeConfig>;
 
 export interface Harness {
   q: CallQueue;
+  stateDir: string;
   lines: string[];
   start(opts?: { dryRun?: boolean; now?: () => Date }): Promise<UpgradeResult>;
 }
@@ -38,6 +44,7 @@ export function harness(config: TestConfig): Harness {
   return {
     q,
     lines,
+    stateDir: config.stateDir,
     start: (opts = {}) =>
       runUpgrade(
         { config, nix: createFakeNix(q), run: createFakeRunner(q), store: createStateStore(config.stateDir), logger: createLogger({ write: (l) => lines.push(l) }), now: opts.now, env: { PATH: '/bin' } },
@@ -62,11 +69,23 @@ export async function drive(h: Harness, rev: string, o: DriveOptions = {}): Prom
   }
 }
 
-/** Releases the system build and the activation. */
+/**
+ * What a system build leaves: a built toplevel (a directory next to the state dir) linked as
+ * ./result in the build's working directory.
+ */
+export async function leaveResult(opts: RunOptions, stateDir: string): Promise<string> {
+  const top = join(stateDir, '..', 'store', `toplevel-${Math.random().toString(16).slice(2, 10)}`);
+  await mkdir(top, { recursive: true });
+  await symlink(top, join(opts.cwd!, 'result'));
+  return top;
+}
+
+/** Releases the system build (leaving ./result) and the activation. */
 export async function releaseSystem(h: Harness, o: { systemFails?: boolean } = {}): Promise<void> {
   const b = await h.q.next('run');
   const argv = b.args[0] as string[];
   expect(argv).toEqual(['sys-build']);
+  if (!o.systemFails) await leaveResult(b.args[1] as RunOptions, h.stateDir);
   b.resolve(o.systemFails ? fail(argv, 'error: system build failed', 100) : ok(argv));
   if (o.systemFails) return;
   const a = await h.q.next('run');
