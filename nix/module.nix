@@ -237,6 +237,8 @@ let
     pkgs.gzip
     pkgs.gitMinimal
     config.programs.ssh.package
+    # systemctl: the health gate's failed units, and starting the activation unit.
+    config.systemd.package
   ];
 
   # The loop's environment (also the boot-time recovery's).
@@ -286,7 +288,7 @@ let
         { inherit (pin) revision desyncAge; path = toString pin.path; }
     ) cfg.desyncs;
   };
-  sourcesFile = pkgs.writeText "nixos-desync-sources.json" (builtins.toJSON systemSources);
+  sourcesFile = pkgs.writeText "nixos-desync-sources.json" (builtins.toJSON cfg.systemSources);
 
   listenHost =
     if lib.hasInfix ":" cfg.exporter.listenAddress then
@@ -592,6 +594,14 @@ in
         `exporter.webConfigFile`) are only checked when the service starts. Set to false to
         skip it, e.g. when cross-compiling (the check runs the package on the build machine).
       '';
+    };
+
+    systemSources = mkOption {
+      type = types.attrs;
+      readOnly = true;
+      internal = true;
+      default = systemSources;
+      description = "What this system is built from, as written into the toplevel (nixos-desync-sources.json).";
     };
 
     configFile = mkOption {

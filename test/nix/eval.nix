@@ -87,6 +87,10 @@ let
           ];
         }
       );
+    # trivial-builders' writeText/writeShellScript: the same content, written at evaluation
+    # time (builtins.toFile) so the tests can read it.
+    writeText = name: text: builtins.toFile name text;
+    writeShellScript = name: text: builtins.toFile name "#!/bin/sh\n${text}";
     callPackage = lib.callPackageWith pkgs;
     inherit lib;
     # buildNpmPackage is not run: its "output" is packageDir (this checkout's dist/ behind a
@@ -223,6 +227,8 @@ in
     systemPackages = map toString cfg.environment.systemPackages;
     tmpfiles = cfg.systemd.tmpfiles.rules;
     firewallTCP = cfg.networking.firewall.allowedTCPPorts;
+    systemSources = nd.systemSources;
+    systemBuilderCommands = cfg.system.systemBuilderCommands;
     inherit units;
     desyncs = mapAttrs (_: d: {
       path = toString d.path;

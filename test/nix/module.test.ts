@@ -34,6 +34,8 @@ interface Evaluated {
   systemPackages: string[];
   tmpfiles: string[];
   firewallTCP: number[];
+  systemSources: { runId: string | null; builtAt: null; nixpkgs: { revision: string; path: string }; desyncs: Record<string, { revision: string; desyncAge: number; path: string }> };
+  systemBuilderCommands: string;
   units: Record<string, string>;
   desyncs: Record<string, { path: string; revision: string | null; desyncAge: number | null; helloName: string }>;
 }
@@ -266,7 +268,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     const env = envOf(up);
     expect(env.HOME).toBe('/root');
     expect(env.NIX_PATH).toContain('nixpkgs=/nix/var/nix/profiles/per-user/root/channels/nixos');
-    expect(env.PATH).toMatch(/-nix\/bin:.*-coreutils\/bin:.*-gitMinimal\/bin/);
+    expect(env.PATH).toMatch(/-nix\/bin:.*-coreutils\/bin:.*-gitMinimal\/bin:.*-systemd\/bin/);
     expect(env.NIX_REMOTE).toBe('daemon');
     expect(env.XDG_CACHE_HOME).toBe('/var/cache/nixos-desync');
     expect(up.Service).toMatchObject({
@@ -616,7 +618,8 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     const runUpgradeUnit = (ev: Evaluated): void => {
       const up = parseUnit(ev.units['nixos-desync-upgrade.service']!);
       const [prog, ...rest] = execArgv(single(up, 'Service', 'ExecStart')!);
-      const r = spawnSync(prog!, rest, { env: ENV, encoding: 'utf8', timeout: 120_000 });
+      // The host's stand-in systemctl on PATH (the health gate asks it for failed units).
+      const r = spawnSync(prog!, rest, { env: { ...ENV, PATH: host.path }, encoding: 'utf8', timeout: 120_000 });
       expect(r.status, r.stdout + r.stderr).toBe(0);
     };
 
@@ -635,6 +638,18 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     // home-manager fails on rev2: its pin stays on rev1, one rebuild behind; synapse follows.
     expect(ev.desyncs['home-manager']).toMatchObject({ path: rev1.path, revision: gitRevisionOf('rev1'), desyncAge: 1, helloName: 'hello-rev1' });
     expect(ev.desyncs['matrix-synapse']).toMatchObject({ revision: gitRevisionOf('rev2'), desyncAge: 0, helloName: 'hello-rev2' });
+    // The system built from these pins says so in its toplevel (nixos-desync-sources.json):
+    // each desync's pin, and the pin set's id (the run that committed it).
+    const setId = readlinkSync(join(host.stateDir, 'pins')).split('/')[1];
+    expect(ev.systemSources).toMatchObject({
+      runId: setId,
+      builtAt: null,
+      desyncs: {
+        'home-manager': { revision: gitRevisionOf('rev1'), desyncAge: 1, path: rev1.path },
+        'matrix-synapse': { revision: gitRevisionOf('rev2'), desyncAge: 0 },
+      },
+    });
+    expect(ev.systemBuilderCommands).toMatch(/^cp \/nix\/store\/[0-9a-z]{32}-nixos-desync-sources\.json \$out\/nixos-desync-sources\.json$/m);
 
     const ex = parseUnit(ev.units['nixos-desync-exporter.service']!);
     const [prog, ...rest] = execArgv(single(ex, 'Service', 'ExecStart')!);
