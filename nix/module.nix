@@ -601,6 +601,7 @@ in
       readOnly = true;
       internal = true;
       default = systemSources;
+      defaultText = lib.literalMD "the main nixpkgs and each desync's pin, read when the system is evaluated";
       description = "What this system is built from, as written into the toplevel (nixos-desync-sources.json).";
     };
 
