@@ -10,11 +10,12 @@
 #
 # The VM is offline and must not evaluate a real nixpkgs (slow, and nothing to fetch), so
 # the loop follows a tiny fake nixpkgs in the store (channel.update = false) and the
-# system build is replaced by `true` and the activation unit's nixos-rebuild by `touch` —
-# what this test checks is the module: the units, the generated config, the loop running as
-# root inside its sandbox (store access through nix-daemon, GC roots, starting the
-# activation unit through systemctl), the unprivileged exporter reading the state it wrote,
-# the firewall and the pin files.
+# system build links a fake toplevel (its switch-to-configuration only records what it was
+# asked to do) as ./result — what this test checks is the module: the units, the generated
+# config, the loop running as root inside its sandbox (store access through nix-daemon, GC
+# roots, the health gate reading the real `systemctl list-units --failed`, starting
+# nixos-desync-activate@<action>:<toplevel>.service through systemctl), the unprivileged
+# exporter reading the state it wrote, the firewall and the pin files.
 {
   pkgs ? import <nixpkgs> { },
   module ? ../module.nix,
@@ -46,6 +47,17 @@ let
       }
       EOF
     '';
+  # A toplevel the activation unit accepts (bin/switch-to-configuration, nixos-version) whose
+  # switch-to-configuration records the action instead of activating anything.
+  fakeToplevel = pkgs.runCommand "nixos-system-fake" { } ''
+    mkdir -p $out/bin
+    echo 99.99.20260101.0000000 > $out/nixos-version
+    cat > $out/bin/switch-to-configuration <<EOF
+    #!${pkgs.bash}/bin/bash
+    echo "\$1" >> /run/nixos-desync-activated
+    EOF
+    chmod +x $out/bin/switch-to-configuration
+  '';
   rev1 = fakeNixpkgs "1111111111111111111111111111111111111111" false;
   rev2 = fakeNixpkgs "2222222222222222222222222222222222222222" true;
 in
@@ -63,6 +75,7 @@ pkgs.testers.runNixOSTest {
         pkgs.busybox
         rev1
         rev2
+        fakeToplevel
       ];
       environment.systemPackages = [ pkgs.curl ];
 
@@ -82,13 +95,11 @@ pkgs.testers.runNixOSTest {
           # The "channel": a symlink the test script moves between the two revisions.
           nixpkgs = "/etc/fake-channel";
           channel.update = false;
-          # system.activate keeps the module's default: systemctl start nixos-desync-activate.
-          system.build = [ "${pkgs.coreutils}/bin/true" ];
+          # system.activate keeps the module's default ("switch", through the activation unit).
+          system.build = [ "${pkgs.coreutils}/bin/ln" "-s" "${fakeToplevel}" "result" ];
         };
+        health.settle = "0s";
       };
-      # The activation unit without a real nixos-rebuild: leaves a mark per run.
-      systemd.services.nixos-desync-activate.serviceConfig.ExecStart =
-        lib.mkForce "${pkgs.bash}/bin/bash -c 'echo run >> /run/nixos-desync-activated'";
     };
 
   testScript = ''
@@ -112,15 +123,18 @@ pkgs.testers.runNixOSTest {
         machine.succeed("systemctl show -P NoNewPrivileges nixos-desync-upgrade.service | grep -x yes")
         machine.succeed("test -z \"$(systemctl show -P CapabilityBoundingSet nixos-desync-upgrade.service)\"")
         machine.succeed("systemctl show -P Environment nixos-desync-upgrade.service | grep -F NIX_REMOTE=daemon")
-        machine.succeed("systemctl show -P NoNewPrivileges nixos-desync-activate.service | grep -x no")
+        machine.succeed("systemctl show -P NoNewPrivileges nixos-desync-activate@test:x.service | grep -x no")
         print(machine.succeed("systemd-analyze security nixos-desync-upgrade.service | tail -n 1"))
-        print(machine.succeed("systemd-analyze security nixos-desync-activate.service | tail -n 1"))
+        print(machine.succeed("systemd-analyze security nixos-desync-activate@test:x.service | tail -n 1"))
 
-    with subtest("first run: both desyncs follow rev1, the activation unit ran once"):
+    with subtest("first run: both desyncs follow rev1; the built toplevel is test-activated, gated, then made the boot default"):
         machine.succeed("ln -sfn ${rev1} /etc/fake-channel")
         machine.succeed("systemctl start nixos-desync-upgrade.service")
-        # From inside the sandbox: systemctl start (private socket) → the activation unit.
-        machine.succeed("test \"$(wc -l < /run/nixos-desync-activated)\" = 1")
+        # From inside the sandbox: systemctl start (private socket) → nixos-desync-activate@….
+        machine.succeed("test \"$(cat /run/nixos-desync-activated | tr '\\n' ' ')\" = 'test boot '")
+        machine.succeed("test \"$(readlink -f /nix/var/nix/profiles/system)\" = ${fakeToplevel}")
+        gens = json.loads(machine.succeed("nixos-desync generations --json"))
+        assert gens[0]["toplevel"] == "${fakeToplevel}" and gens[0]["sources"]["nixpkgs"]["revision"].startswith("1111"), gens[0]
         # GC roots registered through the daemon survive a collection.
         machine.succeed("nix-store --gc --print-roots | grep -F /var/lib/nixos-desync/sets/")
         pin = json.loads(machine.succeed(
@@ -138,7 +152,8 @@ pkgs.testers.runNixOSTest {
             "nix-instantiate --eval --strict --json /var/lib/nixos-desync/pins/hello.nix"))
         assert hm["desyncAge"] == 1 and hm["revision"].startswith("1111"), hm
         assert hello["desyncAge"] == 0 and hello["revision"].startswith("2222"), hello
-        machine.succeed("test \"$(wc -l < /run/nixos-desync-activated)\" = 2")
+        # The same toplevel again: test-activated and confirmed once more.
+        machine.succeed("test \"$(wc -l < /run/nixos-desync-activated)\" = 4")
 
     with subtest("metrics show the lag"):
         machine.wait_until_succeeds(
