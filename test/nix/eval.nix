@@ -21,6 +21,7 @@
   configModule, # the host's configuration module; receives `testArgs` as a module argument
   testArgs ? "{}", # JSON: per-test values (temp dirs) for configModule
   probes ? ''{"names":[],"durations":[]}'', # JSON: strings for typeChecks
+  fromFlake ? false, # take the module from flake.nix's nixosModules.default
 }:
 let
   lib = import (nixpkgsLib + "/lib");
@@ -120,10 +121,22 @@ let
     "systemd"
   ] fake;
 
+  # flake.nix's outputs with a nixpkgs input that has only `lib` (enough for nixosModules).
+  flakeOutputs = (import ../../flake.nix).outputs {
+    self = flakeOutputs // {
+      outPath = toString ../..;
+    };
+    nixpkgs = {
+      inherit lib;
+      legacyPackages = { };
+    };
+  };
+  module = if fromFlake then flakeOutputs.nixosModules.default else ../../nix/module.nix;
+
   # As nixos/lib/eval-config.nix: `pkgs` is a module argument (_module.args), not a special one.
   eval = lib.evalModules {
     modules = [
-      ../../nix/module.nix
+      module
       ./nixos.nix
       configModule
       { _module.args.pkgs = pkgs; }
@@ -197,7 +210,7 @@ let
   # default computed from pkgs or config without a defaultText fails here, naming the option.
   docEval = lib.evalModules {
     modules = [
-      ../../nix/module.nix
+      module
       ./nixos.nix
       {
         _module.args.pkgs =

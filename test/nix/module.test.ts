@@ -592,6 +592,18 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     expect(() => JSON.parse(docs.json)).not.toThrow();
   });
 
+  it("flake.nix's nixosModules.default is this module: the same host evaluates to the same config and units", () => {
+    const viaFile = evaluate('host-full.nix', { stateDir: join(tmp, 'flake-state') });
+    const out = execFileSync('nix-instantiate', ['--eval', '--strict', '--json', '--read-write-mode', ...evalArgs('host-full.nix', { stateDir: join(tmp, 'flake-state') }), '--arg', 'fromFlake', 'true', '-A', 'inspect'], {
+      env: ENV,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const viaFlake = JSON.parse(out) as Evaluated;
+    expect(viaFlake.configText).toBe(viaFile.configText);
+    expect(viaFlake.units).toEqual(viaFile.units);
+  });
+
   it('desyncs.<name>.path/pkgs fall back to the system nixpkgs before the first run', () => {
     const ev = evaluate('host-full.nix', { stateDir: join(tmp, 'empty-state') });
     for (const name of ['home-manager', 'matrix-synapse']) {
