@@ -90,7 +90,7 @@ export const configSchema = z.strictObject({
     .prefault({}),
   health: z
     .strictObject({
-      settle: z.union([z.literal('0s'), duration]).default('10s'),
+      settle: z.union([z.literal('0s'), timeout]).default('10s'),
       failedUnits: z.boolean().default(true),
       ignoreUnits: z.array(unitName).default([]),
       checks: z.array(argv).default([]),
