@@ -425,7 +425,7 @@ in
 
     health = {
       settle = mkOption {
-        type = types.str;
+        type = types.either (types.enum [ "0s" ]) duration;
         default = "10s";
         example = "30s";
         description = ''
@@ -448,7 +448,7 @@ in
         description = "Units (`*` wildcards allowed) that never fail the health gate.";
       };
       checks = mkOption {
-        type = types.listOf (types.listOf types.str);
+        type = types.listOf argv;
         default = [ ];
         example = literalExpression ''[ [ "''${pkgs.curl}/bin/curl" "-fsS" "http://127.0.0.1:8008/health" ] ]'';
         description = ''

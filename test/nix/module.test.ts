@@ -460,6 +460,10 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
       expect(r.status).toBe(1);
       expect(r.stderr).toContain(typeError('services.nixos-desync.desyncs.home-manager.maxBehind', `null or ${dur}`));
       expect(r.stderr).toMatch(/- In `[^']*bad-behind\.nix': "14 days"/);
+      r = instantiateSystem(host('bad-settle.nix', '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.health.settle = "10 s";\n}\n'));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(typeError('services.nixos-desync.health.settle', `value "0s" (singular enum) or ${dur}`));
+      expect(instantiateSystem(host('zero-settle.nix', '{ ... }: { services.nixos-desync.enable = true; services.nixos-desync.health.settle = "0s"; }')).status).toBe(0);
       r = instantiateSystem(host('bad-timeout.nix', '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.settings.timeouts.build = "1.5h";\n}\n'));
       expect(r.status).toBe(1);
       expect(r.stderr).toContain(typeError('services.nixos-desync.settings.timeouts.build', dur));
@@ -486,6 +490,9 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
       r = instantiateSystem(host('empty-check.nix', '{ ... }: { services.nixos-desync.enable = true; services.nixos-desync.desyncs.hm.checks = [ [ ] ]; }'));
       expect(r.status).toBe(1);
       expect(r.stderr).toContain('is not of type `non-empty (list of string)');
+      r = instantiateSystem(host('bad-health-check.nix', '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.health.checks = [ "curl -fsS http://127.0.0.1:8008/health" ];\n}\n'));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("error: A definition for option `services.nixos-desync.health.checks.\"[definition 1-entry 1]\"' is not of type `non-empty (list of string)'.");
       r = instantiateSystem(host('bad-build.nix', '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.settings.system.build = "nixos-rebuild build";\n}\n'));
       expect(r.status).toBe(1);
       expect(r.stderr).toContain("error: A definition for option `services.nixos-desync.settings.system.build' is not of type `non-empty (list of string)'.");
