@@ -53,16 +53,17 @@ export function harness(config: TestConfig): Harness {
   };
 }
 
-export interface DriveOptions { failing?: string[]; checkFails?: boolean; update?: boolean }
+export interface DriveOptions { failing?: string[]; evalFailing?: string[]; checkFails?: boolean; update?: boolean }
 
-/** Releases fetch, candidate, gate (with `failing` desyncs) and syn's check. */
+/** Releases fetch, candidate, gate (with `failing`/`evalFailing` desyncs) and syn's check when syn passed. */
 export async function drive(h: Harness, rev: string, o: DriveOptions = {}): Promise<void> {
   if (o.update !== false) (await h.q.next('updateChannel')).resolve(undefined);
   (await h.q.next('resolveCandidate')).resolve(candidate(rev));
   const g = await h.q.next('buildGates');
   const reqs = g.args[0] as GateRequest[];
-  g.resolve(gateReport(reqs, o.failing));
-  if (reqs.some((r) => r.desync === 'syn') && !(o.failing ?? []).includes('syn')) {
+  g.resolve(gateReport(reqs, o.failing, o.evalFailing));
+  const failed = [...(o.failing ?? []), ...(o.evalFailing ?? [])];
+  if (reqs.some((r) => r.desync === 'syn' && !failed.includes(r.desync))) {
     const c = await h.q.next('run');
     const argv = c.args[0] as string[];
     c.resolve(o.checkFails ? fail(argv, 'check says no') : ok(argv));
@@ -80,8 +81,10 @@ export async function leaveResult(opts: RunOptions, stateDir: string): Promise<s
   return top;
 }
 
-/** Releases the system build (leaving ./result) and the activation. */
-export async function releaseSystem(h: Harness, o: { systemFails?: boolean } = {}): Promise<void> {
+export interface SystemOptions { systemFails?: boolean; activateFails?: boolean }
+
+/** Releases the system build (leaving ./result) and the activation (`sys-switch`). */
+export async function releaseSystem(h: Harness, o: SystemOptions = {}): Promise<void> {
   const b = await h.q.next('run');
   const argv = b.args[0] as string[];
   expect(argv).toEqual(['sys-build']);
@@ -89,10 +92,11 @@ export async function releaseSystem(h: Harness, o: { systemFails?: boolean } = {
   b.resolve(o.systemFails ? fail(argv, 'error: system build failed', 100) : ok(argv));
   if (o.systemFails) return;
   const a = await h.q.next('run');
-  a.resolve(ok(a.args[0] as string[]));
+  expect(a.args[0]).toEqual(['sys-switch']);
+  a.resolve(o.activateFails ? fail(a.args[0] as string[]) : ok(a.args[0] as string[]));
 }
 
-export async function fullRun(config: TestConfig, rev: string, o: DriveOptions & { systemFails?: boolean } = {}) {
+export async function fullRun(config: TestConfig, rev: string, o: DriveOptions & SystemOptions = {}) {
   const h = harness(config);
   const p = h.start();
   await drive(h, rev, o);

@@ -3,7 +3,6 @@ import { mkdtemp, mkdir, readFile, readlink, readdir, rm, symlink, writeFile, cp
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { parseConfig } from '../../src/config/load.js';
 import { runUpgrade, type UpgradeResult } from '../../src/upgrade/run.js';
 import { createStateStore } from '../../src/state/store.js';
 import { createLogger } from '../../src/util/log.js';
@@ -11,6 +10,7 @@ import { DesyncError } from '../../src/util/errors.js';
 import type { GateRequest } from '../../src/nix/adapter.js';
 import type { RunOptions } from '../../src/util/exec.js';
 import { CallQueue, candidate, createFakeNix, createFakeRunner, fail, gateReport, ok } from '../helpers/fake-nix.js';
+import { drive, fullRun, harness, leaveResult as leaveResultIn, makeConfig, releaseSystem, type Harness } from '../helpers/upgrade-harness.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -20,89 +20,11 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function makeConfig(stateDir: string, extra: Record<string, unknown> = {}) {
-  return parseConfig({
-    nixpkgs: '/channels/nixos',
-    channel: { name: 'nixos', update: true },
-    desyncs: {
-      hm: { requireBuilds: ['home-manager'], maxLagRebuilds: 2 },
-      syn: { requireBuilds: ['matrix-synapse'], checks: [['check-syn', '--quick']] },
-    },
-    system: { build: ['sys-build'], activate: ['sys-switch'] },
-    // The fake runner answers every command; systemctl is not asked for (failedUnits off).
-    health: { settle: '0s', failedUnits: false },
-    stateDir,
-    runDir: join(stateDir, '..', 'run'),
-    profilesDir: join(stateDir, '..', 'profiles'),
-    ...extra,
-  });
-}
-
-interface Harness {
-  q: CallQueue;
-  lines: string[];
-  start(opts?: { dryRun?: boolean; now?: () => Date }): Promise<UpgradeResult>;
-}
-
-function harness(config: ReturnType<typeof makeConfig>): Harness {
-  const q = new CallQueue();
-  const lines: string[] = [];
-  return {
-    q,
-    lines,
-    start: (opts = {}) =>
-      runUpgrade(
-        { config, nix: createFakeNix(q), run: createFakeRunner(q), store: createStateStore(config.stateDir), logger: createLogger({ write: (l) => lines.push(l) }), now: opts.now, env: { PATH: '/bin' } },
-        { dryRun: opts.dryRun },
-      ),
-  };
-}
-
-/** Releases one whole run: channel, candidate, gate (failing desyncs), checks, system build, activation. */
-async function drive(h: Harness, rev: string, o: { failing?: string[]; evalFailing?: string[]; checkFails?: boolean; systemFails?: boolean; activateFails?: boolean; update?: boolean } = {}) {
-  if (o.update !== false) (await h.q.next('updateChannel')).resolve(undefined);
-  (await h.q.next('resolveCandidate')).resolve(candidate(rev));
-  const g = await h.q.next('buildGates');
-  const reqs = g.args[0] as GateRequest[];
-  g.resolve(gateReport(reqs, o.failing, o.evalFailing));
-  const passing = reqs.filter((r) => !(o.failing ?? []).includes(r.desync) && !(o.evalFailing ?? []).includes(r.desync));
-  if (passing.some((r) => r.desync === 'syn')) {
-    const c = await h.q.next('run');
-    const argv = c.args[0] as string[];
-    c.resolve(o.checkFails ? fail(argv, 'check says no') : ok(argv));
-  }
-}
-
-/** A built toplevel: a directory the fake system build links as ./result in its working directory. */
-async function leaveResult(opts: RunOptions, name = 'toplevel'): Promise<string> {
-  const top = join(dir, 'store', `${name}-${Math.random().toString(16).slice(2, 8)}`);
-  await mkdir(top, { recursive: true });
-  await symlink(top, join(opts.cwd!, 'result'));
-  return top;
-}
-
-async function releaseSystem(h: Harness, o: { systemFails?: boolean; activateFails?: boolean } = {}) {
-  const b = await h.q.next('run');
-  const argv = b.args[0] as string[];
-  expect(argv).toEqual(['sys-build']);
-  if (!o.systemFails) await leaveResult(b.args[1] as RunOptions);
-  b.resolve(o.systemFails ? fail(argv, 'error: system build failed', 100) : ok(argv));
-  if (o.systemFails) return;
-  const a = await h.q.next('run');
-  expect(a.args[0]).toEqual(['sys-switch']);
-  a.resolve(o.activateFails ? fail(a.args[0] as string[]) : ok(a.args[0] as string[]));
-}
+/** A built toplevel of this test's store (see leaveResult in the harness). */
+const leaveResult = (opts: RunOptions): Promise<string> => leaveResultIn(opts, join(dir, 'state'));
 
 async function pinFile(stateDir: string, name: string): Promise<string> {
   return readFile(join(stateDir, 'pins', `${name}.nix`), 'utf8');
-}
-
-async function fullRun(config: ReturnType<typeof makeConfig>, rev: string, o: Parameters<typeof drive>[2] & { systemFails?: boolean } = {}) {
-  const h = harness(config);
-  const p = h.start();
-  await drive(h, rev, o);
-  await releaseSystem(h, o);
-  return { res: await p, h };
 }
 
 describe('runUpgrade with a fake Nix', () => {
