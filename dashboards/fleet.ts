@@ -3,13 +3,12 @@
 import { BigValueColorMode } from '@grafana/grafana-foundation-sdk/common';
 import type { Dashboard } from '@grafana/grafana-foundation-sdk/dashboard';
 import {
-  NO_YES, baseDashboard, boolMapping, col, dashboardLink, instant, range, render, row, sel, statPanel,
-  tablePanel, timeseriesPanel, type Step,
+  FAILED_SUCCESS, NO_YES, OK_YELLOW, OUT_OF_DATE, STALE, baseDashboard, boolMapping, col, dashboardLink,
+  instant, range, render, row, sel, statPanel, tablePanel, timeseriesPanel, type Step,
 } from './panels.js';
 
 const OK_RED: Step[] = [['green', null], ['red', 1]];
 const OK_ORANGE: Step[] = [['green', null], ['orange', 1]];
-const OK_YELLOW: Step[] = [['green', null], ['yellow', 1]];
 /** Budget used: half warns (NixosDesyncLagging), all of it is the breach line. */
 const BUDGET: Step[] = [['green', null], ['orange', 0.5], ['red', 1]];
 
@@ -167,16 +166,14 @@ export function fleetDashboard(): Dashboard {
           'Value #G': 'Breached', 'Value #H': 'Exporter up', 'Value #I': 'nixpkgs age', 'Value #J': 'Upgrade unit',
         },
         overrides: {
-          // NixosDesyncUpgradeStale fires after 3 days; orange from a day and a half.
-          'Last successful run': [col.unit('s'), col.background(), col.thresholds(['green', null], ['orange', 129600], ['red', 259200])],
-          'Last run': [col.mappings(boolMapping({ text: 'failed', color: 'red', index: 1 }, { text: 'success', color: 'green', index: 0 })), col.background()],
+          'Last successful run': [col.unit('s'), col.background(), col.thresholds(...STALE)],
+          'Last run': [col.mappings(FAILED_SUCCESS), col.background()],
           'Reboot required': [col.mappings(NO_YES), col.background()],
           'Activation pending': [col.mappings(NO_YES), col.colorText()],
           Breached: [col.background(), col.thresholds(...OK_RED)],
           'Exporter up': [col.mappings(boolMapping({ text: 'down', color: 'red', index: 1 }, { text: 'up', color: 'green', index: 0 })), col.background()],
-          // NixosDesyncNixpkgsOutOfDate fires above 14 days.
-          'nixpkgs age': [col.unit('s'), col.background(), col.thresholds(['green', null], ['orange', 604800], ['red', 1209600])],
-          'Upgrade unit': [col.mappings(boolMapping({ text: 'failed', color: 'red', index: 1 }, { text: 'success', color: 'green', index: 0 })), col.background()],
+          'nixpkgs age': [col.unit('s'), col.background(), col.thresholds(...OUT_OF_DATE)],
+          'Upgrade unit': [col.mappings(FAILED_SUCCESS), col.background()],
           Host: [col.hostLink()],
         },
         sortBy: 'Last successful run',

@@ -3,11 +3,10 @@
 import { BigValueColorMode, BigValueTextMode } from '@grafana/grafana-foundation-sdk/common';
 import type { Dashboard } from '@grafana/grafana-foundation-sdk/dashboard';
 import {
-  NO_YES, barGaugePanel, baseDashboard, boolMapping, col, dashboardLink, instant, range, render, row, sel,
-  statPanel, tablePanel, timeseriesPanel, type Step,
+  FAILED_SUCCESS, NO_YES, OK_YELLOW, OUT_OF_DATE, STALE, barGaugePanel, baseDashboard, boolMapping, col,
+  dashboardLink, instant, range, render, row, sel, statPanel, tablePanel, timeseriesPanel, type Step,
 } from './panels.js';
 
-const OK_YELLOW: Step[] = [['green', null], ['yellow', 1]];
 const TEXT: Step[] = [['text', null]];
 
 export function hostDashboard(): Dashboard {
@@ -24,14 +23,13 @@ export function hostDashboard(): Dashboard {
         title: 'Last run', description: 'Result of the most recent upgrade run.', w: 4, h: 4,
         query: instant('A', sel('nixos_desync_last_run_success')),
         steps: [['red', null], ['green', 1]],
-        mappings: boolMapping({ text: 'failed', color: 'red', index: 1 }, { text: 'success', color: 'green', index: 0 }),
+        mappings: FAILED_SUCCESS,
       }))
       .withPanel(statPanel({
         title: 'Last successful run', description: 'Time since the last successful upgrade run.', w: 4, h: 4,
         query: instant('A', `time() - ${sel('nixos_desync_last_successful_run_timestamp_seconds')}`),
         unit: 's',
-        // NixosDesyncUpgradeStale fires after 3 days; orange from a day and a half.
-        steps: [['green', null], ['orange', 129600], ['red', 259200]],
+        steps: STALE,
       }))
       .withPanel(statPanel({
         title: 'Run in progress', description: 'Whether an upgrade run is running now.', w: 4, h: 4,
@@ -62,7 +60,7 @@ export function hostDashboard(): Dashboard {
         w: 4, h: 4,
         query: instant('A', `time() - ${sel('nixos_desync_system_nixpkgs_timestamp_seconds')}`),
         unit: 's',
-        steps: [['green', null], ['orange', 604800], ['red', 1209600]],
+        steps: OUT_OF_DATE,
       }))
       .withPanel(statPanel({
         title: 'Running nixpkgs', description: "The running system's NixOS version and nixpkgs revision (from its nixos-version).", w: 4, h: 4,
@@ -76,13 +74,13 @@ export function hostDashboard(): Dashboard {
         w: 4, h: 4,
         query: instant('A', sel('nixos_desync_upgrade_unit_last_run_success'), { legend: '{{unit}}' }),
         steps: [['red', null], ['green', 1]],
-        mappings: boolMapping({ text: 'failed', color: 'red', index: 1 }, { text: 'success', color: 'green', index: 0 }),
+        mappings: FAILED_SUCCESS,
       }))
       .withPanel(statPanel({
         title: 'Upgrade unit: last run started', description: 'Time since the last run of the upgrade unit started.', w: 4, h: 4,
         query: instant('A', `time() - ${sel('nixos_desync_upgrade_unit_last_run_timestamp_seconds')}`, { legend: '{{unit}}' }),
         unit: 's',
-        steps: [['green', null], ['orange', 129600], ['red', 259200]],
+        steps: STALE,
       }))
       .withPanel(statPanel({
         title: 'Upgrade unit: duration', description: 'Duration of the last finished run of the upgrade unit.', w: 4, h: 4,

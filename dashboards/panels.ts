@@ -151,6 +151,19 @@ export const NO_YES: dashboard.ValueMapping[] = boolMapping(
   { text: 'yes', color: 'red', index: 1 },
 );
 
+/** "failed (red) / success (green)" of a 0/1 success gauge (last run, upgrade unit). */
+export const FAILED_SUCCESS: dashboard.ValueMapping[] = boolMapping(
+  { text: 'failed', color: 'red', index: 1 },
+  { text: 'success', color: 'green', index: 0 },
+);
+
+/** 0 is fine, 1 (or more) is yellow: reboot/activation pending, desyncs behind. */
+export const OK_YELLOW: Step[] = [['green', null], ['yellow', 1]];
+/** Seconds since the last successful run: NixosDesyncUpgradeStale fires after 3 days; orange from a day and a half. */
+export const STALE: Step[] = [['green', null], ['orange', 129600], ['red', 259200]];
+/** Age of the running nixpkgs: NixosDesyncNixpkgsOutOfDate fires above 14 days; orange from 7. */
+export const OUT_OF_DATE: Step[] = [['green', null], ['orange', 604800], ['red', 1209600]];
+
 function colorMode(mode: dashboard.FieldColorModeId): dashboard.FieldColorBuilder {
   return new dashboard.FieldColorBuilder().mode(mode);
 }
