@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // Soak mode of the fault suite (issue #11 item 21), outside CI, bounded in time. Two parts:
 //
-//   node bench/soak.mjs kills [--kills 200] [--minutes 15] [--seed 1] [--json FILE]
+//   node bench/soak.mjs kills [--kills 200] [--minutes 15] [--seed 1] [--span 1.2] [--json FILE]
 //     Real Nix (run it under the shared lock: flock /tmp/nd-real.lock …). A demo host runs
 //     `nixos-desync upgrade` (the built CLI) again and again; each run is killed with SIGKILL
-//     at a random instant of its whole duration (stages slowed a little so every stage is
-//     hit), then the next run recovers it. After every kill it checks the fault suite's
+//     at a random instant in 0 … span × a clean run's duration (stages slowed a little so every
+//     stage is hit), then the next run recovers it. After every kill it checks the fault suite's
 //     invariants: pins/ is one complete set whose store paths are valid and GC-rooted; after
 //     the recovery run: exit 0, one set, no lock/journal/temp file, only that set's roots,
 //     sum of runs_total = number of runs that took the lock, unique history ids, no process
@@ -68,6 +68,8 @@ async function kills() {
     },
     systemPackages: { 'home-manager': 'home-manager', synapse: 'matrix-synapse' },
   });
+  // The host's stand-in systemctl (health gate) first on PATH, as the tests run the CLI.
+  const hostEnv = host.path ? { PATH: host.path } : {};
   // Every stage takes a little time, so a random instant lands in each of them.
   const sys = host.config.system;
   const slow = (argv) => ['/bin/sh', '-c', 'sleep 0.3; exec "$@"', 'sh', ...argv];
@@ -133,12 +135,12 @@ async function kills() {
   for (const rev of ['rev1', 'rev4', 'rev1']) {
     await host.useRevision(rev);
     const t = Date.now();
-    const r = await cli(['upgrade', '--config', host.configPath]).done;
+    const r = await cli(['upgrade', '--config', host.configPath], hostEnv).done;
     durations.push(Date.now() - t);
     tookLock += 1;
     if (r.code !== 0) throw new Error(`calibration run failed: ${r.stdout}${r.stderr}`);
   }
-  const span = Math.max(...durations) * 1.2;
+  const span = Math.max(...durations) * Number(args.span ?? 1.2);
   say(`clean run ${durations.join('/')} ms; kill instants drawn from 0–${Math.round(span)} ms; ${KILLS} kills, at most ${MINUTES} min`);
 
   const stages = {};
@@ -149,7 +151,7 @@ async function kills() {
   for (let i = 0; i < KILLS && Date.now() < deadline; i++) {
     const before = await total();
     await host.useRevision(revs[i % revs.length]);
-    const run = cli(['upgrade', '--config', host.configPath]);
+    const run = cli(['upgrade', '--config', host.configPath], hostEnv);
     const at = Math.floor(rand() * span);
     await new Promise((r) => setTimeout(r, at));
     run.child.kill('SIGKILL');
@@ -163,7 +165,7 @@ async function kills() {
     if (lock || grew) tookLock += 1;
     const what = `kill ${i} at ${at} ms (${stage})`;
     await completeSet(what);
-    const next = await cli(['upgrade', '--config', host.configPath]).done;
+    const next = await cli(['upgrade', '--config', host.configPath], hostEnv).done;
     tookLock += 1;
     check(next.code === 0, `${what}: recovery run exit ${next.code}: ${(next.stdout + next.stderr).slice(-400)}`);
     await clean(what);
