@@ -17,7 +17,7 @@ import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { readFlakeLock, type LockedInput } from './flake-lock.js';
 import { readPrDesyncFile, type PrDesync } from './pr-desync.js';
-import { runLockHolder, stateTrustProblem, type LockHolder } from './state-trust.js';
+import { exporterBootInfo, runLockHolder, stateTrustProblem, type LockHolder } from './state-trust.js';
 import { createRootWatcher, type RootWatcher } from './root-watcher.js';
 import { GENERATION_LINK_RE, readActivationPending, readCurrentGeneration, readRebootRequired, readRunningNixpkgs, type NixpkgsVersion } from './system-info.js';
 
@@ -143,6 +143,8 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     journal: null, journalProblem: null, corruptFiles: [], dirError: 'not read yet', untrusted: null, lastGood: null, runHolder: null,
   };
   const lockPollMs = opts.lockPollMs ?? 1000;
+  // This boot's identity does not change while we run: read once, not on every watcher event.
+  const boot = exporterBootInfo();
   // Sources read at least once: the first read never waits for a run to end.
   const loaded = new Set<SourceName>();
   let deferredByLock = false;
@@ -211,7 +213,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
       let rereads = 0;
       deferredByLock = false;
       while (dirty.size > 0 && !closed) {
-        const holder = await runLockHolder(config.stateDir);
+        const holder = await runLockHolder(config.stateDir, boot);
         // A run starting shows at once; its end shows together with what it wrote (below).
         if (holder !== null) setHolder(holder);
         const srcs = [...dirty].filter((s) => holder === null || !LOOP_SOURCES.has(s) || !loaded.has(s));
@@ -245,7 +247,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
         // A run that took the lock or wrote state files while we read may have been caught
         // half-way: read again rather than show that (bounded, so a busy disk cannot starve us).
         if (srcs.some((s) => LOOP_SOURCES.has(s)) && rereads < 5) {
-          const after = await runLockHolder(config.stateDir);
+          const after = await runLockHolder(config.stateDir, boot);
           if ((after !== null && srcs.every((s) => loaded.has(s))) || dirty.has('state')) {
             rereads += 1;
             if (after !== null) setHolder(after);

@@ -35,11 +35,6 @@ export interface LockHolder {
 }
 
 /**
- * The live process holding `<stateDir>/lock`, or null (no lock, or its owner is dead by the
- * loop's own rule: another boot, or its pid is no longer that process). A lock that cannot be
- * parsed yet is held while it is young (its writer is still writing it).
- */
-/**
  * This boot, as the exporter can see it: its unit has ProcSubset=pid, which hides
  * /proc/sys/kernel/random/boot_id and /proc/stat, so the boot time falls back to the uptime
  * (libuv reads CLOCK_BOOTTIME when /proc/uptime is hidden). A lock left by a run that died in
@@ -49,6 +44,12 @@ export function exporterBootInfo(): { bootId?: string; bootTimeMs?: number } {
   return { bootId: bootId(), bootTimeMs: bootTimeMs() ?? Math.floor(Date.now() - uptime() * 1000) };
 }
 
+/**
+ * The live process holding `<stateDir>/lock`, or null (no lock, or its owner is dead by the
+ * loop's own rule: another boot, or its pid is no longer that process). A lock that cannot be
+ * parsed yet is held while it is young (its writer is still writing it).
+ * Pass `self` (exporterBootInfo(), computed once) on hot paths: the default reads /proc each call.
+ */
 export async function runLockHolder(stateDir: string, self: { bootId?: string; bootTimeMs?: number } = exporterBootInfo()): Promise<LockHolder | null> {
   const path = join(stateDir, 'lock');
   let text: string;
