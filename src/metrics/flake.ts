@@ -12,12 +12,15 @@ export function desyncInputs(config: Config): Set<string> {
 }
 
 export function flakeCollector(): Collector {
+  // The config never changes under a running exporter: the skip set is built once, not per scrape.
+  let skipFor: { config: Config; inputs: Set<string> } | null = null;
   return {
     name: 'flake',
     collect({ config, model }, emit) {
       const f = model.flake;
       if (!f) return null;
-      const skip = desyncInputs(config);
+      if (skipFor?.config !== config) skipFor = { config, inputs: desyncInputs(config) };
+      const skip = skipFor.inputs;
       for (const i of f.inputs) {
         if (!skip.has(i.input)) emit('nixos_desync_flake_input_last_modified_timestamp_seconds', { input: i.input }, i.lastModified);
       }
