@@ -80,7 +80,7 @@ async function dryRunUpgrade(deps: UpgradeDeps, res: UpgradeResult, now: () => D
     await deps.store.checkDir();
     ctx = await openRun(deps, res, now, true, null, retry);
   } catch (err) {
-    res.error = { code: isDesyncError(err) ? err.code : 'E_INTERNAL', message: errorMessage(err) };
+    res.error = resultError(err);
     deps.logger.error(res.error.message, { code: res.error.code });
     return res;
   }
@@ -102,7 +102,7 @@ async function dryRunUpgrade(deps: UpgradeDeps, res: UpgradeResult, now: () => D
 async function recordEarlyFailure(deps: UpgradeDeps, res: UpgradeResult, err: unknown, now: () => Date, t0: Date): Promise<void> {
   res.result = 'failure';
   res.exitCode = 1;
-  res.error = { code: isDesyncError(err) ? err.code : 'E_INTERNAL', message: errorMessage(err) };
+  res.error = resultError(err);
   deps.logger.error(res.error.message, { code: res.error.code });
   res.durationSeconds = (now().getTime() - t0.getTime()) / 1000;
   const read = await deps.store.readState({ repair: false });
@@ -119,9 +119,7 @@ async function recordEarlyFailure(deps: UpgradeDeps, res: UpgradeResult, err: un
 /** Steps 1–2 after the lock: recover a dead run, read the committed state, start the journal. */
 async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, dryRun: boolean, deadHolder: LockOwner | null, retry = false): Promise<RunContext> {
   const { config, store, logger: log } = deps;
-  const env = deps.env ?? process.env;
-  const source = deps.source ?? createChannelSource({ config, nix: deps.nix, store });
-  const system = deps.system ?? createNixosSystem({ config, run: deps.run, env });
+  const { env, source, system } = sidesOf(deps);
   // The layout and temp cleanup only with the lock held (a dry run changes nothing).
   if (!dryRun) await store.ensureLayout();
   res.recoveredRun = await recoverInterruptedRun(store, source, log, now, { dryRun, deadHolder, newId: () => makeRunId(now()), system, systemTimeoutMs: timeoutMs(config, 'system') });
@@ -184,7 +182,7 @@ async function fail(ctx: RunContext, err: unknown): Promise<void> {
   } else if (!ctx.dryRun && !ctx.committed && ctx.journal.candidateSetId !== null) {
     await abandonCandidateSet(ctx);
   }
-  res.error = { code: isDesyncError(err) ? err.code : 'E_INTERNAL', message };
+  res.error = resultError(err, message);
   ctx.log.error(res.error.message, { code: res.error.code });
 }
 
@@ -194,18 +192,31 @@ async function fail(ctx: RunContext, err: unknown): Promise<void> {
  */
 export async function recoverOnly(deps: UpgradeDeps): Promise<string | null> {
   const { config, store } = deps;
-  const env = deps.env ?? process.env;
   const now = deps.now ?? (() => new Date());
   await store.prepareDir();
   const lock = await acquireLock(store.paths.lock, 'recover');
   try {
     await store.ensureLayout();
-    const source = deps.source ?? createChannelSource({ config, nix: deps.nix, store });
-    const system = deps.system ?? createNixosSystem({ config, run: deps.run, env });
+    const { source, system } = sidesOf(deps);
     return await recoverInterruptedRun(store, source, deps.logger, now, {
       deadHolder: lock.recoveredFrom, newId: () => makeRunId(now()), system, systemTimeoutMs: timeoutMs(config, 'system'),
     });
   } finally {
     await lock.release();
   }
+}
+
+/** The run's environment, source and system side: the injected ones, else channel mode's defaults (wire.ts picks flake). */
+function sidesOf(deps: UpgradeDeps): Pick<RunContext, 'env' | 'source' | 'system'> {
+  const env = deps.env ?? process.env;
+  return {
+    env,
+    source: deps.source ?? createChannelSource({ config: deps.config, nix: deps.nix, store: deps.store }),
+    system: deps.system ?? createNixosSystem({ config: deps.config, run: deps.run, env }),
+  };
+}
+
+/** The result's error: the DesyncError's code (else E_INTERNAL) and the message (default: the error's). */
+function resultError(err: unknown, message = errorMessage(err)): { code: string; message: string } {
+  return { code: isDesyncError(err) ? err.code : 'E_INTERNAL', message };
 }
