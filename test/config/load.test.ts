@@ -152,6 +152,10 @@ describe('config', () => {
       expect(h.system.build).toEqual(['nixos-rebuild', 'build', '--flake', '/srv/host#web1']);
       // An explicit system.build is kept as is.
       expect(parseConfig({ flake: {}, system: { build: ['/bin/true'] } }).system.build).toEqual(['/bin/true']);
+      // The exporter shows the lock's input ages by default; an explicit value (even null) is kept.
+      expect(c.exporter.flakeLock).toBe('/etc/nixos/flake.lock');
+      expect(parseConfig({ flake: {}, exporter: { flakeLock: null } }).exporter.flakeLock).toBeNull();
+      expect(parseConfig({}).exporter.flakeLock).toBeNull();
       // Channel mode: no input is invented.
       expect(parseConfig({ desyncs: { synapse: {} } }).desyncs.synapse!.input).toBeUndefined();
     });
