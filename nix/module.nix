@@ -63,8 +63,35 @@ let
     in
     if builtins.pathExists file then import file else null;
 
+  # Flake mode (services.nixos-desync.flake): each desync's nixpkgs is an input of the host's
+  # flake, locked by the loop in flake.lock. Nothing is read from the state directory at
+  # evaluation time, so `nixos-rebuild --flake` and `nix build` need no --impure and give the
+  # same system on any machine.
+  flakeCfg = cfg.flake;
+  flakeMode = flakeCfg.enable;
+  flakeRef = "${flakeCfg.path}#${flakeCfg.host}";
+  missingInputMessage =
+    name: input:
+    "services.nixos-desync.desyncs.${name}: flake input \"${input}\" is not in services.nixos-desync.flake.inputs "
+    + "(inputs: ${lib.concatStringsSep ", " (builtins.attrNames flakeCfg.inputs)}); add `inputs.${input}.url` to the host's flake.nix and set flake.inputs = inputs";
+  flakeInput =
+    name: input:
+    flakeCfg.inputs.${input} or (throw (missingInputMessage name input));
+  # Channel mode: a desync without a pin file at evaluation time uses the system's nixpkgs.
+  # Never silently: expected before the loop's first run on this host, but on a machine that
+  # evaluates for another host the pin files are simply absent.
+  missingPinWarning =
+    name:
+    "services.nixos-desync.desyncs.${name}: no pin file ${stateDir}/pins/${name}.nix at evaluation time, "
+    + "so desync ${name} uses the channel (this configuration's nixpkgs, pkgs.path), not its gated pin. "
+    + "This is expected before the loop's first run on this host; on a machine that evaluates for another host "
+    + "(nixos-rebuild --target-host, colmena, deploy-rs, Hydra) it deploys the revision the gate may have rejected: "
+    + "use flake mode there (services.nixos-desync.flake, docs/nixos.md \"Flakes\").";
+
   # One nixpkgs instance per distinct (pinned path, nixpkgsConfig) across all desyncs.
-  desyncPkgsKey = d: "${toString d.path}\n${builtins.toJSON d.nixpkgsConfig}";
+  # An attribute name may not carry string context (a flake input's outPath has it): the key
+  # is only a name, `import d.path` below keeps the context.
+  desyncPkgsKey = d: builtins.unsafeDiscardStringContext "${toString d.path}\n${builtins.toJSON d.nixpkgsConfig}";
   sharedDesyncPkgs = builtins.listToAttrs (
     map (d: {
       name = desyncPkgsKey d;
@@ -81,9 +108,20 @@ let
     let
       # Through the typed option: a bad name is refused before it reaches a file name.
       pin = readPin config.name;
+      input = flakeInput name config.input;
     in
     {
       options = {
+        input = mkOption {
+          type = types.str;
+          default = "nixpkgs-${name}";
+          defaultText = literalExpression ''"nixpkgs-<name>"'';
+          description = ''
+            Flake mode: the input of the host's flake this desync's nixpkgs comes from (an
+            input of its own, e.g. `inputs.nixpkgs-synapse.url = "github:NixOS/nixpkgs/nixos-unstable"`).
+            The loop locks it to the new revision only when the desync's gate passes.
+          '';
+        };
         name = mkOption {
           type = desyncName;
           default = name;
@@ -148,7 +186,13 @@ let
         path = mkOption {
           type = types.path;
           readOnly = true;
-          default = if pin != null then pin.path else pkgs.path;
+          default =
+            if flakeMode then
+              input.outPath
+            else if pin != null then
+              pin.path
+            else
+              pkgs.path;
           defaultText = literalExpression ''(import "''${stateDir}/pins/<name>.nix").path, or pkgs.path before the first run'';
           description = ''
             The nixpkgs this desync is pinned to, read from `<stateDir>/pins/<name>.nix`;
@@ -168,15 +212,22 @@ let
         revision = mkOption {
           type = types.nullOr types.str;
           readOnly = true;
-          default = if pin != null then pin.revision or null else null;
-          defaultText = literalExpression ''(import "''${stateDir}/pins/<name>.nix").revision, or null before the first run'';
+          default =
+            if flakeMode then
+              input.rev or null
+            else if pin != null then
+              pin.revision or null
+            else
+              null;
+          defaultText = literalExpression ''flake mode: inputs.''${input}.rev; else (import "''${stateDir}/pins/<name>.nix").revision, or null before the first run'';
           description = "Revision of the pinned nixpkgs; null before the first run.";
         };
         desyncAge = mkOption {
           type = types.nullOr types.int;
           readOnly = true;
-          default = if pin != null then pin.desyncAge else null;
-          defaultText = literalExpression ''(import "''${stateDir}/pins/<name>.nix").desyncAge, or null before the first run'';
+          # Not known at evaluation time in flake mode (pure): see `nixos-desync status`.
+          default = if flakeMode then null else if pin != null then pin.desyncAge else null;
+          defaultText = literalExpression ''flake mode: null; else (import "''${stateDir}/pins/<name>.nix").desyncAge, or null before the first run'';
           description = "Rebuilds since this desync last followed the channel; null before the first run.";
         };
       };
@@ -216,7 +267,13 @@ let
     esac
   '';
 
-  channelUpdate = (cfg.settings.channel or { }).update or true;
+  # nixos-rebuild's flake arguments in flake mode (the build and the activation).
+  flakeArgs = lib.optionals flakeMode [
+    "--flake"
+    flakeRef
+  ];
+
+  channelUpdate = !flakeMode && ((cfg.settings.channel or { }).update or true);
 
   # As nixos-upgrade.service (nixos/modules/tasks/auto-upgrade.nix): the environment and PATH
   # of both the loop and the activation.
@@ -297,15 +354,18 @@ let
       cfg.exporter.listenAddress;
   listenAddress = "${listenHost}:${toString cfg.exporter.port}";
 
-  desyncJson = d: {
-    inherit (d)
-      requireBuilds
-      checks
-      maxLagRebuilds
-      maxBehind
-      nixpkgsConfig
-      ;
-  };
+  desyncJson =
+    d:
+    {
+      inherit (d)
+        requireBuilds
+        checks
+        maxLagRebuilds
+        maxBehind
+        nixpkgsConfig
+        ;
+    }
+    // lib.optionalAttrs flakeMode { inherit (d) input; };
 
   # settings first (with our activation as default underneath), then the keys that have
   # typed options of their own.
@@ -321,6 +381,16 @@ let
           ;
       };
     } cfg.settings
+    // lib.optionalAttrs flakeMode {
+      flake = {
+        inherit (flakeCfg)
+          path
+          host
+          input
+          commitLockFile
+          ;
+      };
+    }
     // {
       # Keyed by the typed `name`: generating the config checks every desync name.
       desyncs = lib.mapAttrs' (_: d: lib.nameValuePair d.name (desyncJson d)) cfg.desyncs;
@@ -535,6 +605,44 @@ in
       };
     };
 
+    flake = {
+      enable = mkEnableOption ''
+        flake mode: the system follows an input of the host's flake (`flake.input`) and each
+        desync is an input of its own (`desyncs.<name>.input`), locked by the loop in
+        `<flake.path>/flake.lock`. Evaluation is pure: no pin file is read (docs/nixos.md "Flakes")'';
+      inputs = mkOption {
+        type = types.attrsOf types.raw;
+        default = { };
+        example = literalExpression "inputs";
+        description = ''
+          The host flake's inputs (the `inputs` its `outputs` function receives, e.g. passed with
+          `specialArgs = { inherit inputs; }`): each desync's `pkgs` is imported from
+          `inputs.<desyncs.<name>.input>`.
+        '';
+      };
+      path = mkOption {
+        type = types.str;
+        default = "/etc/nixos";
+        description = "Absolute path of the host's flake (a checkout the loop writes flake.lock in; made writable for the loop unit).";
+      };
+      host = mkOption {
+        type = types.str;
+        default = config.networking.hostName;
+        defaultText = literalExpression "config.networking.hostName";
+        description = "The `nixosConfigurations` attribute of this host in the flake.";
+      };
+      input = mkOption {
+        type = types.str;
+        default = "nixpkgs";
+        description = "The flake input the system follows.";
+      };
+      commitLockFile = mkOption {
+        type = types.bool;
+        default = false;
+        description = "`git commit` flake.lock (alone) after each run that changed it, listing which desync followed and which stayed.";
+      };
+    };
+
     settings = mkOption {
       # Free-form JSON (new keys of the tool pass through); the keys below are typed.
       type = types.submodule {
@@ -557,8 +665,9 @@ in
             default = [
               nixosRebuild
               "build"
-            ];
-            defaultText = literalExpression ''[ "''${config.system.build.nixos-rebuild}/bin/nixos-rebuild" "build" ]'';
+            ]
+            ++ flakeArgs;
+            defaultText = literalExpression ''[ "''${config.system.build.nixos-rebuild}/bin/nixos-rebuild" "build" ] (flake mode: ++ [ "--flake" "<flake.path>#<flake.host>" ])'';
             description = ''
               The system build command (argv, no shell). It runs in a fresh working
               directory, inside the loop's sandbox, and must leave the built system there
@@ -617,8 +726,26 @@ in
     };
   };
 
-  config = mkIf cfg.enable {
+  config = lib.mkMerge [
+  {
+    warnings = lib.optionals (!flakeMode) (
+      map (d: missingPinWarning d.name) (builtins.filter (d: readPin d.name == null) (builtins.attrValues cfg.desyncs))
+    );
+  }
+  (mkIf cfg.enable {
     assertions = [
+      {
+        assertion = !flakeMode || !(cfg.settings ? nixpkgs || cfg.settings ? channel);
+        message = "services.nixos-desync.flake.enable: settings.nixpkgs and settings.channel must be unset in flake mode (the system follows the flake input ${flakeCfg.input}).";
+      }
+    ]
+    ++ lib.optionals flakeMode (
+      lib.mapAttrsToList (name: d: {
+        assertion = flakeCfg.inputs ? ${d.input};
+        message = missingInputMessage name d.input;
+      }) cfg.desyncs
+    )
+    ++ [
       {
         assertion = !(cfg.upgrade.enable && config.system.autoUpgrade.enable);
         message = "services.nixos-desync.upgrade.enable and system.autoUpgrade.enable are both true: two upgrade loops would fight over the channel and the system profile. Set system.autoUpgrade.enable = false (nixos-desync's loop does what it does, plus desyncs), or services.nixos-desync.upgrade.enable = false to keep system.autoUpgrade and run only the exporter.";
@@ -706,6 +833,8 @@ in
           # pins, sets (and their GC-root links), state.json, history.json, journal, lock
           stateDir
         ]
+        # Flake mode: flake.lock is rewritten there (and committed with git: its .git too).
+        ++ lib.optional flakeMode flakeCfg.path
         ++ lib.optionals channelUpdate [
           # nix-channel --update: the channels profile (channels-N-link, the channels
           # symlink, channels.lock). "-": no error if it does not exist yet.
@@ -905,5 +1034,6 @@ in
     };
 
     networking.firewall.allowedTCPPorts = mkIf (cfg.exporter.enable && cfg.exporter.openFirewall) [ cfg.exporter.port ];
-  };
+  })
+  ];
 }

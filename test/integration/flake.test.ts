@@ -304,6 +304,7 @@ describe.skipIf(!HAVE_NIX)('flake mode with real Nix flakes', () => {
       // exactly what recovery left: the committed version.
       await host.writeConfig({ system: { build: ['/bin/false'], activate: null } });
       const rec = await runCli(['upgrade', '--config', host.configPath]);
+      expect(rec.code, fp).toBe(1);
       // A run killed once it had recorded itself is not counted again (#11.6); any other dead run is recorded by the recovery.
       const recorded = ['after-record-state', 'after-history', 'after-journal-removed'].includes(fp);
       expect(rec.stdout, fp).toMatch(recorded ? /already recorded itself before it died; not counted again/ : /recovered from an interrupted run/);

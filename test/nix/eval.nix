@@ -22,6 +22,7 @@
   testArgs ? "{}", # JSON: per-test values (temp dirs) for configModule
   probes ? ''{"names":[],"durations":[]}'', # JSON: strings for typeChecks
   fromFlake ? false, # take the module from flake.nix's nixosModules.default
+  system ? builtins.currentSystem, # given explicitly under pure evaluation (flake tests)
 }:
 let
   lib = import (nixpkgsLib + "/lib");
@@ -42,7 +43,7 @@ let
 
   pkgs = {
     path = nixpkgsPath;
-    stdenv.hostPlatform.system = builtins.currentSystem;
+    stdenv.hostPlatform.system = system;
     # pkgs-lib/formats.nix: the real type; generate writes the same JSON without jq.
     formats.json =
       { }:

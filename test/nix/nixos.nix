@@ -89,6 +89,8 @@ in
     systemd.tmpfiles.rules = list types.str;
     systemd.package = mkOption { type = types.package; };
     networking.firewall.allowedTCPPorts = list types.port;
+    # config/networking.nix (flake.host's default).
+    networking.hostName = mkOption { type = types.str; default = "nixos"; };
     networking.proxy.envVars = mkOption { type = types.attrs; internal = true; default = { }; };
     nix.envVars = mkOption { type = types.attrs; internal = true; default = { }; };
     nix.package = mkOption { type = types.package; };
