@@ -5,4 +5,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh demo
 # Offline-friendly Nix settings unless the caller set their own.
 export NIX_CONFIG="${NIX_CONFIG:-$'sandbox = false\nsubstituters ='}"
+# --flake: the same loop on a flake host (desyncs as flake inputs, flake.lock rewritten).
+if [ "${1:-}" = "--flake" ]; then
+  shift
+  exec node dist/src/demo/flake-main.js "$@"
+fi
 exec node dist/src/demo/main.js "$@"
