@@ -41,3 +41,13 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): { child: 
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return startCli(args, env).done;
 }
+
+/** Polls `cond` every 25 ms until it holds (true) or `ms` have passed (false): waiting on a CLI's side effects. */
+export async function waitUntil(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return true;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return false;
+}

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createDemoHost, FAKE_REBUILD, type DemoHost } from '../../src/demo/host.js';
 import { gitRevisionOf, type FakeRevision } from '../../src/demo/fake-nixpkgs.js';
 import { loadConfig } from '../../src/config/load.js';
-import { NIX_ENV, runCli, startCli } from '../helpers/cli.js';
+import { NIX_ENV, runCli, startCli, waitUntil } from '../helpers/cli.js';
 import { sample, startTestExporter } from '../fixtures/exporter/start.js';
 
 const env = { ...process.env, ...NIX_ENV };
@@ -69,15 +69,6 @@ async function generationsOf(host: DemoHost) {
   const r = await runCli(['generations', '--config', host.configPath, '--json']);
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout);
-}
-
-async function waitFor(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return true;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return false;
 }
 
 export function defineActivationSuite(root: () => string): void {
@@ -241,7 +232,7 @@ export function defineActivationSuite(root: () => string): void {
           ? startCli(['upgrade', '--config', host.configPath], { NIXOS_DESYNC_FAILPOINT: 'after-activate' })
           : startCli(['upgrade', '--config', host.configPath]);
         if (where === 'health gate') {
-          expect(await waitFor(async () => existsSync(marker), 30_000)).toBe(true);
+          expect(await waitUntil(async () => existsSync(marker), 30_000)).toBe(true);
           run.child.kill('SIGKILL');
         }
         const dead = await run.done;

@@ -11,7 +11,7 @@ import { createDemoHost, FAKE_REBUILD, type DemoHost } from '../../src/demo/host
 import type { FakeRevision } from '../../src/demo/fake-nixpkgs.js';
 import { parsePinFile } from '../../src/state/pinfile.js';
 import { FAILPOINTS } from '../../src/util/failpoint.js';
-import { NIX_ENV, runCli, startCli } from '../helpers/cli.js';
+import { NIX_ENV, runCli, startCli, waitUntil } from '../helpers/cli.js';
 import { inCi } from '../helpers/tools.js';
 
 const env = { ...process.env, ...NIX_ENV };
@@ -124,15 +124,6 @@ async function runsTotal(host: DemoHost): Promise<number> {
   }
 }
 
-async function waitFor(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return true;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return false;
-}
-
 async function journalStage(host: DemoHost): Promise<{ stage: string; child: unknown } | null> {
   try {
     return JSON.parse(await readFile(join(host.stateDir, 'journal.json'), 'utf8'));
@@ -203,7 +194,7 @@ export function defineFaultSuite(root: () => string): void {
         const committed = await readlink(join(host.stateDir, 'pins'));
         await host.useRevision(s.rev);
         const run = startCli(['upgrade', '--config', host.configPath], s.env);
-        expect(await waitFor(async () => { const j = await journalStage(host); return j?.stage === s.stage && j.child !== null; }, 20_000)).toBe(true);
+        expect(await waitUntil(async () => { const j = await journalStage(host); return j?.stage === s.stage && j.child !== null; }, 20_000)).toBe(true);
         await new Promise((r) => setTimeout(r, 300));
         run.child.kill('SIGKILL');
         await run.done;
@@ -253,7 +244,7 @@ export function defineFaultSuite(root: () => string): void {
       expect(r1.code, r1.stdout + r1.stderr).toBe(0);
       expect(r1.stdout).toMatch(/synapse: FAILED — .*timed out after 2s \(process tree killed\)/);
       const orphans = () => spawnSync('pgrep', ['-f', 'matrix-synapse-hang'], { encoding: 'utf8' }).stdout.trim();
-      expect(await waitFor(async () => orphans() === '', 5000)).toBe(true);
+      expect(await waitUntil(async () => orphans() === '', 5000)).toBe(true);
       // A check that hangs (with a grandchild).
       await host.useRevision('rev4');
       const r2 = await runCli(['upgrade', '--config', host.configPath], { SLOW_CHECK: '300' });
@@ -266,7 +257,7 @@ export function defineFaultSuite(root: () => string): void {
       expect(r3.code).toBe(1);
       expect(r3.stdout).toMatch(/system build .* timed out after 1s \(process tree killed\); the previous pin set was restored/);
       const pid = Number((await readFile(marker, 'utf8')).trim());
-      expect(await waitFor(async () => { try { process.kill(pid, 0); const st = await readFile(`/proc/${pid}/stat`, 'utf8'); return st.slice(st.lastIndexOf(')') + 2).startsWith('Z'); } catch { return true; } }, 5000)).toBe(true);
+      expect(await waitUntil(async () => { try { process.kill(pid, 0); const st = await readFile(`/proc/${pid}/stat`, 'utf8'); return st.slice(st.lastIndexOf(')') + 2).startsWith('Z'); } catch { return true; } }, 5000)).toBe(true);
     }, 120_000);
 
     it('a full state filesystem and a read-only one: clear error, exit 1, nothing lost', async (ctx) => {
