@@ -81,7 +81,7 @@ export function createMetricsExporter(opts: ExporterOptions): MetricsExporter {
   let scrapes = 0;
   const cacheMs = opts.cacheMs ?? 0;
   // What the last rendering was made from: any watcher refresh replaces a snapshot object.
-  let cache: { state: unknown; system: unknown; pr: unknown; second: number; at: number; text: string } | null = null;
+  let cache: { state: unknown; system: unknown; pr: unknown; flake: unknown; second: number; at: number; text: string } | null = null;
   const second = (): number => Math.floor(now().getTime() / 1000);
 
   async function scrape(): Promise<string> {
@@ -95,7 +95,7 @@ export function createMetricsExporter(opts: ExporterOptions): MetricsExporter {
     for (const f of families.values()) f.reset();
     set('nixos_desync_build_info', { version }, 1);
     const ctx = { config, model, now: now() };
-    const from = { state: model.state, system: model.system, pr: model.pr, second: Math.floor(ctx.now.getTime() / 1000) };
+    const from = { state: model.state, system: model.system, pr: model.pr, flake: model.flake, second: Math.floor(ctx.now.getTime() / 1000) };
     for (const c of collectors) {
       const t0 = process.hrtime.bigint();
       const buf: Array<[MetricName, Labels, number]> = [];
@@ -125,7 +125,7 @@ export function createMetricsExporter(opts: ExporterOptions): MetricsExporter {
     contentType: registry.contentType,
     metrics() {
       const c = cache;
-      if (c && Date.now() - c.at < cacheMs && c.state === model.state && c.system === model.system && c.pr === model.pr && c.second === second()) {
+      if (c && Date.now() - c.at < cacheMs && c.state === model.state && c.system === model.system && c.pr === model.pr && c.flake === model.flake && c.second === second()) {
         return Promise.resolve(c.text);
       }
       inFlight ??= scrape().finally(() => {

@@ -214,7 +214,7 @@ describe('exporter isolation and single-flight', () => {
   it('with cacheMs, a rendering is reused only while the model and the clock second are unchanged', async () => {
     let calls = 0;
     const counting: Collector = { name: 'system', collect: () => (calls++, null) };
-    const m = { ...model } as { state: unknown; system: unknown; pr: unknown };
+    const m = { ...model } as { state: unknown; system: unknown; pr: unknown; flake: unknown };
     let t = Date.parse('2026-01-01T00:00:00.200Z');
     const e = createMetricsExporter({ config, model: m as unknown as HostModel, logger: silentLogger, processMetrics: false, collectors: [counting], cacheMs: 60_000, now: () => new Date(t) });
     await e.metrics();
@@ -228,5 +228,8 @@ describe('exporter isolation and single-flight', () => {
     expect(calls).toBe(3);
     await e.metrics();
     expect(calls).toBe(3);
+    m.flake = { file: '/etc/nixos/flake.lock', inputs: [], error: null }; // exporter.flakeLock re-read
+    await e.metrics();
+    expect(calls).toBe(4);
   });
 });
