@@ -14,9 +14,9 @@ import { DesyncError, errorMessage } from '../util/errors.js';
 import { describeFailure, tailLines, type Runner } from '../util/exec.js';
 import { failpoint } from '../util/failpoint.js';
 import { writeFileAtomic, ensureDir, fsyncDir } from '../util/fsatomic.js';
-import { rm } from 'node:fs/promises';
 import { resolveNewest, type ResolvedInput } from './flake-fetch.js';
 import { lockableProblem, readLockFile, rootInput, serializeFlakeLock, withInputsLocked, writeLockFile, type FlakeLock } from './flake-lock.js';
+import { restorePins } from './pins.js';
 import type { PinSet, Source } from './source.js';
 
 export interface FlakeSourceDeps {
@@ -91,12 +91,7 @@ export function createFlakeSource(deps: FlakeSourceDeps): Source & { readonly re
 
     async restore(committed, candidateId) {
       // The pin files follow the committed set, as in channel mode.
-      const target = await store.pinsTarget().catch(() => null);
-      if (committed !== null) {
-        if (target !== committed.id) await store.pointPinsAt(committed.id);
-      } else if (target !== null && target === candidateId) {
-        await rm(store.paths.pins, { force: true });
-      }
+      await restorePins(store, committed, candidateId);
       if (candidateId === null || candidateId === committed?.id) return;
       const read = (f: string): Promise<Buffer | null> => readFile(f).catch(() => null);
       const [prev, cand, now] = [await read(keep(candidateId, PREVIOUS)), await read(keep(candidateId, CANDIDATE)), await read(lockPath)];
