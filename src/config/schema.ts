@@ -1,4 +1,4 @@
-// The config contract of ../shared/DESIGN.md as a zod schema: defaults, unknown keys rejected.
+// The config contract (docs/configuration.md) as a zod schema: defaults, unknown keys rejected.
 import { z } from 'zod';
 import { MAX_TIMER_MS, parseDuration } from '../util/duration.js';
 

@@ -7,7 +7,7 @@ import { FAILPOINTS, FLAKE_FAILPOINTS } from '../../src/util/failpoint.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFlakeHost, lockedRevs, type FlakeHost } from '../../src/demo/fake-flake.js';
-import type { FakeRevision } from '../../src/demo/fake-nixpkgs.js';
+import { SCENARIO_REVS } from '../helpers/revisions.js';
 import { resolveNewest, NIX_FLAKE_FLAGS } from '../../src/source/flake-fetch.js';
 import { readLockFile, rootInput } from '../../src/source/flake-lock.js';
 import { runCommand } from '../../src/util/exec.js';
@@ -17,14 +17,7 @@ import { NIX_ENV, runCli } from '../helpers/cli.js';
 const HAVE_NIX = requireTools('nix', 'nix-build', 'nix-store', 'nix-env', 'git');
 const env = { ...process.env, ...NIX_ENV };
 
-const REVS: FakeRevision[] = [
-  { label: 'rev1' },
-  { label: 'rev2', broken: ['home-manager'] },
-  { label: 'rev3', broken: ['home-manager'] },
-  { label: 'rev4' },
-  { label: 'rev5', broken: ['hello'] }, // breaks the system itself
-  { label: 'rev6', evalBroken: ['home-manager'] },
-];
+const REVS = SCENARIO_REVS;
 
 let root: string;
 beforeAll(async () => {

@@ -8,7 +8,8 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDemoHost, type DemoHost } from '../../src/demo/host.js';
-import { gitRevisionOf, type FakeRevision } from '../../src/demo/fake-nixpkgs.js';
+import { gitRevisionOf } from '../../src/demo/fake-nixpkgs.js';
+import { SCENARIO_REVS } from '../helpers/revisions.js';
 import { requireTools } from '../helpers/tools.js';
 import { NIX_ENV, runCli, startCli } from '../helpers/cli.js';
 import { defineFaultSuite } from './faults.suite.js';
@@ -18,14 +19,7 @@ import { defineActivationSuite } from './activation.suite.js';
 const HAVE_NIX = requireTools('nix-build', 'nix-instantiate', 'nix-store', 'nix-env', 'nix-channel', 'nix-collect-garbage', 'tar', 'xz');
 const env = { ...process.env, ...NIX_ENV };
 
-const REVS: FakeRevision[] = [
-  { label: 'rev1' },
-  { label: 'rev2', broken: ['home-manager'] },
-  { label: 'rev3', broken: ['home-manager'] },
-  { label: 'rev4' },
-  { label: 'rev5', broken: ['hello'] }, // breaks the system itself
-  { label: 'rev6', evalBroken: ['home-manager'] },
-];
+const REVS = SCENARIO_REVS;
 
 let root: string;
 beforeAll(async () => {
