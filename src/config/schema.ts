@@ -62,6 +62,36 @@ const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):[0-
   message: 'must be host:port, e.g. 127.0.0.1:9793 or [::1]:9793',
 }).refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, { message: 'port must be at most 65535' });
 
+// Where the loop asks Prometheus (`rollout.prometheus`, `reboot.blockOnAlerts.prometheus`): a URL,
+// or an object with credentials given as files only, so no secret lands in the config or the store.
+const secretFile = absPath.refine((s) => !s.startsWith('/nix/store/'), {
+  message: 'must not be in /nix/store (world-readable): use a file outside the store, e.g. /run/secrets/…',
+});
+export const prometheusEndpoint = z.preprocess(
+  (v) => (typeof v === 'string' ? { url: v } : v),
+  z
+    .strictObject({
+      url: z.string().superRefine((s, ctx) => {
+        let u: URL;
+        try {
+          u = new URL(s);
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'must be an http(s) URL like http://prometheus.example:9090' });
+          return;
+        }
+        if (u.protocol !== 'http:' && u.protocol !== 'https:') ctx.addIssue({ code: 'custom', message: 'must be an http:// or https:// URL' });
+        if (u.username !== '' || u.password !== '') ctx.addIssue({ code: 'custom', message: 'must not contain credentials: use basicAuth.passwordFile or bearerTokenFile' });
+        if (u.search !== '' || u.hash !== '') ctx.addIssue({ code: 'custom', message: 'must not have a query or fragment (a path prefix such as /prometheus is fine)' });
+      }),
+      bearerTokenFile: secretFile.nullable().default(null),
+      basicAuth: z.strictObject({ username: z.string().min(1).regex(/^[^:\0\r\n]+$/, { message: 'must not contain ":" or control characters' }), passwordFile: secretFile }).nullable().default(null),
+      caFile: absPath.nullable().default(null),
+      timeout: timeout.default('30s'),
+    })
+    .refine((e) => e.bearerTokenFile === null || e.basicAuth === null, { message: 'bearerTokenFile and basicAuth are exclusive (one Authorization header)' }),
+);
+export type PrometheusEndpoint = z.infer<typeof prometheusEndpoint>;
+
 export const configSchema = z.strictObject({
   nixpkgs: absPath.default('/nix/var/nix/profiles/per-user/root/channels/nixos'),
   channel: z

@@ -24,6 +24,11 @@ export type ErrorCode =
   | 'E_LISTEN'
   | 'E_NIX'
   | 'E_WEB_CONFIG'
+  | 'E_PROMETHEUS_UNREACHABLE'
+  | 'E_PROMETHEUS_HTTP'
+  | 'E_PROMETHEUS_RESPONSE'
+  | 'E_PROMETHEUS_QUERY'
+  | 'E_PROMETHEUS_CREDENTIALS'
   | 'E_FLAKE_LOCK';
 
 export class DesyncError extends Error {
