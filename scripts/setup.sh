@@ -13,6 +13,13 @@ if [ "$mode" = test ] || [ "$mode" = bench ]; then
   command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
   command -v xz >/dev/null 2>&1 || need+=(xz-utils)
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+  # Real systemd in tests (docs/development.md): nspawn boots a debootstrapped Debian.
+  command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+  if ! command -v systemd-nspawn >/dev/null 2>&1; then
+    # The installed systemd's own version, so that installing it upgrades nothing else.
+    sysv="$(dpkg-query -W -f='${Version}' systemd 2>/dev/null || true)"
+    need+=("systemd-container${sysv:+=$sysv}")
+  fi
 fi
 if [ "$mode" = bench ]; then
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
@@ -37,3 +44,8 @@ if [ "$(cat node_modules/.nixos-desync-lock-hash 2>/dev/null)" != "$lock_hash" ]
   echo "$lock_hash" > node_modules/.nixos-desync-lock-hash
 fi
 node node_modules/typescript/bin/tsc -p tsconfig.json
+
+# The cached rootfs of the real-systemd tests (built once, outside the repo; root only).
+if [ "$mode" = test ] && [ "$(id -u)" = 0 ]; then
+  scripts/test-rootfs.sh >/dev/null
+fi

@@ -1,0 +1,117 @@
+// The real-systemd harness itself (test/helpers/systemd.ts): it boots, commands inside cannot
+// touch the host (no host capabilities, own network), unit files load, host programs reach
+// the container through the wrappers, a reboot keeps the disk but not /run, and a stop leaves
+// nothing behind.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bootSystemd, requireSystemd, type SystemdContainer } from './systemd.js';
+
+const ok = requireSystemd();
+
+describe.skipIf(!ok)('real systemd in a container (test/helpers/systemd.ts)', () => {
+  let c: SystemdContainer;
+  let shared: string;
+
+  beforeAll(async () => {
+    shared = mkdtempSync(join(tmpdir(), 'nd-systemd-shared-'));
+    writeFileSync(join(shared, 'from-host'), 'hello\n');
+    c = await bootSystemd({
+      binds: [{ src: shared, dst: '/srv/shared' }],
+      units: {
+        'hello.service': '[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh -c "echo hi > /srv/shared/from-unit"\n',
+      },
+    });
+  });
+  afterAll(async () => {
+    await c?.stop();
+    if (shared) rmSync(shared, { recursive: true, force: true });
+  });
+
+  it('boots to `running` with systemd as PID 1 of its own PID namespace', async () => {
+    expect(c.bootState).toBe('running');
+    const r = await c.exec(['cat', '/proc/1/comm']);
+    expect(r.stdout.trim()).toBe('systemd');
+    expect((await c.exec(['hostname'])).stdout.trim()).toBe(c.name);
+    console.log(`real systemd: booted in ${Math.round(c.bootMs)} ms`);
+  });
+
+  it('commands inside have no capability the container lacks: `date -s` cannot set the host clock', async () => {
+    const caps = /^CapBnd:\s+(\S+)$/m.exec((await c.exec(['cat', '/proc/self/status'])).stdout)![1]!;
+    const CAP_SYS_TIME = 25n;
+    const CAP_SYS_MODULE = 16n;
+    expect((BigInt(`0x${caps}`) >> CAP_SYS_TIME) & 1n).toBe(0n);
+    expect((BigInt(`0x${caps}`) >> CAP_SYS_MODULE) & 1n).toBe(0n);
+    // Setting the clock to (about) now: harmless should it ever succeed, which it must not.
+    const before = Date.now();
+    const r = await c.exec(['date', '-u', '-s', `@${Math.floor(before / 1000) + 3600}`]);
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toMatch(/Operation not permitted/);
+    expect(Math.abs(Date.now() - before)).toBeLessThan(60_000);
+  });
+
+  it('has its own network namespace with loopback only', async () => {
+    const dev = (await c.exec(['cat', '/proc/net/dev'])).stdout;
+    const ifaces = dev.split('\n').slice(2).map((l) => l.split(':')[0]!.trim()).filter((s) => s !== '');
+    expect(ifaces).toEqual(['lo']);
+  });
+
+  it('loads unit files given at boot and installed later (daemon-reload); a failing unit is listed as failed', async () => {
+    expect((await c.systemctl('start', 'hello.service')).exitCode).toBe(0);
+    expect(readFileSync(join(shared, 'from-unit'), 'utf8')).toBe('hi\n'); // the bind is writable
+    expect((await c.exec(['cat', '/srv/shared/from-host'])).stdout).toBe('hello\n');
+    await c.installUnits({ 'broken.service': '[Service]\nType=oneshot\nExecStart=/bin/false\n' });
+    expect((await c.systemctl('start', 'broken.service')).exitCode).not.toBe(0);
+    const failed = await c.systemctl('list-units', '--failed', '--plain', '--no-legend');
+    expect(failed.stdout).toMatch(/^broken\.service\s+loaded\s+failed\s+failed/m);
+    await c.systemctl('reset-failed', 'broken.service');
+  });
+
+  it('host programs reach it through the systemctl/journalctl wrappers on their PATH', async () => {
+    const bin = c.wrappers();
+    const env = { PATH: `${bin}:${process.env.PATH}` };
+    expect(execFileSync('systemctl', ['is-active', 'hello.service'], { env, encoding: 'utf8' })).toBe('active\n');
+    expect(execFileSync('journalctl', ['--no-pager', '-o', 'cat', '-u', 'hello.service'], { env, encoding: 'utf8' })).toMatch(/hello\.service|Finished|Starting/);
+    // The wrapper's command is bounded too.
+    const status = execFileSync(join(bin, 'systemctl'), ['--version'], { env, encoding: 'utf8' });
+    expect(status).toMatch(/^systemd 2[0-9]{2}/);
+  });
+
+  it('a reboot keeps what was written to disk, not /run, and the boot id changes', async () => {
+    const bootId = (await c.exec(['cat', '/proc/sys/kernel/random/boot_id'])).stdout;
+    const pid1 = c.leader;
+    c.writeFile('/var/lib/kept', 'disk\n');
+    c.writeFile('/run/gone', 'tmpfs\n');
+    await c.installUnits({ 'persist.service': '[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n' });
+    expect((await c.systemctl('enable', 'persist.service')).exitCode).toBe(0);
+    await c.reboot();
+    expect(c.leader).not.toBe(pid1);
+    expect(c.bootState).toBe('running');
+    expect((await c.exec(['cat', '/var/lib/kept'])).stdout).toBe('disk\n');
+    expect((await c.exec(['test', '-e', '/run/gone'])).exitCode).not.toBe(0);
+    expect((await c.systemctl('is-active', 'persist.service')).stdout.trim()).toBe('active');
+    // nspawn gives every boot its own boot id, as a real reboot would.
+    expect((await c.exec(['cat', '/proc/sys/kernel/random/boot_id'])).stdout).not.toBe(bootId);
+    // The wrappers follow the container to its new PID 1.
+    const bin = c.wrappers(['systemctl']);
+    expect(execFileSync(join(bin, 'systemctl'), ['is-active', 'persist.service'], { encoding: 'utf8' })).toBe('active\n');
+  });
+
+  it('a stop leaves nothing behind: processes, cgroups, mounts, run dir', async () => {
+    const other = await bootSystemd({ dbus: 'daemon' });
+    const leader = other.leader;
+    const runDir = other.runDir;
+    const bin = other.wrappers();
+    const cgroups = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup/systemd', '/sys/fs/cgroup'].map((r) => join(r, `nixos-desync-test-${other.name}`));
+    expect(cgroups.some((d) => existsSync(d))).toBe(true);
+    await other.stop();
+    expect(existsSync(`/proc/${leader}`)).toBe(false);
+    expect(cgroups.filter((d) => existsSync(d))).toEqual([]);
+    expect(existsSync(runDir)).toBe(false);
+    expect(existsSync(bin)).toBe(false);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(runDir);
+    await other.stop(); // idempotent
+  });
+});
