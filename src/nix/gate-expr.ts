@@ -29,7 +29,7 @@ let
     else if !r.value.ok then { ok = false; error = r.value.error; }
     else if !d.success then { ok = false; error = "evaluation failed"; }
     else d.value;
-  # The same nixpkgs arguments as the system's import of a desync (nix/module.nix): an explicit
+  # The same nixpkgs arguments as the system's import of a desync (nix/module/desyncs.nix): an explicit
   # system and no ambient overlays (~/.config/nixpkgs/overlays, <nixpkgs-overlays>), so the
   # gate builds exactly the packages the system will use.
   systemOf = d: if d ? system && d.system != null then d.system else builtins.currentSystem;

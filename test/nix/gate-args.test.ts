@@ -1,5 +1,5 @@
 // #11.14: the gate imports each desync's nixpkgs with the same arguments as the system does
-// (nix/module.nix: explicit system, config, `overlays = [ ]`), so an ambient overlay
+// (nix/module/desyncs.nix: explicit system, config, `overlays = [ ]`), so an ambient overlay
 // (<nixpkgs-overlays>, ~/.config/nixpkgs/overlays.nix) cannot change the gate's verdict.
 // Real Nix on the fake nixpkgs, which honours ambient overlays as real nixpkgs does.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';

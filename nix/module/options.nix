@@ -1,0 +1,294 @@
+# The user-facing options of services.nixos-desync (desyncs.<name>.* are in desyncs.nix, the
+# read-only results in config-file.nix and provenance.nix).
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib)
+    mkEnableOption
+    mkOption
+    types
+    literalExpression
+    ;
+  common = import ./common.nix { inherit config lib pkgs; };
+  inherit (common)
+    jsonFormat
+    duration
+    argv
+    secretPath
+    flakeArgs
+    ;
+
+  nixosRebuild = "${config.system.build.nixos-rebuild}/bin/nixos-rebuild";
+in
+{
+  options.services.nixos-desync = {
+    enable = mkEnableOption "nixos-desync, the desync upgrade loop and its Prometheus exporter";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.callPackage ../package.nix { };
+      defaultText = literalExpression "pkgs.callPackage ./nix/package.nix { }";
+      description = "The nixos-desync package.";
+    };
+
+
+    upgrade = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Run `nixos-desync upgrade` periodically (replaces system.autoUpgrade, which must be off).
+        '';
+      };
+      operation = mkOption {
+        type = types.enum [
+          "switch"
+          "boot"
+        ];
+        default = "switch";
+        description = ''
+          As system.autoUpgrade.operation: `switch` activates the new system at once,
+          `boot` makes it the default for the next boot.
+        '';
+      };
+      dates = mkOption {
+        type = types.str;
+        default = "04:40";
+        example = "daily";
+        description = "As system.autoUpgrade.dates: systemd.time(7) calendar event of the timer.";
+      };
+      randomizedDelaySec = mkOption {
+        type = types.str;
+        default = "0";
+        example = "45min";
+        description = "As system.autoUpgrade.randomizedDelaySec: RandomizedDelaySec= of the timer.";
+      };
+      fixedRandomDelay = mkOption {
+        type = types.bool;
+        default = false;
+        description = "As system.autoUpgrade.fixedRandomDelay: FixedRandomDelay= of the timer.";
+      };
+      persistent = mkOption {
+        type = types.bool;
+        default = true;
+        description = "As system.autoUpgrade.persistent: catch up a run missed while powered off (Persistent=).";
+      };
+    };
+
+    health = {
+      settle = mkOption {
+        type = types.either (types.enum [ "0s" ]) duration;
+        default = "10s";
+        example = "30s";
+        description = ''
+          After activating a new system (`upgrade.operation = "switch"`), wait this long before
+          the health gate looks at the host (`0s`, or a duration like `30s`, `2m`).
+        '';
+      };
+      failedUnits = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Fail the health gate when a systemd unit is in the failed state that was not failed
+          before the activation. A failed gate rolls back to the previous system.
+        '';
+      };
+      ignoreUnits = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "flaky-backup.service" "user@*.service" ];
+        description = "Units (`*` wildcards allowed) that never fail the health gate.";
+      };
+      checks = mkOption {
+        type = types.listOf argv;
+        default = [ ];
+        example = literalExpression ''[ [ "''${pkgs.curl}/bin/curl" "-fsS" "http://127.0.0.1:8008/health" ] ]'';
+        description = ''
+          Commands (argv, no shell) run by the health gate after the settle time; a non-zero exit
+          fails the gate and rolls back. Environment: `NIXOS_DESYNC_TOPLEVEL` (the new system),
+          `NIXOS_DESYNC_PREVIOUS_TOPLEVEL` (the one before). They run inside the loop's sandbox.
+        '';
+      };
+    };
+
+    exporter = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Run the Prometheus exporter (`nixos-desync serve`), unprivileged and read-only.";
+      };
+      listenAddress = mkOption {
+        type = types.str;
+        default = "127.0.0.1";
+        example = "0.0.0.0";
+        description = "Address to listen on (an IPv6 address without brackets is accepted).";
+      };
+      port = mkOption {
+        type = types.port;
+        default = 9793;
+        description = "Port to listen on.";
+      };
+      webConfigFile = mkOption {
+        type = types.nullOr secretPath;
+        default = null;
+        example = "/run/secrets/nixos-desync-web.yml";
+        description = ''
+          exporter-toolkit web config (TLS, basic auth): the path of a file outside the Nix
+          store, as a string (`"/run/secrets/web.yml"`, not `./web.yml`: a path literal would
+          copy the TLS key and password hashes into the world-readable store; store paths
+          are refused). Handed to the service as a systemd credential, so it may be readable
+          by root only; files it names must be readable by the service's dynamic user.
+        '';
+      };
+      openFirewall = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Open `port` in the firewall.";
+      };
+      prMaxDesyncAge = mkOption {
+        type = types.nullOr (types.ints.between 0 1000000);
+        default = 14;
+        description = ''
+          The proposal's `maxDesyncAge` for the files in `prDesyncDir`: their rebuild budget
+          (breach at or above it, the same alerts as this module's desyncs); null = unlimited.
+          Set it to the old module's value while migrating.
+        '';
+      };
+      upgradeUnit = mkOption {
+        type = types.nullOr types.str;
+        default = if config.system.autoUpgrade.enable then "nixos-upgrade.service" else null;
+        defaultText = literalExpression ''if config.system.autoUpgrade.enable then "nixos-upgrade.service" else null'';
+        example = "nixos-upgrade.service";
+        description = ''
+          A systemd unit whose runs are exported (`nixos_desync_upgrade_unit_*`, alert
+          NixosDesyncUpgradeFailing), read with `systemctl show`. Set to system.autoUpgrade's
+          unit when that is on: the monitor-only first step (`upgrade.enable = false`).
+        '';
+      };
+      flakeLock = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/etc/nixos/flake.lock";
+        description = ''
+          A flake.lock whose direct inputs' ages are exported
+          (`nixos_desync_flake_input_last_modified_timestamp_seconds`, alert
+          NixosDesyncFlakeInputOutOfDate). It must be readable by the exporter's dynamic user.
+          null: none, or in flake mode (`settings.flake`) `<flake.path>/flake.lock`.
+        '';
+      };
+      prDesyncDir = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/var/lib/nixos/desyncs";
+        description = ''
+          Also export the desync proposal's own state files (`<dir>/<name>.nix`), e.g. while
+          migrating from that module.
+        '';
+      };
+    };
+
+    flake = {
+      enable = mkEnableOption ''
+        flake mode: the system follows an input of the host's flake (`flake.input`) and each
+        desync is an input of its own (`desyncs.<name>.input`), locked by the loop in
+        `<flake.path>/flake.lock`. Evaluation is pure: no pin file is read (docs/nixos.md "Flakes")'';
+      inputs = mkOption {
+        type = types.attrsOf types.raw;
+        default = { };
+        example = literalExpression "inputs";
+        description = ''
+          The host flake's inputs (the `inputs` its `outputs` function receives, e.g. passed with
+          `specialArgs = { inherit inputs; }`): each desync's `pkgs` is imported from
+          `inputs.<desyncs.<name>.input>`.
+        '';
+      };
+      path = mkOption {
+        type = types.str;
+        default = "/etc/nixos";
+        description = "Absolute path of the host's flake (a checkout the loop writes flake.lock in; made writable for the loop unit).";
+      };
+      host = mkOption {
+        type = types.str;
+        default = config.networking.hostName;
+        defaultText = literalExpression "config.networking.hostName";
+        description = "The `nixosConfigurations` attribute of this host in the flake.";
+      };
+      input = mkOption {
+        type = types.str;
+        default = "nixpkgs";
+        description = "The flake input the system follows.";
+      };
+      commitLockFile = mkOption {
+        type = types.bool;
+        default = false;
+        description = "`git commit` flake.lock (alone) after each run that changed it, listing which desync followed and which stayed.";
+      };
+    };
+
+    settings = mkOption {
+      # Free-form JSON (new keys of the tool pass through); the keys below are typed.
+      type = types.submodule {
+        freeformType = jsonFormat.type;
+        options = {
+          timeouts = mkOption {
+            type = types.attrsOf duration;
+            default = { };
+            example = {
+              build = "6h";
+              check = "30m";
+            };
+            description = ''
+              Time limits of the run's steps (`channel`, `build`, `check`, `system`, …; see
+              docs/configuration.md); steps not set keep the tool's defaults.
+            '';
+          };
+          system.build = mkOption {
+            type = argv;
+            default = [
+              nixosRebuild
+              "build"
+            ]
+            ++ flakeArgs;
+            defaultText = literalExpression ''[ "''${config.system.build.nixos-rebuild}/bin/nixos-rebuild" "build" ] (flake mode: ++ [ "--flake" "<flake.path>#<flake.host>" ])'';
+            description = ''
+              The system build command (argv, no shell). It runs in a fresh working
+              directory, inside the loop's sandbox, and must leave the built system there
+              as `./result`.
+            '';
+          };
+        };
+      };
+      default = { };
+      example = {
+        onBreach = "continue";
+        channel.name = "nixos";
+        timeouts.build = "6h";
+      };
+      description = ''
+        The remaining keys of the JSON config (docs/configuration.md): nixpkgs, channel,
+        system, onBreach, stateDir, profilesDir, runDir, timeouts. `desyncs` and `exporter`
+        come from the options above, `health` from `health.*`. `system.build` defaults to
+        `nixos-rebuild build`; `system.activate` to `upgrade.operation`: exactly the built
+        system is activated, through `nixos-desync-activate@.service` (outside the loop's
+        sandbox). Note that a custom (argv) `system.activate` runs inside the loop's sandbox.
+      '';
+    };
+
+    checkConfig = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Validate the generated config with `nixos-desync check-config` when the system is
+        built (like `services.prometheus.checkConfig`): a config the tool would refuse then
+        fails `nixos-rebuild build` with the tool's message instead of failing the first
+        timer run. The check runs in the Nix build sandbox, so files the config names (e.g.
+        `exporter.webConfigFile`) are only checked when the service starts. Set to false to
+        skip it, e.g. when cross-compiling (the check runs the package on the build machine).
+      '';
+    };
+  };
+}
