@@ -44,6 +44,9 @@ const jsonValue: z.ZodType<unknown> = z.lazy(() =>
 export const FLAKE_INPUT_RE = /^[A-Za-z_][A-Za-z0-9_'-]{0,99}$/;
 const flakeInput = z.string().regex(FLAKE_INPUT_RE, { message: 'must be a flake input name, e.g. nixpkgs-synapse' });
 
+// A systemd unit name (or a glob of them, `*` only), as `systemctl list-units` prints it.
+const unitName = z.string().regex(/^[A-Za-z0-9:_.@\\*-]{1,256}$/, { message: 'must be a systemd unit name like foo.service (`*` allowed as a wildcard)' });
+
 const desync = z.strictObject({
   // Flake mode: the flake input this desync's nixpkgs comes from (default nixpkgs-<name>,
   // filled in by parseConfig in flake mode; see desyncInput).
@@ -53,10 +56,11 @@ const desync = z.strictObject({
   maxLagRebuilds: z.number().int().min(0).max(1_000_000).nullable().default(14),
   maxBehind: duration.nullable().default(null),
   nixpkgsConfig: z.record(z.string(), jsonValue).default({}),
+  // What of the running system belongs to this desync: a failing unit matching one of these
+  // globs, or a failing healthChecks argv, is attributed to it (health.attribute).
+  units: z.array(unitName).default([]),
+  healthChecks: z.array(argv).default([]),
 });
-
-// A systemd unit name (or a glob of them, `*` only), as `systemctl list-units` prints it.
-const unitName = z.string().regex(/^[A-Za-z0-9:_.@\\*-]{1,256}$/, { message: 'must be a systemd unit name like foo.service (`*` allowed as a wildcard)' });
 
 const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$/, {
   message: 'must be host:port, e.g. 127.0.0.1:9793 or [::1]:9793',
@@ -124,6 +128,12 @@ export const configSchema = z.strictObject({
       failedUnits: z.boolean().default(true),
       ignoreUnits: z.array(unitName).default([]),
       checks: z.array(argv).default([]),
+      // Runtime hold-back (step 8b): failures attributed to desyncs that moved hold those back.
+      attribute: z.boolean().default(true),
+      // Also find an undeclared culprit by halving the moved desyncs (each trial: one more activation).
+      bisect: z.boolean().default(false),
+      // A desync held back at runtime is not activated at a newer revision before this has passed.
+      retryAfter: duration.default('24h'),
     })
     .prefault({}),
   // Flake mode (nixpkgs/channel must then be absent; checked in parseConfig, where their absence is visible).

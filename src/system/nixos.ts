@@ -133,18 +133,24 @@ export function createNixosSystem(deps: { config: Config; run: Runner; env: Node
           failures.push({ kind: 'unit', name: unit, reason: 'failed after the activation', tail: st ? tailLines(st.stdout || st.stderr, 12) : '' });
         }
       }
-      for (const check of h.checks) {
+      // The host's checks, then each desync's own healthChecks (tagged: attributed to that desync).
+      const checks: { argv: string[]; desync?: string }[] = [
+        ...h.checks.map((argv) => ({ argv })),
+        ...Object.entries(config.desyncs).flatMap(([desync, d]) => d.healthChecks.map((argv) => ({ argv, desync }))),
+      ];
+      for (const { argv: check, desync } of checks) {
         if (left() <= 0) {
           failures.push(timeout());
           break;
         }
-        const r = await exec(check, { ...o, timeoutMs: left() }, { NIXOS_DESYNC_TOPLEVEL: toplevel, NIXOS_DESYNC_PREVIOUS_TOPLEVEL: previous ?? '' })
+        const r = await exec(check, { ...o, timeoutMs: left() }, { NIXOS_DESYNC_TOPLEVEL: toplevel, NIXOS_DESYNC_PREVIOUS_TOPLEVEL: previous ?? '', ...(desync ? { NIXOS_DESYNC_NAME: desync } : {}) })
           .catch((err: unknown) => ({ startError: errorMessage(err) }) as const);
-        if ('startError' in r) failures.push({ kind: 'check', name: check.join(' '), reason: r.startError, tail: '' });
+        const tag = desync !== undefined ? { desync } : {};
+        if ('startError' in r) failures.push({ kind: 'check', name: check.join(' '), reason: r.startError, tail: '', ...tag });
         else if (r.timedOut) failures.push({ ...timeout(), tail: tailLines(r.stderr + '\n' + r.stdout, 10), name: check.join(' ') });
-        else if (failed(r)) failures.push({ kind: 'check', name: check.join(' '), reason: describeFailure(r), tail: tailLines(r.stderr + '\n' + r.stdout, 10) });
+        else if (failed(r)) failures.push({ kind: 'check', name: check.join(' '), reason: describeFailure(r), tail: tailLines(r.stderr + '\n' + r.stdout, 10), ...tag });
       }
-      return { ok: failures.length === 0, failures, checked: { units: h.failedUnits, checks: h.checks.length } };
+      return { ok: failures.length === 0, failures, checked: { units: h.failedUnits, checks: checks.length } };
     },
 
     async finalize(toplevel, o) {

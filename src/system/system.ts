@@ -23,6 +23,8 @@ export interface HealthFailure {
   reason: string;
   /** Last lines of its output (`systemctl status` of a unit, stdout/stderr of a check). */
   tail: string;
+  /** For a desync's own `healthChecks` entry: that desync (the check is attributed to it). */
+  desync?: string;
 }
 
 export interface HealthReport {

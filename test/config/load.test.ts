@@ -24,7 +24,7 @@ describe('config', () => {
       channel: { name: 'nixos', update: true },
       desyncs: {},
       system: { build: ['nixos-rebuild', 'build'], activate: 'switch' },
-      health: { settle: '10s', failedUnits: true, ignoreUnits: [], checks: [] },
+      health: { settle: '10s', failedUnits: true, ignoreUnits: [], checks: [], attribute: true, bisect: false, retryAfter: '24h' },
       flake: null,
       onBreach: 'fail',
       stateDir: '/var/lib/nixos-desync',
@@ -37,8 +37,15 @@ describe('config', () => {
 
   it('a desync gets its defaults: maxLagRebuilds 14, no time budget', () => {
     const c = parseConfig({ desyncs: { 'home-manager': { requireBuilds: ['home-manager', 'python3Packages.requests'] } } });
-    expect(c.desyncs['home-manager']).toEqual({ requireBuilds: ['home-manager', 'python3Packages.requests'], checks: [], maxLagRebuilds: 14, maxBehind: null, nixpkgsConfig: {} });
+    expect(c.desyncs['home-manager']).toEqual({ requireBuilds: ['home-manager', 'python3Packages.requests'], checks: [], maxLagRebuilds: 14, maxBehind: null, nixpkgsConfig: {}, units: [], healthChecks: [] });
     expect(parseConfig({ desyncs: { a: { maxLagRebuilds: null } } }).desyncs.a!.maxLagRebuilds).toBeNull();
+  });
+
+  it('a desync declares its units (globs) and healthChecks (argv lists) for runtime attribution', () => {
+    const c = parseConfig({ desyncs: { synapse: { units: ['matrix-synapse*.service'], healthChecks: [['/bin/curl', '-f', 'http://localhost:8008/health']] } }, health: { bisect: true, retryAfter: '3d' } });
+    expect(c.desyncs.synapse!.units).toEqual(['matrix-synapse*.service']);
+    expect(c.desyncs.synapse!.healthChecks).toEqual([['/bin/curl', '-f', 'http://localhost:8008/health']]);
+    expect(c.health).toMatchObject({ attribute: true, bisect: true, retryAfter: '3d' });
   });
 
   it('accepts the full example of the contract', () => {
@@ -89,6 +96,10 @@ describe('config', () => {
     [{ health: { settle: 'soon' } }, '$.health.settle', /duration like|Invalid/],
     [{ health: { ignoreUnits: ['a b.service'] } }, '$.health.ignoreUnits[0]', /systemd unit name/],
     [{ health: { checks: [[]] } }, '$.health.checks[0]', /non-empty argv/],
+    [{ health: { retryAfter: 'tomorrow' } }, '$.health.retryAfter', /duration like/],
+    [{ health: { attribute: 'yes' } }, '$.health.attribute', /boolean|Invalid/],
+    [{ desyncs: { a: { units: ['a b.service'] } } }, '$.desyncs.a.units[0]', /systemd unit name/],
+    [{ desyncs: { a: { healthChecks: [[]] } } }, '$.desyncs.a.healthChecks[0]', /non-empty argv/],
     [{ system: { activate: 'reboot' } }, '$.system.activate', /./],
     [{ onBreach: 'ignore' }, '$.onBreach', /fail|continue/],
     [{ stateDir: 'relative/dir' }, '$.stateDir', /absolute path/],

@@ -73,3 +73,28 @@ describe('the NixOS system side: which commands an activation runs', () => {
     await expect(sys1.activate(top, { timeoutMs: 1000 })).rejects.toMatchObject({ code: 'E_ACTIVATE' });
   });
 });
+
+describe('the health gate runs each desync\'s healthChecks, attributed to that desync', () => {
+  const top = '/nix/store/0123abcd-nixos-system-host';
+  const prev = '/nix/store/4567efgh-nixos-system-host';
+
+  it('host checks first, then desyncs\' checks with NIXOS_DESYNC_NAME; a failing one names its desync', async () => {
+    const calls: Array<{ argv: string[]; env: NodeJS.ProcessEnv }> = [];
+    const run = async (argv: readonly string[], o: RunOptions): Promise<RunResult> => {
+      calls.push({ argv: [...argv], env: o.env ?? {} });
+      const exitCode = argv[0] === '/bin/synapse-smoke' ? 1 : 0;
+      return { argv: [...argv], exitCode, signal: null, stdout: '', stderr: exitCode ? 'HTTP 502' : '', timedOut: false, durationMs: 1 };
+    };
+    const config = parseConfig({
+      health: { settle: '0s', failedUnits: false, checks: [['/bin/host-check']] },
+      desyncs: { synapse: { healthChecks: [['/bin/synapse-smoke', '--quick']] }, hm: { healthChecks: [['/bin/hm-smoke']] } },
+    });
+    const report = await createNixosSystem({ config, run, env: {} }).health(top, prev, [], {});
+    expect(calls.map((c) => c.argv[0])).toEqual(['/bin/host-check', '/bin/synapse-smoke', '/bin/hm-smoke']);
+    expect(calls[0]!.env.NIXOS_DESYNC_NAME).toBeUndefined();
+    expect(calls[1]!.env).toMatchObject({ NIXOS_DESYNC_NAME: 'synapse', NIXOS_DESYNC_TOPLEVEL: top, NIXOS_DESYNC_PREVIOUS_TOPLEVEL: prev });
+    expect(report.ok).toBe(false);
+    expect(report.failures).toEqual([expect.objectContaining({ kind: 'check', name: '/bin/synapse-smoke --quick', desync: 'synapse', tail: expect.stringContaining('HTTP 502') })]);
+    expect(report.checked.checks).toBe(3);
+  });
+});
