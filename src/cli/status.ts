@@ -58,8 +58,8 @@ export function renderStatus(doc: StatusDoc): string {
   if (doc.rollback) {
     lines.push(`last rollback: ${doc.rollback.at} (${doc.rollback.reason}) — ${doc.rollback.error.split('\n')[0]}`);
   }
-  if (doc.rejected) {
-    lines.push(`rejected candidate: ${doc.rejected.revision} (rolled back by run ${doc.rejected.runId}); skipped until the source moves, or run upgrade --retry`);
+  for (const r of doc.rejected) {
+    lines.push(`rejected candidate: ${r.revision} ${r.path} (rolled back by run ${r.runId}); skipped until upgrade --retry`);
   }
   const r = doc.lastRun;
   lines.push(r ? `last run: ${r.result} at ${r.at} (${formatSeconds(r.durationSeconds)})${r.error ? ' — ' + r.error.split('\n')[0] : ''}` : 'last run: never');

@@ -13,7 +13,13 @@ export interface Candidate {
   path: string;
   /** Top-level store path that contains `path` (what a GC root must hold). */
   storePath: string;
+  /** A label for people (`.git-revision`, else `.version`…, else the store hash; flake: the locked rev). */
   revision: string;
+  /**
+   * What makes two candidates the same (never the revision label alone): channel mode its real
+   * path in the store; flake mode the locked rev + narHash.
+   */
+  id: string;
 }
 
 export interface GateRequest {

@@ -143,7 +143,8 @@ export function createCliNix(options: CliNixOptions = {}): NixAdapter {
         storePath = out;
         path = out;
       }
-      return { path, storePath, revision: await readRevision(path, storeDir) } satisfies Candidate;
+      // Identity is the tree itself (its store path): two trees with one `.version` differ.
+      return { path, storePath, revision: await readRevision(path, storeDir), id: path } satisfies Candidate;
     },
 
     async buildGates(requests, o) {

@@ -68,7 +68,7 @@ export function createFlakeSource(deps: FlakeSourceDeps): Source & { readonly re
     async candidate() {
       if (resolved === null) throw new DesyncError('E_CANDIDATE', 'flake source: candidate asked before fetch');
       const revision = resolved.rev ?? storeHash(resolved.storePath);
-      return { path: resolved.storePath, storePath: resolved.storePath, revision } satisfies Candidate;
+      return { path: resolved.storePath, storePath: resolved.storePath, revision, id: flakeCandidateId(resolved) } satisfies Candidate;
     },
 
     async expose(set) {
@@ -116,6 +116,11 @@ function followingInputs(config: Config, set: PinSet, candidateStorePath: string
   return Object.entries(set.pins)
     .filter(([name, pin]) => config.desyncs[name] !== undefined && pin.storePath === candidateStorePath)
     .map(([name]) => desyncInput(name, config.desyncs[name]!));
+}
+
+/** A flake candidate's identity: its locked rev + narHash (the store path when Nix gave no narHash). */
+export function flakeCandidateId(r: Pick<ResolvedInput, 'rev' | 'narHash' | 'storePath'>): string {
+  return `${r.rev ?? 'no-rev'}+${r.narHash ?? r.storePath}`;
 }
 
 function short(rev: string | null | undefined): string {

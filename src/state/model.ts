@@ -1,8 +1,12 @@
 // Machine-readable state under <stateDir>: versioned and validated on every read.
 import { z } from 'zod';
 
-/** 2: rolled_back runs, rollbacks, health, the rejected candidate, provenance (`systems`). Version 1 files are migrated on read. */
-export const STATE_VERSION = 2;
+/**
+ * 2: rolled_back runs, rollbacks, health, the rejected candidate, provenance (`systems`).
+ * 3: rejected candidates are a bounded set, each with its identity (`id`).
+ * Older files are migrated on read (migrateState).
+ */
+export const STATE_VERSION = 3;
 export const HISTORY_VERSION = 1;
 export const JOURNAL_VERSION = 1;
 
@@ -60,6 +64,21 @@ export type SystemSources = z.infer<typeof systemSourcesSchema>;
 export const rollbackReasonSchema = z.enum(['activation', 'health']);
 export type RollbackReason = z.infer<typeof rollbackReasonSchema>;
 
+/** At most this many rejected candidates are remembered (the oldest is forgotten first). */
+export const REJECTED_MAX = 16;
+
+/** A candidate a rollback rejected: skipped until `--retry`. */
+export const rejectedCandidateSchema = z.object({
+  /** The candidate's identity (Candidate.id); null for one migrated from state version 2 (matched by path + revision). */
+  id: z.string().min(1).nullable(),
+  revision: z.string(),
+  path: z.string(),
+  runId: z.string(),
+  at: iso,
+  reason: rollbackReasonSchema,
+});
+export type RejectedCandidate = z.infer<typeof rejectedCandidateSchema>;
+
 export const stateSchema = z.object({
   version: z.literal(STATE_VERSION),
   committed: z.object({
@@ -79,8 +98,8 @@ export const stateSchema = z.object({
   }),
   /** Outcome of the last health gate (null before the first one). */
   health: z.object({ lastSuccess: z.boolean().nullable(), lastAt: iso.nullable() }),
-  /** The candidate a rollback rejected: skipped until the source moves or `--retry`. */
-  rejected: z.object({ revision: z.string(), path: z.string(), runId: z.string(), at: iso, reason: rollbackReasonSchema }).nullable(),
+  /** Candidates rollbacks rejected, oldest first (bounded): each skipped until `--retry`. */
+  rejected: z.array(rejectedCandidateSchema).max(REJECTED_MAX),
   /** Provenance: toplevel store path → what it was built from. */
   systems: z.record(z.string(), systemSourcesSchema),
 });
@@ -133,25 +152,38 @@ export function emptyState(): MachineState {
     runs: { total: { success: 0, failure: 0, breach: 0, rolled_back: 0 }, last: null, lastSuccessAt: null },
     rollbacks: { total: { activation: 0, health: 0 }, last: null },
     health: { lastSuccess: null, lastAt: null },
-    rejected: null,
+    rejected: [],
     systems: {},
   };
 }
 
-/** A version 1 state.json (before activation and rollback) as version 2; anything else unchanged. */
+/** An older state.json as the current version (1 → 2 → 3); anything else unchanged. */
 export function migrateState(raw: unknown): unknown {
-  if (raw === null || typeof raw !== 'object' || (raw as { version?: unknown }).version !== 1) return raw;
-  const v1 = raw as Record<string, unknown> & { runs?: { total?: Record<string, unknown> } };
+  if (raw === null || typeof raw !== 'object') return raw;
+  let doc = raw as Record<string, unknown>;
+  if (doc.version === 1) doc = migrateV1(doc);
+  if (doc.version === 2) doc = migrateV2(doc);
+  return doc;
+}
+
+/** Version 1 (before activation and rollback) as version 2. */
+function migrateV1(v1: Record<string, unknown> & { runs?: { total?: Record<string, unknown> } }): Record<string, unknown> {
   const fresh = emptyState();
   return {
     ...v1,
-    version: STATE_VERSION,
+    version: 2,
     runs: v1.runs && typeof v1.runs === 'object' ? { ...v1.runs, total: { ...(v1.runs.total ?? {}), rolled_back: 0 } } : v1.runs,
     rollbacks: fresh.rollbacks,
     health: fresh.health,
     rejected: null,
     systems: {},
   };
+}
+
+/** Version 2 (one rejected candidate, known by its revision) as version 3: a set of one, identity unknown. */
+function migrateV2(v2: Record<string, unknown>): Record<string, unknown> {
+  const r = v2.rejected;
+  return { ...v2, version: 3, rejected: r === null || r === undefined ? [] : [{ ...(r as object), id: null }] };
 }
 
 export function emptyDesyncRecord(): DesyncRecord {

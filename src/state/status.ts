@@ -35,7 +35,7 @@ export interface StatusDoc {
     toplevel: string | null;
     sources: Record<string, unknown> | null;
   };
-  /** The last rollback, and the candidate it rejected (skipped until the source moves or --retry). */
+  /** The last rollback, and the candidates rollbacks rejected, oldest first (each skipped until --retry). */
   rollback: MachineState['rollbacks']['last'];
   rejected: MachineState['rejected'];
   lastRun: { at: string; result: string; durationSeconds: number; error: string | null } | null;

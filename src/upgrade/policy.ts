@@ -60,7 +60,7 @@ export function decide(input: {
     }
     // A pin that already is the candidate is not behind (e.g. a flaky check on an unchanged
     // channel): the attempt counts as failed, but the lag, the behind clock and breaches do not move.
-    if (prevPin && (prevPin.storePath === candidate.storePath || prevPin.revision === candidate.revision)) {
+    if (prevPin && pinIsCandidate(prevPin, candidate)) {
       d.records[g.name] = {
         attempts: { passed: prev.attempts.passed, failed: prev.attempts.failed + 1 },
         consecutiveFailures: prev.consecutiveFailures + 1,
@@ -104,4 +104,13 @@ export function decide(input: {
     d.outcomes.push({ name: g.name, result: 'failed', lagRebuilds: prevPin.desyncAge + 1, breached, revision: prevPin.revision, error: g.error ?? null });
   }
   return d;
+}
+
+/**
+ * The pin is this very tree: same path (channel: the store path; flake: the narHash's store
+ * path) and same revision (flake: the locked rev). A revision label alone (e.g. `.version`
+ * "25.11" of every tree of a git checkout) never makes two trees one.
+ */
+export function pinIsCandidate(pin: Pin, candidate: Candidate): boolean {
+  return pin.path === candidate.path && pin.revision === candidate.revision;
 }

@@ -62,7 +62,7 @@ export function fail(argv: readonly string[], stderr = 'boom', exitCode = 1): Ru
 
 export function candidate(label: string): Candidate {
   const hash = (label + 'x'.repeat(32)).slice(0, 32).replace(/[^0-9a-z]/g, 'a');
-  return { path: `/nix/store/${hash}-${label}`, storePath: `/nix/store/${hash}-${label}`, revision: label };
+  return { path: `/nix/store/${hash}-${label}`, storePath: `/nix/store/${hash}-${label}`, revision: label, id: `/nix/store/${hash}-${label}` };
 }
 
 /** A gate report in which `failing` desyncs failed to build and the others passed. */

@@ -35,7 +35,7 @@ export interface Harness {
   q: CallQueue;
   stateDir: string;
   lines: string[];
-  start(opts?: { dryRun?: boolean; now?: () => Date }): Promise<UpgradeResult>;
+  start(opts?: { dryRun?: boolean; retry?: boolean; now?: () => Date }): Promise<UpgradeResult>;
 }
 
 export function harness(config: TestConfig): Harness {
@@ -48,7 +48,7 @@ export function harness(config: TestConfig): Harness {
     start: (opts = {}) =>
       runUpgrade(
         { config, nix: createFakeNix(q), run: createFakeRunner(q), store: createStateStore(config.stateDir), logger: createLogger({ write: (l) => lines.push(l) }), now: opts.now, env: { PATH: '/bin' } },
-        { dryRun: opts.dryRun },
+        { dryRun: opts.dryRun, retry: opts.retry },
       ),
   };
 }

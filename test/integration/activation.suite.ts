@@ -125,7 +125,7 @@ export function defineActivationSuite(root: () => string): void {
       const st = await statusOf(host);
       expect(st.lastRun.result).toBe('rolled_back');
       expect(st.rollback).toMatchObject({ reason: 'health', previous: before.current });
-      expect(st.rejected).toMatchObject({ revision: gitRevisionOf('rev2'), reason: 'health' });
+      expect(st.rejected).toEqual([expect.objectContaining({ revision: gitRevisionOf('rev2'), reason: 'health' })]);
       expect(st.system.sources.nixpkgs.revision).toBe(gitRevisionOf('rev1'));
       // Metrics from the persisted state.
       const exp = await startTestExporter(await loadConfig(host.configPath));
@@ -156,7 +156,7 @@ export function defineActivationSuite(root: () => string): void {
       expect(st.rollback.reason).toBe('activation');
     });
 
-    it('a rejected candidate is skipped at once, tried again after the source moves, and with --retry', async () => {
+    it('a rejected candidate is skipped at once, and tried with --retry; the source moves on: the new one is tried, the old one stays rejected', async () => {
       const host = await activationHost(root(), 'rejected');
       expect((await upgrade(host, 'rev1')).code).toBe(0);
       expect((await upgrade(host, 'crash')).code).toBe(1);
@@ -166,7 +166,7 @@ export function defineActivationSuite(root: () => string): void {
       expect(skipped.code).toBe(1);
       const res = JSON.parse(skipped.stdout);
       expect(res.error.code).toBe('E_REJECTED');
-      expect(res.error.message).toMatch(new RegExp(`candidate ${gitRevisionOf('crash')} was rejected: run \\S+ rolled it back .* \\(health gate failed\\); it is skipped until the source moves to a new revision.*--retry`));
+      expect(res.error.message).toMatch(new RegExp(`candidate ${gitRevisionOf('crash')} was rejected: run \\S+ rolled it back .* \\(health gate failed\\); it is skipped \\(a later, different candidate is tried.*--retry`));
       expect(res.evaluations).toBe(0);
       expect(res.stages.gate).toBeUndefined();
       expect((await activations(host)).length).toBe(acts);
@@ -175,11 +175,11 @@ export function defineActivationSuite(root: () => string): void {
       expect(retried.stdout).toMatch(/trying it again \(--retry\)/);
       expect(retried.code).toBe(1);
       expect((await statusOf(host)).lastRun.result).toBe('rolled_back');
-      // The source moves: the new revision is tried and goes live; the rejection is cleared.
+      // The source moves: the new revision is tried and goes live; the rejected one stays rejected (#18.6).
       const moved = await upgrade(host, 'rev3');
       expect(moved.code, moved.stdout + moved.stderr).toBe(0);
       const st = await statusOf(host);
-      expect(st.rejected).toBeNull();
+      expect(st.rejected).toEqual([expect.objectContaining({ revision: gitRevisionOf('crash') })]);
       expect(st.system.sources.nixpkgs.revision).toBe(gitRevisionOf('rev3'));
     });
 
@@ -251,7 +251,7 @@ export function defineActivationSuite(root: () => string): void {
         expect(acts.filter((a) => a === `test ${before.current}`)).toHaveLength(1);
         expect(acts.slice(1)).toEqual([`test ${live}`, `boot ${live}`]);
         const st = await statusOf(host);
-        expect(st.rejected).toBeNull();
+        expect(st.rejected).toEqual([]);
         expect(st.system.sources.nixpkgs.revision).toBe(gitRevisionOf('rev2'));
         const hist = JSON.parse(await readFile(join(host.stateDir, 'history.json'), 'utf8')).runs as Array<{ error: string | null; result: string }>;
         expect(hist.filter((h) => h.error?.startsWith('interrupted'))).toHaveLength(1);

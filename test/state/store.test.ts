@@ -34,12 +34,27 @@ describe('state store', () => {
     await writeFile(join(dir, 'state.json'), JSON.stringify(v1));
     const r = await store.readState({ repair: true });
     expect(r.problems).toEqual([]);
-    expect(r.value.version).toBe(2);
+    expect(r.value.version).toBe(3);
     expect(r.value.committed.pins.hm).toEqual(pin);
     expect(r.value.runs.total).toEqual({ success: 7, failure: 2, breach: 1, rolled_back: 0 });
-    expect(r.value).toMatchObject({ rollbacks: { total: { activation: 0, health: 0 }, last: null }, health: { lastSuccess: null }, rejected: null, systems: {} });
+    expect(r.value).toMatchObject({ rollbacks: { total: { activation: 0, health: 0 }, last: null }, health: { lastSuccess: null }, rejected: [], systems: {} });
     // Read-only: the file on disk changes only when the loop writes its next state.
     expect(JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')).version).toBe(1);
+  });
+
+  it('a version 2 state.json (one rejected candidate, by revision) is migrated on read: a rejected set of one, matched by path and revision', async () => {
+    const { dir, store } = await storeWithSet();
+    const v2 = { ...emptyState(), version: 2, rejected: { revision: 'abc', path: '/nix/store/aaaa-nixos/nixos', runId: 'r', at: '2026-01-01T00:00:00.000Z', reason: 'health' } } as Record<string, unknown>;
+    await writeFile(join(dir, 'state.json'), JSON.stringify(v2));
+    const r = await store.readState({ repair: true });
+    expect(r.problems).toEqual([]);
+    expect(r.value.version).toBe(3);
+    expect(r.value.rejected).toEqual([{ id: null, revision: 'abc', path: '/nix/store/aaaa-nixos/nixos', runId: 'r', at: '2026-01-01T00:00:00.000Z', reason: 'health' }]);
+    await writeFile(join(dir, 'state.json'), JSON.stringify({ ...v2, rejected: null }));
+    expect((await store.readState({ repair: true })).value.rejected).toEqual([]);
+    // Validated: a set beyond its bound is not a state this version writes.
+    await writeFile(join(dir, 'state.json'), JSON.stringify({ ...emptyState(), rejected: Array.from({ length: 99 }, () => ({ id: 'x', revision: 'r', path: '/p', runId: 'r', at: '2026-01-01T00:00:00.000Z', reason: 'health' })) }));
+    expect((await store.readState({ repair: false })).problems).toHaveLength(1);
   });
 
   it('round-trips state through a validated, atomically written file', async () => {

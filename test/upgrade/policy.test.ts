@@ -3,7 +3,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { decide } from '../../src/upgrade/policy.js';
 import { emptyDesyncRecord, type Pin } from '../../src/state/model.js';
 
-const cand = { path: '/nix/store/aaaa-nixos/nixos', storePath: '/nix/store/aaaa-nixos', revision: 'new' };
+const cand = { path: '/nix/store/aaaa-nixos/nixos', storePath: '/nix/store/aaaa-nixos', revision: 'new', id: '/nix/store/aaaa-nixos/nixos' };
 const pin = (age: number): Pin => ({ path: '/nix/store/bbbb-old', storePath: '/nix/store/bbbb-old', revision: 'old', desyncAge: age, pinnedAt: '2026-01-01T00:00:00.000Z' });
 const now = new Date('2026-01-10T00:00:00Z');
 
@@ -67,5 +67,15 @@ describe('pin rules', () => {
     expect(d.breached).toEqual(['z']);
     expect(d.records.z!.breachReason).toMatch(/lag 0 ≥ maxLagRebuilds 0/);
     expect(decide({ config: zero, prevPins: { z: pin(0) }, prevRecords: {}, gate: [{ name: 'z', passed: true }], candidate: cand, now }).breached).toEqual([]);
+  });
+
+  // #18.5: a nixpkgs git checkout without .git-revision labels every tree "25.11": the label is no identity.
+  it('a pin with the same revision label but another tree is behind: maxLagRebuilds 0 breaches', () => {
+    const zero = parseConfig({ desyncs: { z: { maxLagRebuilds: 0 } } });
+    const older: Pin = { path: '/nix/store/cccc-nixpkgs', storePath: '/nix/store/cccc-nixpkgs', revision: '25.11', desyncAge: 0, pinnedAt: '2026-01-09T00:00:00.000Z' };
+    const newer = { path: '/nix/store/dddd-nixpkgs', storePath: '/nix/store/dddd-nixpkgs', revision: '25.11', id: '/nix/store/dddd-nixpkgs' };
+    const d = decide({ config: zero, prevPins: { z: older }, prevRecords: {}, gate: [{ name: 'z', passed: false, error: 'x' }], candidate: newer, now });
+    expect(d.breached).toEqual(['z']);
+    expect(d.pins.z).toMatchObject({ path: older.path, desyncAge: 1 });
   });
 });

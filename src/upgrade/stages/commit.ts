@@ -4,6 +4,7 @@
 import type { SystemSources } from '../../state/model.js';
 import { pruneSystems } from '../../system/generations.js';
 import { failpoint } from '../../util/failpoint.js';
+import { withoutRejected } from '../../state/rejected.js';
 import type { RunContext } from '../context.js';
 
 export async function commitStage(ctx: RunContext): Promise<void> {
@@ -11,7 +12,8 @@ export async function commitStage(ctx: RunContext): Promise<void> {
   const at = ctx.now().toISOString();
   next.committed = { setId: res.runId, at, pins: decision!.pins };
   next.desyncs = decision!.records; // the records of this set, committed with it
-  next.rejected = null;
+  // Other rejected candidates stay rejected; this one went live (e.g. --retry after a fix).
+  next.rejected = withoutRejected(next.rejected, ctx.candidate!);
   const toplevel = ctx.built?.toplevel ?? null;
   if (toplevel !== null && system.mode !== null) {
     next.systems = await pruneSystems(next.systems, config.profilesDir, config.runDir, [toplevel]);

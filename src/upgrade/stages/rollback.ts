@@ -4,6 +4,7 @@ import { errorMessage } from '../../util/errors.js';
 import type { RollbackReason } from '../../state/model.js';
 import type { RunContext } from '../context.js';
 import { abandonCandidateSet } from './restore.js';
+import { withRejected } from '../../state/rejected.js';
 
 /** `reason` null: an interruption, not a verdict (nothing rejected or counted). */
 export async function rollbackRun(ctx: RunContext, reason: RollbackReason | null, failure: string): Promise<string> {
@@ -25,6 +26,6 @@ export async function rollbackRun(ctx: RunContext, reason: RollbackReason | null
   res.result = 'rolled_back';
   next.rollbacks.total[reason] += 1;
   next.rollbacks.last = { runId: res.runId, at, reason, toplevel, previous: ctx.previous, error: failure.slice(0, 2000) };
-  if (ctx.candidate) next.rejected = { revision: ctx.candidate.revision, path: ctx.candidate.path, runId: res.runId, at, reason };
-  return `${outcome}. Candidate ${ctx.candidate?.revision ?? '?'} is rejected: later runs skip it until the source moves to a new revision (or run \`nixos-desync upgrade --retry\`)`;
+  if (ctx.candidate) next.rejected = withRejected(next.rejected, { id: ctx.candidate.id, revision: ctx.candidate.revision, path: ctx.candidate.path, runId: res.runId, at, reason });
+  return `${outcome}. Candidate ${ctx.candidate?.revision ?? '?'} is rejected: later runs skip it (until \`nixos-desync upgrade --retry\`) and try the next different candidate`;
 }
