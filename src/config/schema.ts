@@ -116,7 +116,9 @@ export const configSchema = z.strictObject({
     }),
   system: z
     .strictObject({
-      build: argv.default(['nixos-rebuild', 'build']),
+      // Channel mode: never a stray /etc/nixos/flake.nix (--no-flake), no evaluation of
+      // config.nix.package before the system's (--no-build-nix, bash; ng only warns).
+      build: argv.default(['nixos-rebuild', 'build', '--no-flake', '--no-build-nix']),
       // "switch" (test-activate, health gate, then profile + boot default), "boot", null (build
       // only) or an argv escape hatch run with env NIXOS_DESYNC_TOPLEVEL.
       activate: z.union([z.enum(['switch', 'boot']), argv]).nullable().default('switch'),

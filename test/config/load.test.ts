@@ -23,7 +23,7 @@ describe('config', () => {
       nixpkgs: '/nix/var/nix/profiles/per-user/root/channels/nixos',
       channel: { name: 'nixos', update: true },
       desyncs: {},
-      system: { build: ['nixos-rebuild', 'build'], activate: 'switch' },
+      system: { build: ['nixos-rebuild', 'build', '--no-flake', '--no-build-nix'], activate: 'switch' },
       health: { settle: '10s', failedUnits: true, ignoreUnits: [], checks: [], attribute: true, bisect: false, retryAfter: '24h' },
       flake: null,
       onBreach: 'fail',

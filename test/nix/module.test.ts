@@ -200,7 +200,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     expect(eff.timeouts).toEqual({ channel: '10m', build: '6h', check: '1h', system: '3h', health: '5m' });
     // The build is always nixos-rebuild build, inside the loop's sandbox; the activation is
     // exactly the built toplevel (no second evaluation): operation = "boot".
-    expect(eff.system.build).toEqual([expect.stringMatching(/^\/nix\/store\/[^/]+-nixos-rebuild\/bin\/nixos-rebuild$/), 'build']);
+    expect(eff.system.build).toEqual([expect.stringMatching(/^\/nix\/store\/[^/]+-nixos-rebuild\/bin\/nixos-rebuild$/), 'build', '--no-flake', '--no-build-nix']);
     expect(eff.system.activate).toBe('boot');
     expect(eff.health).toEqual({ settle: '10s', failedUnits: true, ignoreUnits: [], checks: [] });
     const act = parseUnit(ev.units['nixos-desync-activate@.service']!);
