@@ -123,7 +123,9 @@ export function createMetricsExporter(opts: ExporterOptions): MetricsExporter {
   return {
     registry,
     contentType: registry.contentType,
-    metrics() {
+    async metrics() {
+      // Every failure alertable within one scrape, whatever the watchers saw (issue 18 item 10).
+      await model.recheck();
       const c = cache;
       if (c && Date.now() - c.at < cacheMs && c.state === model.state && c.system === model.system && c.pr === model.pr && c.flake === model.flake && c.second === second()) {
         return Promise.resolve(c.text);

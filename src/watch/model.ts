@@ -93,6 +93,11 @@ export interface HostModel {
   rescanAll(reason: string): Promise<void>;
   /** Resolves when no refresh is pending or running (tests). */
   settled(): Promise<void>;
+  /**
+   * Re-checks, before a scrape, what no file event reports: the state directory's trust (a
+   * chmod or chown of the watched directory delivers none). A change is applied before it resolves.
+   */
+  recheck(): Promise<void>;
   readonly stats: { refreshes: Record<SourceName, number>; rescans: number };
   close(): Promise<void>;
 }
@@ -481,6 +486,21 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     }
   }
 
+  // One stat per trusted path (stateTrustProblem), shared by concurrent scrapes.
+  let rechecking: Promise<void> | null = null;
+  function recheck(): Promise<void> {
+    rechecking ??= (async () => {
+      if (!loaded.has('state') || state.dirError !== null) return;
+      const untrusted = await stateTrustProblem(config.stateDir);
+      if (untrusted === state.untrusted) return;
+      mark('state');
+      await settled();
+    })().finally(() => {
+      rechecking = null;
+    });
+    return rechecking;
+  }
+
   async function rescanAll(reason: string): Promise<void> {
     stats.rescans += 1;
     log.debug('full re-read', { reason });
@@ -520,6 +540,7 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
     watching: Promise.all(watchers.map((w) => w.ready)).then(() => settled()),
     rescanAll,
     settled,
+    recheck,
     stats,
     async close() {
       closed = true;

@@ -112,6 +112,33 @@ describe('collectors against real files', () => {
     expect(sample(t, 'nixos_desync_runs_total{result="success"}')).toBe(10);
   });
 
+  it('an unsafe state directory fails desyncs and runs at the next scrape, without any file event or re-read (issue 18 item 10)', async () => {
+    host = await buildFixtureHost();
+    // No safety-net re-read (the test helper's rescanIntervalMs is 0): only the scrape itself.
+    exp = await startTestExporter(host.config, { now: () => FIXTURE_NOW });
+    // (The fixture's history.json is corrupt on purpose: runs fails already, desyncs does not.)
+    expect(sample(await scrape(exp), 'nixos_desync_collector_success{collector="desyncs"}')).toBe(1);
+    const failing = async (): Promise<void> => {
+      const t = await scrape(exp!);
+      expect(sample(t, 'nixos_desync_collector_success{collector="desyncs"}')).toBe(0);
+      expect(exp!.exporter.lastOutcome.desyncs).toMatch(/group- or world-writable/);
+      expect(exp!.exporter.lastOutcome.runs).toMatch(/group- or world-writable/);
+      expect(t).not.toMatch(/^nixos_desync_lag_rebuilds\{/m);
+    };
+    // chmod of the watched directory itself delivers no event the watcher reports.
+    await chmod(host.stateDir, 0o775);
+    await failing();
+    await chmod(host.stateDir, 0o755);
+    let t = await scrape(exp);
+    expect(sample(t, 'nixos_desync_collector_success{collector="desyncs"}')).toBe(1);
+    expect(sample(t, 'nixos_desync_lag_rebuilds{desync="breached"}')).toBe(3);
+    await chmod(join(host.stateDir, 'state.json'), 0o664);
+    await failing();
+    await chmod(join(host.stateDir, 'state.json'), 0o644);
+    t = await scrape(exp);
+    expect(sample(t, 'nixos_desync_collector_success{collector="desyncs"}')).toBe(1);
+  });
+
   it('a state directory that does not exist yet (the loop never ran) fails nothing', async () => {
     host = await buildFixtureHost();
     await rm(host.stateDir, { recursive: true });
@@ -170,6 +197,7 @@ describe('exporter isolation and single-flight', () => {
     state: { state: emptyState(), stateProblem: null, stateMissing: true, recentRuns: [], historyProblem: null, journal: null, journalProblem: null, corruptFiles: [], dirError: null, untrusted: null, lastGood: null, runHolder: null },
     system: { generation: 7, generationTimestamp: new Date(0), generations: 7, rebootRequired: false, activationPending: false, profilesError: null, runError: null },
     pr: null,
+    recheck: () => Promise.resolve(),
   } as unknown as HostModel;
 
   it('a throwing collector is reported failed alone and emits nothing', async () => {
