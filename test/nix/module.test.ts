@@ -191,6 +191,8 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
       maxLagRebuilds: 14,
       maxBehind: '14d',
       nixpkgsConfig: {},
+      units: [],
+      healthChecks: [],
     });
     expect(eff.desyncs['matrix-synapse']).toMatchObject({ maxLagRebuilds: 3, maxBehind: null, nixpkgsConfig: { allowUnfree: true } });
     expect(eff.desyncs.strict).toMatchObject({ maxLagRebuilds: 0 });
