@@ -204,7 +204,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     // exactly the built toplevel (no second evaluation): operation = "boot".
     expect(eff.system.build).toEqual([expect.stringMatching(/^\/nix\/store\/[^/]+-nixos-rebuild\/bin\/nixos-rebuild$/), 'build', '--no-flake', '--no-build-nix']);
     expect(eff.system.activate).toBe('boot');
-    expect(eff.health).toEqual({ settle: '10s', failedUnits: true, ignoreUnits: [], checks: [] });
+    expect(eff.health).toEqual({ settle: '10s', failedUnits: true, ignoreUnits: [], checks: [], attribute: true, bisect: false, retryAfter: '24h' });
     const act = parseUnit(ev.units['nixos-desync-activate@.service']!);
     expect(execArgv(single(act, 'Service', 'ExecStart')!)).toEqual([expect.stringMatching(/^\/nix\/store\/[^/]+-nixos-desync-activate$/), '%i']);
     expect(act.Unit!.Description).toEqual(['nixos-desync activation of a built system (%i)']);
