@@ -1,0 +1,243 @@
+// The NixOS module's generated units (nix/module/*.nix, rendered by test/nix/eval.nix as NixOS
+// renders them) loaded and started by a real systemd (test/helpers/systemd.ts): the sandboxed
+// loop builds (a stand-in build), starts nixos-desync-activate@test:<toplevel>.service with
+// `systemctl start` from inside its sandbox (as uid 0 without capabilities: systemd's private
+// socket) and waits for it, runs the health gate, makes the healthy system the boot default
+// through nixos-desync-activate@boot:…, and rolls an unhealthy one back the same way; the
+// DynamicUser exporter reads the monitored upgrade unit with `systemctl show` over D-Bus.
+//
+// What differs from NixOS: the container runs Debian, without Nix. The units are used as
+// generated (one exception, at the evaluation below: eval.nix's writeShellScript stand-in
+// cannot make an executable); the store paths they name are real: the package
+// (bin/nixos-desync runs this checkout's dist/ with the host's node, both bound in read-only),
+// pkgs.systemd (links to Debian's systemctl/systemd-escape), pkgs.nix (a nix-store that only
+// registers GC roots, a nix-env that only sets a profile), the toplevels (a
+// switch-to-configuration that links /run/current-system and starts units) and the channel's
+// nixpkgs are small directories added to the host's store, which is bound in read-only.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { requireTools } from '../helpers/tools.js';
+import { CLI } from '../helpers/cli.js';
+import { nixpkgsLibDir } from '../helpers/nixpkgs-lib.js';
+import { bootSystemd, requireSystemd, type SystemdContainer } from '../helpers/systemd.js';
+import { systemdEscapePath } from '../../src/system/nixos.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
+const HERE = fileURLToPath(new URL('./', import.meta.url));
+const HTTP_GET = join(ROOT, 'test/helpers/http-get.mjs');
+const ENV = { ...process.env, NIX_CONFIG: 'sandbox = false\nsubstituters =' };
+/** A test directory bound read-write into the container. */
+const SHARED = '/srv/nixos-desync-test';
+
+const ok = requireTools('nix-instantiate', 'nix-store') && requireSystemd();
+
+type Tree = Record<string, string | { link: string } | { exec: string }>;
+
+describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
+  let tmp: string;
+  let shared: string;
+  let c: SystemdContainer;
+  let units: Record<string, string>;
+  const top: Record<string, string> = {};
+  const nixpkgsRev: Record<string, string> = {};
+  /** The channel moves to a new nixpkgs and the stand-in build will leave `toplevelPath`. */
+  function nextRun(rev: string, toplevelPath: string): void {
+    rmSync(join(shared, 'channel'));
+    symlinkSync(nixpkgsRev[rev]!, join(shared, 'channel'));
+    writeFileSync(join(shared, 'next-toplevel'), toplevelPath);
+    writeFileSync(join(shared, 'activations.log'), '');
+  }
+  const journal = async (unit: string): Promise<string> => (await c.exec(['journalctl', '--no-pager', '-o', 'cat', '-u', unit])).stdout;
+
+  /** A directory added to the host's store (nix-store --add): a real store path the units can name. */
+  function storePath(name: string, tree: Tree): string {
+    const dir = join(tmp, 'trees', name);
+    for (const [rel, v] of Object.entries(tree)) {
+      const p = join(dir, rel);
+      mkdirSync(dirname(p), { recursive: true });
+      if (typeof v === 'string') writeFileSync(p, v);
+      else if ('link' in v) symlinkSync(v.link, p);
+      else {
+        writeFileSync(p, v.exec);
+        chmodSync(p, 0o755);
+      }
+    }
+    return execFileSync('nix-store', ['--add', dir], { env: ENV, encoding: 'utf8' }).trim();
+  }
+
+  /**
+   * A NixOS system stand-in: switch-to-configuration `test` links /run/current-system and
+   * (re)starts `startUnits`; `boot` records itself. Every call is logged with the cgroup it
+   * ran in (which unit ran it) to the shared directory.
+   */
+  function toplevel(name: string, startUnits: string[]): string {
+    return storePath(`nixos-system-${name}`, {
+      'nixos-version': '25.11.20251201.0000000\n',
+      'bin/switch-to-configuration': {
+        exec: [
+          '#!/bin/sh',
+          'set -eu',
+          'PATH=$PATH:/usr/bin:/bin # the unit\'s PATH has the stand-in systemctl; Debian\'s coreutils',
+          'top=${0%/bin/switch-to-configuration}',
+          `echo "$1 $(basename "$top") $(grep '^0::' /proc/self/cgroup | cut -d: -f3-)" >> ${SHARED}/activations.log`,
+          'case "$1" in',
+          '  test) ln -sfn "$top" /run/current-system',
+          startUnits.length ? `    systemctl restart ${startUnits.join(' ')} ;;` : '    ;;',
+          '  boot) ;;',
+          '  *) exit 1 ;;',
+          'esac',
+          '',
+        ].join('\n'),
+      },
+    });
+  }
+
+  const activations = (): string[] => readFileSync(join(shared, 'activations.log'), 'utf8').trim().split('\n').filter((l) => l !== '');
+  const currentSystem = (): string => readlinkSync(join(c.root, 'run/current-system'));
+
+  beforeAll(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'nixos-desync-modsd-'));
+    shared = mkdtempSync(join(tmpdir(), 'nixos-desync-modsd-shared-'));
+    writeFileSync(join(shared, 'activations.log'), '');
+    const pkg = storePath('nixos-desync', { 'bin/nixos-desync': { exec: `#!/bin/sh\nexec ${process.execPath} ${CLI} "$@"\n` } });
+    const systemd = storePath('systemd-debian', { 'bin/systemctl': { link: '/bin/systemctl' }, 'bin/systemd-escape': { link: '/usr/bin/systemd-escape' } });
+    const nix = storePath('nix-standin', {
+      'bin/nix-store': {
+        exec: '#!/bin/sh\n# GC-root registration only (the container has no Nix): --realise P --add-root LINK --indirect\nPATH=$PATH:/usr/bin:/bin\n' +
+          'if [ "$#" = 5 ] && [ "$1" = --realise ] && [ "$3" = --add-root ] && [ "$5" = --indirect ]; then ln -sfn "$2" "$4" && echo "$4" && exit 0; fi\n' +
+          'echo "nix-store stand-in: unsupported: $*" >&2; exit 1\n',
+      },
+      'bin/nix-env': {
+        exec: '#!/bin/sh\n# -p PROFILE --set PATH only\nset -eu\nPATH=$PATH:/usr/bin:/bin\n[ "$#" = 4 ] && [ "$1" = -p ] && [ "$3" = --set ] || { echo "nix-env stand-in: unsupported: $*" >&2; exit 1; }\n' +
+          'mkdir -p "$(dirname "$2")"\nn=$(( $(ls "$2"-*-link 2>/dev/null | wc -l) + 1 ))\nln -sfn "$4" "$2-$n-link"\nln -sfn "$(basename "$2")-$n-link" "$2"\n',
+      },
+    });
+    // The channel: a link the test points at a new nixpkgs tree before each run (a new candidate).
+    for (const rev of ['a', 'b', 'c']) nixpkgsRev[rev] = storePath(`nixpkgs-${rev}`, { '.git-revision': rev.repeat(40) + '\n', 'default.nix': '{ ... }: { }\n' });
+    const nixpkgs = `${SHARED}/channel`;
+    symlinkSync(nixpkgsRev.a!, join(shared, 'channel'));
+    const build = storePath('system-build', { 'bin/build': { exec: `#!/bin/sh\n# nixos-rebuild build stand-in: ./result = the toplevel the test chose\nexec /bin/ln -s "$(/bin/cat ${SHARED}/next-toplevel)" result\n` } });
+    top.one = toplevel('one', ['app.service']);
+    top.two = toplevel('two', ['app.service']);
+    top.bad = toplevel('bad', ['app.service', 'crashing.service']);
+
+    const ev = JSON.parse(execFileSync('nix-instantiate', [
+      '--eval', '--strict', '--json', '--read-write-mode', join(HERE, 'eval.nix'), '-A', 'inspect',
+      '--argstr', 'nixpkgsLib', nixpkgsLibDir(),
+      '--argstr', 'packageDir', pkg,
+      '--argstr', 'nixpkgsPath', nixpkgs,
+      '--arg', 'configModule', join(HERE, 'host-systemd.nix'),
+      '--argstr', 'testArgs', JSON.stringify({ systemdPackage: systemd, nixPackage: nix, nixpkgs, build: [`${build}/bin/build`] }),
+    ], { env: ENV, encoding: 'utf8' })) as { failedAssertions: string[]; units: Record<string, string>; tmpfiles: string[] };
+    expect(ev.failedAssertions).toEqual([]);
+    units = ev.units;
+    // The one change to a generated unit: eval.nix's writeShellScript (no nixpkgs here) is
+    // builtins.toFile, which cannot make an executable; nixpkgs' makes an executable bash
+    // script. So the activation script is run by bash, as its own `#!` would.
+    const act = units['nixos-desync-activate@.service']!;
+    const adapted = act.replace(/^ExecStart=(\/nix\/store\/[a-z0-9]{32}-nixos-desync-activate) %i$/m, 'ExecStart=/bin/bash $1 %i');
+    expect(adapted).not.toBe(act);
+    units = { ...units, 'nixos-desync-activate@.service': adapted };
+    expect(Object.keys(units).sort()).toEqual([
+      'nixos-desync-activate@.service', 'nixos-desync-exporter.service', 'nixos-desync-recover.service',
+      'nixos-desync-upgrade.service', 'nixos-desync-upgrade.timer',
+    ]);
+
+    c = await bootSystemd({
+      units: {
+        ...units,
+        'app.service': '[Service]\nExecStart=/bin/sleep infinity\n',
+        'crashing.service': '[Service]\nExecStart=/bin/sh -c "sleep 0.3; exit 1"\n',
+        // What exporter.upgradeUnit watches (system.autoUpgrade's unit on a monitor-only host), with its timer.
+        'nixos-upgrade.service': '[Service]\nType=oneshot\nExecStart=/bin/true\n',
+        'nixos-upgrade.timer': '[Timer]\nOnCalendar=2099-01-01\n',
+      },
+      binds: [
+        { src: '/nix/store', readOnly: true },
+        { src: ROOT, readOnly: true },
+        { src: process.execPath, readOnly: true },
+        { src: shared, dst: SHARED },
+      ],
+    });
+    // What NixOS's tmpfiles rules and activation would have made before the first run.
+    for (const rule of ev.tmpfiles) {
+      const [type, path] = rule.split(' ');
+      if (type === 'd') expect((await c.exec(['install', '-d', '-m', '0755', path!])).exitCode).toBe(0);
+    }
+    writeFileSync(join(shared, 'next-toplevel'), top.one);
+    expect((await c.exec(['ln', '-sfn', top.one, '/run/current-system'])).exitCode).toBe(0);
+  }, 120_000);
+
+  afterAll(async () => {
+    await c?.stop();
+    for (const d of [tmp, shared]) if (d) rmSync(d, { recursive: true, force: true });
+  });
+
+  const instance = (action: string, toplevelPath: string): string => `nixos-desync-activate@${action}:${systemdEscapePath(toplevelPath)}.service`;
+
+  it('every generated unit loads without complaint', async () => {
+    for (const name of Object.keys(units).filter((n) => !n.includes('@'))) {
+      const r = await c.systemctl('show', '-p', 'LoadState', '-p', 'LoadError', name);
+      expect(r.stdout, name).toMatch(/^LoadState=loaded$/m);
+    }
+    const r = await c.exec(['systemd-analyze', 'verify', ...Object.keys(units).filter((n) => !n.includes('@')).map((n) => `/etc/systemd/system/${n}`)]);
+    // Only what the Debian container lacks may be reported (NixOS's nix-daemon.socket, network-online's providers).
+    const complaints = (r.stderr + r.stdout).split('\n').filter((l) => l.trim() !== '' && !/nix-daemon\.socket|network-online/.test(l));
+    expect(complaints).toEqual([]);
+  });
+
+  it('the sandboxed loop activates a healthy system through nixos-desync-activate@test and @boot', async () => {
+    nextRun('b', top.two!);
+    const r = await c.systemctl('start', 'nixos-desync-upgrade.service');
+    const log = await journal('nixos-desync-upgrade.service');
+    expect(r.exitCode, log + await journal('nixos-desync-activate@*')).toBe(0);
+    expect(currentSystem()).toBe(top.two);
+    // Each step ran in its own instance of the activation unit, not in the loop's sandbox.
+    expect(activations()).toEqual([
+      `test ${top.two!.slice(11)} /system.slice/system-nixos\\x2ddesync\\x2dactivate.slice/${instance('test', top.two!)}`,
+      `boot ${top.two!.slice(11)} /system.slice/system-nixos\\x2ddesync\\x2dactivate.slice/${instance('boot', top.two!)}`,
+    ]);
+    expect(log).toMatch(/health\s+healthy/);
+    // The profile generation, set by the activation unit (the loop cannot write /nix/var).
+    expect(readlinkSync(join(c.root, 'nix/var/nix/profiles/system-1-link'))).toBe(top.two);
+  }, 120_000);
+
+  it('an unhealthy system (a unit failing after the activation) is rolled back through the activation unit', async () => {
+    nextRun('c', top.bad!);
+    const r = await c.systemctl('start', 'nixos-desync-upgrade.service');
+    const log = await journal('nixos-desync-upgrade.service');
+    expect(r.exitCode, log).not.toBe(0);
+    expect(log).toMatch(/health\s+FAILED — unit crashing\.service/);
+    expect(currentSystem()).toBe(top.two);
+    expect(activations().map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual([`test ${top.bad!.slice(11)}`, `test ${top.two!.slice(11)}`]);
+    expect((await c.exec(['test', '-e', '/nix/var/nix/profiles/system-2-link'])).exitCode).not.toBe(0);
+    await c.systemctl('reset-failed', 'crashing.service', 'nixos-desync-upgrade.service');
+  }, 120_000);
+
+  it('the DynamicUser exporter reads the upgrade unit with systemctl over D-Bus and serves the loop\'s state', async () => {
+    expect((await c.systemctl('start', 'nixos-upgrade.timer')).exitCode).toBe(0);
+    expect((await c.systemctl('start', 'nixos-upgrade.service')).exitCode).toBe(0);
+    expect((await c.systemctl('start', 'nixos-desync-exporter.service')).exitCode).toBe(0);
+    let body = '';
+    for (let i = 0; i < 100; i++) {
+      const r = await c.exec([process.execPath, HTTP_GET, 'http://127.0.0.1:9793/metrics']);
+      body = r.stdout;
+      if (r.exitCode === 0) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const log = await journal('nixos-desync-exporter.service');
+    const pid = (await c.systemctl('show', '-p', 'MainPID', '--value', 'nixos-desync-exporter.service')).stdout.trim();
+    const uid = /^Uid:\s+([0-9]+)/m.exec(readFileSync(join(c.root, 'proc', pid, 'status'), 'utf8'));
+    expect(Number(uid![1])).toBeGreaterThan(0); // a dynamic user, not root
+    expect(body, log).toMatch(/^nixos_desync_collector_success\{collector="upgrade_unit"\} 1$/m);
+    expect(body).toMatch(/^nixos_desync_upgrade_unit_last_run_success\{unit="nixos-upgrade\.service"\} 1$/m);
+    expect(body).toMatch(/^nixos_desync_upgrade_unit_running\{unit="nixos-upgrade\.service"\} 0$/m);
+    expect(body).toMatch(/^nixos_desync_runs_total\{result="success"\} 1$/m);
+    expect(body).toMatch(/^nixos_desync_runs_total\{result="rolled_back"\} 1$/m);
+    expect(body).toMatch(/^nixos_desync_last_run_success 0$/m);
+  }, 60_000);
+});
