@@ -1,0 +1,39 @@
+// The run source: <runDir>'s current-system and booted-system (reboot required, an activation
+// pending, the running system's nixpkgs and the sources written into its toplevel).
+import { realpath } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Config } from '../../config/schema.js';
+import type { SystemSources } from '../../state/model.js';
+import { readToplevelSources } from '../../system/generations.js';
+import { readActivationPending, readRebootRequired, readRunningNixpkgs, type NixpkgsVersion } from '../system-info.js';
+import { dirProblem, type Source } from './source.js';
+
+export interface RunReading {
+  rebootRequired: boolean;
+  activationPending: boolean;
+  /** The running system's nixpkgs from its nixos-version (null: not NixOS, or no version). */
+  nixpkgs: NixpkgsVersion | null;
+  /** The running toplevel (`<runDir>/current-system`), and the sources written into it by the module (null: none). */
+  currentToplevel: string | null;
+  toplevelSources: SystemSources | null;
+  runError: string | null;
+}
+
+export function createRunSource(config: Config): Source<RunReading> {
+  return {
+    name: 'run',
+    root: config.runDir,
+    accept: (n) => n === 'current-system' || n === 'booted-system',
+    initial: { rebootRequired: false, activationPending: false, nixpkgs: null, currentToplevel: null, toplevelSources: null, runError: 'not read yet' },
+    async read() {
+      const runError = await dirProblem(config.runDir);
+      const [rebootRequired, activationPending, nixpkgs, currentToplevel] = await Promise.all([
+        readRebootRequired(config.runDir), readActivationPending(config.profilesDir, config.runDir), readRunningNixpkgs(config.runDir),
+        realpath(join(config.runDir, 'current-system')).catch(() => null),
+      ]);
+      const toplevelSources = currentToplevel === null ? null : await readToplevelSources(currentToplevel);
+      const snapshot = { rebootRequired, activationPending, nixpkgs, currentToplevel, toplevelSources, runError };
+      return () => ({ snapshot, error: runError });
+    },
+  };
+}
