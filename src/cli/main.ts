@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { readFileSync, realpathSync, constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { loadConfig, resolveConfigPath } from '../config/load.js';
+import { configWarnings, loadConfig, resolveConfigPath } from '../config/load.js';
 import { DesyncError, errorMessage, isDesyncError } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
 
@@ -99,6 +99,7 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
     if (command === 'check-config' || command === 'upgrade') {
       const { assertFlakeConfig } = await import('../source/flake-config.js');
       for (const w of await assertFlakeConfig(config, configPath, { requireLock: command === 'upgrade' })) io.stderr(`warning: ${w}\n`);
+      for (const w of configWarnings(config)) io.stderr(`warning: ${w}\n`);
     }
     switch (command) {
       case 'check-config': {

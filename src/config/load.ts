@@ -77,6 +77,24 @@ function withFlakeDefaults(c: Config, raw: Record<string, unknown>, file: string
   return c;
 }
 
+/**
+ * Advice about a valid config (printed by check-config and upgrade, never an error): in channel
+ * mode a `nixos-rebuild` system.build without `--no-flake` builds /etc/nixos/flake.nix whenever
+ * one exists, and the bash one without `--no-build-nix` evaluates config.nix.package first.
+ */
+export function configWarnings(c: Config): string[] {
+  const argv = c.system.build;
+  if (c.flake !== null || !/(^|\/)nixos-rebuild(-ng)?$/.test(argv[0] ?? '')) return [];
+  const out: string[] = [];
+  if (!argv.some((a) => a === '--no-flake' || a === '--flake' || a === '-F' || a.startsWith('--flake='))) {
+    out.push(`system.build (${argv.join(' ')}) has no --no-flake: nixos-rebuild builds /etc/nixos/flake.nix instead of the channel configuration whenever that file exists; add "--no-flake" (the default has it)`);
+  }
+  if (!argv.some((a) => a === '--no-build-nix' || a === '--fast')) {
+    out.push(`system.build (${argv.join(' ')}) has no --no-build-nix: the bash nixos-rebuild evaluates config.nix.package before the system (a third evaluation per run); add "--no-build-nix" (the default has it)`);
+  }
+  return out;
+}
+
 export async function loadConfig(file: string): Promise<Config> {
   let text: string;
   try {

@@ -59,6 +59,17 @@ describe('cli', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
   });
 
+  it('check-config warns (exit 0) when a channel-mode nixos-rebuild system.build lacks --no-flake', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
+    const cfg = join(dir, 'c.json');
+    await writeFile(cfg, JSON.stringify({ system: { build: ['nixos-rebuild', 'build'] } }));
+    const r = await cli(['check-config', '--config', cfg]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^warning: system\.build \(nixos-rebuild build\) has no --no-flake: /m);
+    await writeFile(cfg, JSON.stringify({}));
+    expect((await cli(['check-config', '--config', cfg])).stderr).not.toMatch(/warning/);
+  });
+
   it('a timeout of 24.8 days or more is refused with exit 78 naming the field (#11.12)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
     const cfg = join(dir, 'c.json');

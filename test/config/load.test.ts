@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, parseConfig, resolveConfigPath, formatJsonPath, defaultFlakeHost } from '../../src/config/load.js';
+import { configWarnings, loadConfig, parseConfig, resolveConfigPath, formatJsonPath, defaultFlakeHost } from '../../src/config/load.js';
 import { parseDuration } from '../../src/util/duration.js';
 import type { DesyncError } from '../../src/util/errors.js';
 
@@ -139,6 +139,20 @@ describe('config', () => {
     expect(resolveConfigPath('/a.json', { NIXOS_DESYNC_CONFIG: '/b.json' })).toBe('/a.json');
     expect(resolveConfigPath(undefined, { NIXOS_DESYNC_CONFIG: '/b.json' })).toBe('/b.json');
     expect(resolveConfigPath(undefined, {})).toBe('/etc/nixos-desync/config.json');
+  });
+
+  it('channel mode: a nixos-rebuild system.build without --no-flake / --no-build-nix is warned about; the default and other commands are not', () => {
+    expect(configWarnings(parseConfig({}))).toEqual([]);
+    const old = configWarnings(parseConfig({ system: { build: ['/nix/store/x-nixos-rebuild/bin/nixos-rebuild', 'build'] } }));
+    expect(old).toEqual([
+      expect.stringMatching(/^system\.build \(\/nix\/store\/x-nixos-rebuild\/bin\/nixos-rebuild build\) has no --no-flake: nixos-rebuild builds \/etc\/nixos\/flake\.nix instead/),
+      expect.stringMatching(/has no --no-build-nix: the bash nixos-rebuild evaluates config\.nix\.package before the system/),
+    ]);
+    expect(configWarnings(parseConfig({ system: { build: ['nixos-rebuild', 'build', '--no-flake', '--fast'] } }))).toEqual([]);
+    expect(configWarnings(parseConfig({ system: { build: ['nixos-rebuild', 'build', '--flake', '/srv/f#h', '--no-build-nix'] } }))).toEqual([]);
+    expect(configWarnings(parseConfig({ system: { build: ['nix-build', '/etc/nixos/system.nix'] } }))).toEqual([]);
+    // Flake mode builds the flake on purpose.
+    expect(configWarnings(parseConfig({ flake: { path: '/etc/nixos', host: 'h' } }))).toEqual([]);
   });
 
   it('durations and JSON paths', () => {
