@@ -5,7 +5,7 @@
 import { execaSync } from 'execa';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fakeNixpkgsExpr, type FakeRevision } from './fake-nixpkgs.js';
+import { FAKE_SWITCH_SCRIPT, fakeNixpkgsExpr, type FakeRevision } from './fake-nixpkgs.js';
 import { FAKE_REBUILD } from './host.js';
 
 const FLAKES = ['--extra-experimental-features', 'nix-command flakes'];
@@ -21,6 +21,8 @@ export interface FlakeHostOptions {
   hostName?: string;
   /** Extra root inputs the loop must never touch (name → revision label they are locked at). */
   otherInputs?: string[];
+  /** The toplevel carries the fake switch-to-configuration (hostSystemNix), for system.activate "switch". */
+  switchable?: boolean;
   extraConfig?: Record<string, unknown>;
   env?: NodeJS.ProcessEnv;
 }
@@ -69,7 +71,12 @@ ${inputs}
 `;
 }
 
-export function hostSystemNix(system: string, desyncs: Record<string, { input: string; attr: string }>): string {
+/**
+ * `switchable` (a run dir): the toplevel also carries the fake `bin/switch-to-configuration`
+ * (fake-nixpkgs.ts) recording activations there, so the default `system.activate` ("switch")
+ * can activate it, as on the channel demo host.
+ */
+export function hostSystemNix(system: string, desyncs: Record<string, { input: string; attr: string }>, switchable?: { runDir: string }): string {
   const lines = Object.entries(desyncs)
     .map(([name, d]) => `    # desync ${name}\n    (builtins.getAttr ${nixStr(d.attr)} (import (builtins.getAttr ${nixStr(d.input)} inputs) { inherit system; }))`)
     .join('\n');
@@ -91,13 +98,18 @@ in
     builder = "/bin/sh";
     PATH = "/usr/bin:/bin";
     kernel = pkgs.linux;
-    args = [ "-c" ''
+${switchable ? `    runDir = ${nixStr(switchable.runDir)};
+    switchScript = builtins.readFile ./switch-to-configuration.sh;
+` : ''}    args = [ "-c" ''
       mkdir -p $out
       for p in $packages; do echo $p >> $out/packages; done
       ln -s $kernel $out/kernel
       ln -s $kernel $out/initrd
       ln -s $kernel $out/kernel-modules
-    '' ];
+${switchable ? `      mkdir -p $out/bin
+      printf '%s' "$switchScript" | sed -e "s|@out@|$out|g" -e "s|@runDir@|$runDir|g" > $out/bin/switch-to-configuration
+      chmod +x $out/bin/switch-to-configuration
+` : ''}    '' ];
   };
 }
 `;
@@ -161,9 +173,10 @@ export async function createFlakeHost(dir: string, opts: FlakeHostOptions): Prom
 
   const systemDesyncs = Object.fromEntries(Object.entries(opts.systemPackages).map(([name, attr]) => [name, { input: desyncInputs[name] ?? `nixpkgs-${name}`, attr }]));
   await writeFile(join(flakeDir, 'flake.nix'), hostFlakeNix(`git+file://${nixpkgsRepo}`, hostName, desyncInputs, opts.otherInputs ?? []));
-  await writeFile(join(flakeDir, 'system.nix'), hostSystemNix(localSystem(), systemDesyncs));
+  await writeFile(join(flakeDir, 'system.nix'), hostSystemNix(localSystem(), systemDesyncs, opts.switchable ? { runDir: host.runDir } : undefined));
+  if (opts.switchable) await writeFile(join(flakeDir, 'switch-to-configuration.sh'), FAKE_SWITCH_SCRIPT);
   git(flakeDir, 'init', '-q', '-b', 'master');
-  git(flakeDir, 'add', 'flake.nix', 'system.nix');
+  git(flakeDir, 'add', 'flake.nix', 'system.nix', ...(opts.switchable ? ['switch-to-configuration.sh'] : []));
   // `nix flake lock` locks every input to the first revision, as a fresh host would.
   execaSync('nix', [...FLAKES, 'flake', 'lock', flakeDir], { env, extendEnv: false, stdin: 'ignore', stdout: 'ignore' });
   git(flakeDir, 'add', 'flake.lock');

@@ -3,7 +3,7 @@
 import { chmod, mkdir, writeFile, rename, symlink, rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { FAKE_SWITCH_SCRIPT, fakeSystemExpr, writeFakeNixpkgs, type FakeRevision } from './fake-nixpkgs.js';
+import { FAKE_CONFIGURATION_EXPR, FAKE_SWITCH_SCRIPT, fakeSystemExpr, writeFakeNixpkgs, type FakeRevision } from './fake-nixpkgs.js';
 
 // Compiled script next to this module; from TS sources (vitest) the built copy in dist/.
 export const FAKE_REBUILD = import.meta.url.endsWith('.ts')
@@ -62,6 +62,8 @@ export interface DemoHost {
   /** PATH with binDir first. */
   path: string;
   channelLink: string;
+  /** NIX_PATH for the real nixos-rebuild without a flake: `nixpkgs` (the channel link) and `nixos-config`. */
+  nixPath: string;
   useRevision(label: string): Promise<void>;
   writeConfig(patch?: Record<string, unknown>): Promise<void>;
   config: Record<string, unknown>;
@@ -73,6 +75,7 @@ export async function createDemoHost(dir: string, opts: DemoHostOptions): Promis
   for (const r of opts.revisions) await writeFakeNixpkgs(join(dir, 'revs', r.label), r);
   await writeFile(join(dir, 'system.nix'), fakeSystemExpr(opts.systemPackages));
   await writeFile(join(dir, 'switch-to-configuration.sh'), FAKE_SWITCH_SCRIPT);
+  await writeFile(join(dir, 'configuration.nix'), FAKE_CONFIGURATION_EXPR);
   const binDir = join(dir, 'bin');
   await mkdir(binDir, { recursive: true });
   await writeFile(join(binDir, 'systemctl'), fakeSystemctlScript(join(dir, 'run')));
@@ -87,6 +90,7 @@ export async function createDemoHost(dir: string, opts: DemoHostOptions): Promis
     binDir,
     path: `${binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`,
     channelLink: join(dir, 'channels', 'nixos'),
+    nixPath: `nixpkgs=${join(dir, 'channels', 'nixos')}:nixos-config=${join(dir, 'configuration.nix')}`,
     config: {},
     async useRevision(label) {
       const tmp = `${host.channelLink}.tmp`;

@@ -27,9 +27,11 @@ function hostPath(args: string[], env: NodeJS.ProcessEnv): string | undefined {
   return bin && existsSync(join(bin, 'systemctl')) ? `${bin}:${path}` : env.PATH;
 }
 
-export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<CliResult> } {
+/** `wrap`: argv the CLI runs under (e.g. `unshare … --`), the node + CLI argv appended to it. */
+export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, wrap: string[] = []): { child: ChildProcess; done: Promise<CliResult> } {
   const path = hostPath(args, env);
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...NIX_ENV, ...env, ...(path ? { PATH: path } : {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [...wrap, process.execPath, CLI, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...NIX_ENV, ...env, ...(path ? { PATH: path } : {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -38,8 +40,8 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): { child: 
   return { child, done };
 }
 
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  return startCli(args, env).done;
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, wrap: string[] = []): Promise<CliResult> {
+  return startCli(args, env, wrap).done;
 }
 
 /** Polls `cond` every 25 ms until it holds (true) or `ms` have passed (false): waiting on a CLI's side effects. */
