@@ -160,7 +160,9 @@ derivation {
   kernel = pkgs.linux;
   # What NixOS writes to <toplevel>/nixos-version: release.YYYYMMDD.<short rev> (the fake
   # nixpkgs has no commit date: a fixed one).
-  nixosVersion = "26.05.20260102." + builtins.substring 0 7 (builtins.readFile (nixpkgs + "/.git-revision"));
+  # A nixpkgs git checkout without .git-revision says "dirty" (as lib.trivial.revisionWithDefault).
+  nixosVersion = let rev = nixpkgs + "/.git-revision"; in
+    "26.05.20260102." + (if builtins.pathExists rev then builtins.substring 0 7 (builtins.readFile rev) else "dirty");
   args = [ "-c" ''
     mkdir -p $out/bin
     printf %s "$nixosVersion" > $out/nixos-version
