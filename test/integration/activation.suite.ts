@@ -166,7 +166,7 @@ export function defineActivationSuite(root: () => string): void {
       expect(skipped.code).toBe(1);
       const res = JSON.parse(skipped.stdout);
       expect(res.error.code).toBe('E_REJECTED');
-      expect(res.error.message).toMatch(new RegExp(`candidate ${gitRevisionOf('crash')} was rejected: run \\S+ rolled it back .* \\(health gate failed\\); it is skipped \\(a later, different candidate is tried.*--retry`));
+      expect(res.error.message).toMatch(new RegExp(`candidate ${gitRevisionOf('crash')} \\(\\S+-crash\\) was rejected: run \\S+ rolled it back .* \\(health gate failed\\); it is skipped \\(a later, different candidate is tried.*--retry`));
       expect(res.evaluations).toBe(0);
       expect(res.stages.gate).toBeUndefined();
       expect((await activations(host)).length).toBe(acts);
