@@ -183,6 +183,12 @@ export const configSchema = z.strictObject({
       runtimeMetrics: z.enum(['minimal', 'all']).default('minimal'),
     })
     .prefault({}),
+}).superRefine((c, ctx) => {
+  // The settle time is spent inside timeouts.health: as long or longer, every healthy system would fail the gate.
+  const settle = c.health.settle === '0s' ? 0 : parseDuration(c.health.settle)!;
+  if (settle >= parseDuration(c.timeouts.health)!) {
+    ctx.addIssue({ code: 'custom', path: ['health', 'settle'], message: `must be shorter than timeouts.health (${c.timeouts.health}): the settle time is part of the health gate's time budget` });
+  }
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -1,6 +1,6 @@
 // The exporter's own runtime series. "minimal" (default) keeps what a person reads — CPU,
 // memory, fds, start time, event-loop lag: 6 samples — out of prom-client's ~60, so a host
-// stays within the series budget (60 + 12 per desync) and a fleet of 10,000 hosts fits one
+// stays within the series budget (70 + 14 per desync) and a fleet of 10,000 hosts fits one
 // Prometheus. "all" keeps prom-client's full set (minus the gauges that fail promtool's lint).
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { collectDefaultMetrics, type Metric, type Registry } from 'prom-client';

@@ -81,6 +81,17 @@ describe('cli', () => {
     }
   });
 
+  it('health.settle as long as timeouts.health is refused with exit 78 naming the field (#18.9)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
+    const cfg = join(dir, 'c.json');
+    await writeFile(cfg, JSON.stringify({ health: { settle: '5m' }, stateDir: join(dir, 'state') }));
+    for (const cmd of ['check-config', 'upgrade']) {
+      const r = await cli([cmd, '--config', cfg]);
+      expect(r.code, cmd).toBe(78);
+      expect(r.stderr).toMatch(/\$\.health\.settle: must be shorter than timeouts\.health \(5m\)/);
+    }
+  });
+
   it('check-config also validates exporter.webConfigFile (exit 78 naming the field)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
     const web = join(dir, 'web.yml');

@@ -94,6 +94,9 @@ describe('config', () => {
     [{ timeouts: { health: '4w' } }, '$.timeouts.health', /at most 24d/],
     [{ health: { settle: '30d' } }, '$.health.settle', /at most 24d/],
     [{ health: { settle: 'soon' } }, '$.health.settle', /duration like|Invalid/],
+    // #18.9: the settle time is spent inside timeouts.health; as long or longer, every healthy system fails.
+    [{ health: { settle: '5m' } }, '$.health.settle', /must be shorter than timeouts\.health \(5m\)/],
+    [{ health: { settle: '2m' }, timeouts: { health: '1m' } }, '$.health.settle', /must be shorter than timeouts\.health \(1m\)/],
     [{ health: { ignoreUnits: ['a b.service'] } }, '$.health.ignoreUnits[0]', /systemd unit name/],
     [{ health: { checks: [[]] } }, '$.health.checks[0]', /non-empty argv/],
     [{ health: { retryAfter: 'tomorrow' } }, '$.health.retryAfter', /duration like/],
