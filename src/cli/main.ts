@@ -22,7 +22,7 @@ Usage:
   nixos-desync status       --config FILE [--json]
   nixos-desync generations  --config FILE [--json]   which sources each generation was built from
   nixos-desync recover      --config FILE            finish or roll back an interrupted run (boot time)
-  nixos-desync check-config --config FILE
+  nixos-desync check-config --config FILE [--json]
   nixos-desync --help | --version
 
 --config defaults to $NIXOS_DESYNC_CONFIG, then /etc/nixos-desync/config.json.
@@ -36,7 +36,7 @@ export interface Io {
   env: NodeJS.ProcessEnv;
 }
 
-const OPTIONS = {
+export const OPTIONS = {
   config: { type: 'string' },
   'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
@@ -47,7 +47,7 @@ const OPTIONS = {
   version: { type: 'boolean' },
 } as const;
 
-const ALLOWED: Record<string, string[]> = {
+export const ALLOWED: Record<string, string[]> = {
   upgrade: ['config', 'dry-run', 'json', 'retry'],
   generations: ['config', 'json'],
   recover: ['config'],

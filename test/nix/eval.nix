@@ -265,6 +265,15 @@ in
     }) (allOptions docOptions);
   };
 
+  # docs/module-options.md (test/docs/module-options.test.ts): every visible option as
+  # nixosOptionsDoc renders it (description, type, default, example).
+  optionsDoc = map (o: {
+    inherit (o) name description type;
+    readOnly = o.readOnly or false;
+    default = o.default.text or null;
+    example = o.example.text or null;
+  }) (filter (o: o.visible && !o.internal) docList);
+
   # The option types, to compare with the tool's own patterns (src/config, src/util/duration.ts).
   typeChecks = {
     name = map (desyncOptions.name.type.check) (builtins.fromJSON probes).names;
