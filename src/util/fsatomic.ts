@@ -1,6 +1,6 @@
 // Crash-safe file writes: temp file in the same dir, fsync, rename, fsync the directory.
-import { lstat, open, rename, unlink, mkdir, symlink, readdir } from 'node:fs/promises';
-import { dirname, basename, join } from 'node:path';
+import { lstat, open, rename, unlink, mkdir, symlink, readdir, stat } from 'node:fs/promises';
+import { dirname, basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { failpoint } from './failpoint.js';
 import { isProcessAlive, processStartMs } from './proc.js';
@@ -53,7 +53,20 @@ export async function replaceSymlink(target: string, link: string): Promise<void
 }
 
 export async function ensureDir(dir: string, mode = 0o755): Promise<void> {
-  await mkdir(dir, { recursive: true, mode });
+  // One mkdir per missing component, never `mkdir({ recursive: true })`: Node's recursive mkdir
+  // retries forever (100% CPU, signals ignored) under /proc, where mkdir says ENOENT for a parent
+  // that exists. Each step either succeeds, finds a directory, or throws its own errno.
+  const parts = resolve(dir).split('/').filter((x) => x !== '');
+  let at = '';
+  for (const part of parts) {
+    at += `/${part}`;
+    try {
+      await mkdir(at, { mode });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if (!(await stat(at)).isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${at}'`), { code: 'ENOTDIR', path: at });
+    }
+  }
 }
 
 /** The writer's pid encoded in a temp name by `tempNameFor` (`.<name>.tmp-<pid>-<hex>`). */
