@@ -4,10 +4,10 @@
 // nothing behind.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bootSystemd, requireSystemd, type SystemdContainer } from './systemd.js';
+import { bootSystemd, requireSystemd, sweepStale, type SystemdContainer } from './systemd.js';
 
 const ok = requireSystemd();
 
@@ -113,5 +113,23 @@ describe.skipIf(!ok)('real systemd in a container (test/helpers/systemd.ts)', ()
     expect(existsSync(bin)).toBe(false);
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(runDir);
     await other.stop(); // idempotent
+  });
+
+  it('what a killed runner left (run dir with a dead launcher, its cgroups) is swept; a fresh run dir is not', () => {
+    const stale = mkdtempSync(join(tmpdir(), 'nixos-desync-systemd-stale-'));
+    const fresh = mkdtempSync(join(tmpdir(), 'nixos-desync-systemd-fresh-'));
+    writeFileSync(join(stale, 'name'), 'nd-stale-test\n');
+    writeFileSync(join(stale, 'launcher.pid'), '2147483646\n'); // above pid_max: not alive
+    const cgroups = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup/systemd', '/sys/fs/cgroup'].filter((r) => existsSync(join(r, 'cgroup.procs')))
+      .map((r) => join(r, 'nixos-desync-test-nd-stale-test'));
+    for (const cg of cgroups) mkdirSync(join(cg, 'launcher'), { recursive: true });
+    const old = new Date(Date.now() - 10 * 60_000);
+    utimesSync(stale, old, old);
+    sweepStale();
+    expect(existsSync(stale)).toBe(false);
+    expect(cgroups.filter((cg) => existsSync(cg))).toEqual([]);
+    expect(existsSync(fresh)).toBe(true);
+    expect(existsSync(c.runDir)).toBe(true); // the live container's own dir (young, and its launcher runs)
+    rmSync(fresh, { recursive: true });
   });
 });

@@ -15,7 +15,7 @@
 // Every process started here is tracked by PID and stopped by stop() (or, should the test
 // process exit first, killed by an exit hook; a hard lifetime cap covers a killed runner).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -255,6 +255,26 @@ function removeCgroup(dir: string): string[] {
 // ---- the container --------------------------------------------------------------------
 
 let counter = 0;
+let swept = false;
+
+/**
+ * Removes what a killed test runner left behind (its exit hook never ran): run and wrapper
+ * dirs older than 2 minutes whose launcher / container is gone, and their empty cgroups. Its
+ * containers themselves stop at their lifetime cap. bootSystemd calls it once per process.
+ */
+export function sweepStale(): void {
+  for (const d of readdirSync(tmpdir()).filter((n) => n.startsWith('nixos-desync-systemd-'))) {
+    const dir = join(tmpdir(), d);
+    // Another runner's container may be starting right now (no pid file yet).
+    if (Date.now() - statSync(dir).mtimeMs < 120_000) continue;
+    const wrappers = d.startsWith('nixos-desync-systemd-bin-');
+    const pid = Number(readOr(join(dir, wrappers ? 'leader' : 'launcher.pid'), '0'));
+    if (pid > 0 && alive(pid) && comm(pid) === (wrappers ? 'systemd' : 'timeout')) continue;
+    const name = wrappers ? '' : readOr(join(dir, 'name'), '').trim();
+    if (name !== '') for (const r of cgroupRoots()) removeCgroup(join(r, `nixos-desync-test-${name}`));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 function writeInto(root: string, path: string, spec: string | FileSpec): void {
   if (!path.startsWith('/')) throw new Error(`container paths are absolute: ${path}`);
@@ -276,7 +296,10 @@ function bindArg(b: Bind): string {
 export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdContainer> {
   const name = opts.name ?? `nd-test-${process.pid}-${++counter}`;
   if (!/^[A-Za-z0-9][A-Za-z0-9-]{0,39}$/.test(name)) throw new Error(`bad container name ${name}`);
+  if (!swept) sweepStale();
+  swept = true;
   const runDir = mkdtempSync(join(tmpdir(), `nixos-desync-systemd-${name}-`));
+  writeFileSync(join(runDir, 'name'), `${name}\n`);
   const upper = join(runDir, 'upper');
   for (const d of ['upper', 'work', 'root']) mkdirSync(join(runDir, d));
   writeInto(upper, '/etc/hostname', `${name}\n`);
@@ -331,6 +354,7 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdContai
     });
     closeSync(fd);
     inst.launcher = launcher;
+    writeFileSync(join(runDir, 'launcher.pid'), `${launcher.pid ?? 0}\n`);
     let exited = false;
     launcher.on('exit', () => (exited = true));
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
