@@ -68,7 +68,7 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    return usage(errorMessage(err), true);
+    return usage(parseArgsMessage(err, argv), true);
   }
   const { values, positionals } = parsed;
   if (values.version) {
@@ -168,6 +168,20 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
     }
     return code;
   }
+}
+
+/** node:util parseArgs' errors in our words: the option, the command, what it accepts. */
+function parseArgsMessage(err: unknown, argv: string[]): string {
+  const code = (err as { code?: string }).code;
+  const command = argv.find((a) => !a.startsWith('-') && a in ALLOWED);
+  const accepts = command ? ` (${command} accepts ${ALLOWED[command]!.map((o) => `--${o}`).join(', ')})` : '';
+  const option = /'(-{1,2}[^']*)'/.exec(errorMessage(err))?.[1] ?? '';
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown option ${option}${command ? ` for ${command}` : ''}${accepts}`;
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    const name = option.split(' ')[0]!;
+    return /does not take/.test(errorMessage(err)) ? `option ${name} takes no value` : `option ${name} needs a value`;
+  }
+  return errorMessage(err);
 }
 
 /** The --json result of a command that could not run: its exit code and the error. */

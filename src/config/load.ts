@@ -1,6 +1,7 @@
 // Reads and validates the config; every problem is reported with its JSON path (exit 78).
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import type { ZodType } from 'zod';
 import { configSchema, desyncInput, type Config } from './schema.js';
 import { DesyncError, errorMessage } from '../util/errors.js';
 
@@ -34,11 +35,20 @@ function configError(file: string, problems: ConfigProblem[], cause?: unknown): 
 export function parseConfig(raw: unknown, file = '<config>'): Config {
   const r = configSchema.safeParse(raw);
   if (r.success) return r.data.flake === null ? r.data : withFlakeDefaults(r.data, raw as Record<string, unknown>, file);
-  const problems: ConfigProblem[] = r.error.issues.map((i) => {
+  const problems: ConfigProblem[] = [];
+  for (const i of r.error.issues) {
+    const path = formatJsonPath(i.path);
     let message = i.message;
-    if (i.code === 'unrecognized_keys') message = `unknown key(s): ${i.keys.map((k) => JSON.stringify(k)).join(', ')}`;
-    return { path: formatJsonPath(i.path), message };
-  });
+    if (i.code === 'unrecognized_keys') {
+      const known = knownKeysAt(configSchema, i.path);
+      message = `unknown key(s): ${i.keys.map((k) => {
+        const near = didYouMean(k, known);
+        return `${JSON.stringify(k)}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ''}`;
+      }).join(', ')}`;
+    }
+    // One message per field: the first (most basic) problem, not every check it then fails too.
+    if (!problems.some((p) => p.path === path)) problems.push({ path, message });
+  }
   throw configError(file, problems, r.error);
 }
 
@@ -100,7 +110,10 @@ export async function loadConfig(file: string): Promise<Config> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw configError(file, [{ path: '$', message: `cannot read config file: ${errorMessage(err)}` }], err);
+    const hint = (err as NodeJS.ErrnoException).code === 'ENOENT'
+      ? ` (name the file with --config FILE or $NIXOS_DESYNC_CONFIG; the default is ${DEFAULT_CONFIG_PATH})`
+      : '';
+    throw configError(file, [{ path: '$', message: `cannot read config file: ${errorMessage(err)}${hint}` }], err);
   }
   let raw: unknown;
   try {
@@ -109,4 +122,46 @@ export async function loadConfig(file: string): Promise<Config> {
     throw configError(file, [{ path: '$', message: `not valid JSON: ${errorMessage(err)}` }], err);
   }
   return parseConfig(raw, file);
+}
+
+type SchemaDef = { type: string; innerType?: ZodType; in?: ZodType; out?: ZodType; options?: ZodType[]; shape?: Record<string, ZodType>; valueType?: ZodType };
+const defOf = (t: ZodType | undefined): SchemaDef | undefined => (t as unknown as { _zod?: { def: SchemaDef } } | undefined)?._zod?.def;
+
+/** The keys the object at `path` of the schema accepts (for "did you mean"). */
+function knownKeysAt(schema: ZodType, path: ReadonlyArray<PropertyKey>): string[] {
+  let nodes: ZodType[] = [schema];
+  const objects = (t: ZodType): SchemaDef[] => {
+    const d = defOf(t);
+    if (!d) return [];
+    if (d.type === 'object') return [d];
+    if (d.innerType) return objects(d.innerType);
+    if (d.type === 'pipe') return [...objects(d.in!), ...objects(d.out!)];
+    if (d.type === 'union') return d.options!.flatMap(objects);
+    if (d.type === 'record') return [d];
+    return [];
+  };
+  for (const seg of path) {
+    nodes = nodes.flatMap(objects).flatMap((d) => (d.type === 'record' ? [d.valueType!] : d.shape?.[String(seg)] ? [d.shape[String(seg)]!] : []));
+  }
+  return [...new Set(nodes.flatMap(objects).flatMap((d) => Object.keys(d.shape ?? {})))];
+}
+
+/** The known key closest to `key` (case-insensitive, at most 2 edits away), if any. */
+export function didYouMean(key: string, known: string[]): string | undefined {
+  let best: { k: string; d: number } | undefined;
+  for (const k of known) {
+    const d = editDistance(key.toLowerCase(), k.toLowerCase());
+    if (d <= Math.min(2, Math.floor(k.length / 3)) && (!best || d < best.d)) best = { k, d };
+  }
+  return best?.k;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
 }

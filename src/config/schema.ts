@@ -62,9 +62,14 @@ const desync = z.strictObject({
   healthChecks: z.array(argv).default([]),
 });
 
-const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$/, {
-  message: 'must be host:port, e.g. 127.0.0.1:9793 or [::1]:9793',
-}).refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, { message: 'port must be at most 65535' });
+// One message per mistake: a missing port says so, a port out of range says that.
+const listenAddress = z.string().superRefine((s, ctx) => {
+  const example = 'e.g. 127.0.0.1:9793, [::1]:9793 or :9793';
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*)(?::([0-9]*))?$/.exec(s);
+  if (!m) ctx.addIssue({ code: 'custom', message: `must be host:port, ${example}` });
+  else if (m[2] === undefined || m[2] === '') ctx.addIssue({ code: 'custom', message: `the port is missing: must be host:port, ${example}` });
+  else if (m[2].length > 5 || Number(m[2]) > 65535) ctx.addIssue({ code: 'custom', message: 'port must be at most 65535' });
+});
 
 // Where the loop asks Prometheus (`rollout.prometheus`, `reboot.blockOnAlerts.prometheus`): a URL,
 // or an object with credentials given as files only, so no secret lands in the config or the store.

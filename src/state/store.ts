@@ -124,7 +124,12 @@ export function createStateStore(stateDir: string) {
      * StrictModes). Nothing inside it is touched here.
      */
     async prepareDir(): Promise<void> {
-      await ensureDir(stateDir, 0o755);
+      try {
+        await ensureDir(stateDir, 0o755);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new DesyncError('E_STATE', `cannot create the state directory ${stateDir}: ${e.code ?? errorMessage(err)}${e.path && e.path !== stateDir ? ` (at ${e.path})` : ''}; check stateDir in the config`, { cause: err });
+      }
       await checkSafeDir(stateDir);
     },
 

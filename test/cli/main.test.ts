@@ -162,3 +162,17 @@ describe('cli', () => {
     expect(plain.stderr).toMatch(/\$\.onBreach/);
   });
 });
+
+describe('usage errors in our words (issue 22)', () => {
+  it.each([
+    [['serve', '--schedule', 'daily'], 'nixos-desync: unknown option --schedule for serve (serve accepts --config, --web.listen-address, --web.config.file'],
+    [['upgrade', '--config'], 'nixos-desync: option --config needs a value'],
+    [['status', '--json=yes'], 'nixos-desync: option --json takes no value'],
+    [['--bogus'], 'nixos-desync: unknown option --bogus'],
+  ])('%j', async (args, first) => {
+    const r = await cli(args);
+    expect(r.code).toBe(64);
+    expect(r.stderr.split('\n')[0]).toContain(first);
+    expect(r.stderr).not.toMatch(/positional argument|place it at the end/);
+  });
+});

@@ -205,3 +205,45 @@ describe('config', () => {
     });
   });
 });
+
+describe('config problems a newcomer reads (issue 22)', () => {
+  it.each([
+    [{ timeouts: { build: 'abc' } }, '$.timeouts.build', 'must be a duration like 30s, 10m, 3h, 14d or 2w'],
+    [{ health: { settle: '3 hours' } }, '$.health.settle', /^must be a duration/],
+    [{ exporter: { listenAddress: '127.0.0.1' } }, '$.exporter.listenAddress', /^the port is missing/],
+    [{ exporter: { listenAddress: '[::1]:' } }, '$.exporter.listenAddress', /^the port is missing/],
+    [{ exporter: { listenAddress: '127.0.0.1:70000' } }, '$.exporter.listenAddress', 'port must be at most 65535'],
+    [{ exporter: { listenAddress: 'a b:1' } }, '$.exporter.listenAddress', /^must be host:port/],
+  ])('%j: exactly one message for %s', (raw, path, message) => {
+    const ps = problems(raw).filter((p) => p.path === path);
+    expect(ps).toHaveLength(1);
+    if (typeof message === 'string') expect(ps[0]!.message).toBe(message);
+    else expect(ps[0]!.message).toMatch(message);
+  });
+
+  it('a too long but well-formed timeout says only that it is too long', () => {
+    expect(problems({ timeouts: { build: '4w' } })).toEqual([{ path: '$.timeouts.build', message: expect.stringMatching(/^must be at most 24d/) }]);
+  });
+
+  it.each([
+    [{ timeout: {} }, '$', '"timeout" (did you mean "timeouts"?)'],
+    [{ desyncs: { hm: { maxLagRebuild: 3 } } }, '$.desyncs.hm', '"maxLagRebuild" (did you mean "maxLagRebuilds"?)'],
+    [{ desyncs: { hm: { requirebuilds: [] } } }, '$.desyncs.hm', '"requirebuilds" (did you mean "requireBuilds"?)'],
+    [{ exporter: { listenadress: 'x' } }, '$.exporter', '"listenadress" (did you mean "listenAddress"?)'],
+    [{ flake: { commitLockfile: true } }, '$.flake', '"commitLockfile" (did you mean "commitLockFile"?)'],
+  ])('unknown key %j gets a "did you mean"', (raw, path, text) => {
+    expect(problems(raw)).toEqual([{ path, message: expect.stringContaining(text) }]);
+  });
+
+  it('an unknown key nothing resembles gets no guess', () => {
+    expect(problems({ frobnicate: 1 })).toEqual([{ path: '$', message: 'unknown key(s): "frobnicate"' }]);
+  });
+
+  it('a missing config file names --config and NIXOS_DESYNC_CONFIG', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'desync-cfg-'));
+    await expect(loadConfig(join(dir, 'nope.json'))).rejects.toMatchObject({
+      code: 'E_CONFIG',
+      message: expect.stringMatching(/cannot read config file: ENOENT.*--config FILE or \$NIXOS_DESYNC_CONFIG; the default is \/etc\/nixos-desync\/config\.json/),
+    });
+  });
+});
