@@ -17,7 +17,7 @@ export async function collectGenerations(config: Config): Promise<GenerationDoc[
   const state = (await createStateStore(config.stateDir).readState({ repair: false })).value;
   const out: GenerationDoc[] = [];
   for (const g of await listGenerations(config.profilesDir, config.runDir)) {
-    const s = await sourcesOf(g.toplevel, state);
+    const s = await sourcesOf(g.toplevel, state.systems);
     out.push({ ...g, sources: s ? contractSources(s) : null });
   }
   return out;

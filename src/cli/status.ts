@@ -1,8 +1,8 @@
 // `nixos-desync status`: the contract's JSON, or a table a person reads at a glance.
 import type { Config } from '../config/schema.js';
 import { createStateStore } from '../state/store.js';
-import { buildStatus, type StatusDoc } from '../state/status.js';
-import { readSystemInfo } from '../watch/system-info.js';
+import { buildStatus, type StatusDoc } from '../views/status.js';
+import { readSystemInfo } from '../system/running.js';
 import { formatSeconds } from '../util/duration.js';
 import { realpath } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,7 +17,7 @@ export async function collectStatus(config: Config, now = new Date()): Promise<S
   ]);
   const problems = [...state.problems, ...corrupt.map((f) => ({ file: `${config.stateDir}/${f}`, message: 'corrupt file moved aside by an earlier run' }))];
   const toplevel = await realpath(join(config.runDir, 'current-system')).catch(() => null);
-  return buildStatus(config, state.value, sys, now, problems, { toplevel, sources: await sourcesOf(toplevel, state.value) });
+  return buildStatus(config, state.value, sys, now, problems, { toplevel, sources: await sourcesOf(toplevel, state.value.systems) });
 }
 
 function pad(rows: string[][]): string {

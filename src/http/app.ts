@@ -3,7 +3,7 @@
 import type { Express } from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/schema.js';
-import { buildStatus } from '../state/status.js';
+import { buildStatus } from '../views/status.js';
 import type { MetricsExporter } from '../metrics/exporter.js';
 import type { HostModel } from '../watch/model.js';
 import type { Logger } from '../util/log.js';

@@ -7,8 +7,8 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../util/log.js';
 import type { BasicAuth } from './basic-auth.js';
-import { isIP } from 'node:net';
-import type { TlsSettings } from './web-config.js';
+import { normalizeSan } from './san.js';
+import type { TlsSettings } from './web-config-tls.js';
 
 export interface HttpLimits {
   /** Requests being answered at once; more are answered 503 at once (default 32). */
@@ -183,13 +183,3 @@ const MESSAGES: Record<number, string> = {
   429: 'Too Many Requests',
   503: 'Service Unavailable: too many requests in flight, retry',
 };
-
-/** IPs compared in one canonical form (Go prints `::1`, Node `0:0:0:0:0:0:0:1`). */
-export function normalizeSan(s: string): string {
-  if (isIP(s) !== 6) return s;
-  const [head = '', tail] = s.toLowerCase().split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  return groups.map((g) => (g.includes('.') ? g : String(parseInt(g, 16).toString(16)))).join(':');
-}

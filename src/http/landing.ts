@@ -1,6 +1,6 @@
 // The landing page: each desync's pin, lag against its budget and the last run at a glance.
 // Every value is HTML-escaped (names, revisions and paths come from files on disk).
-import type { StatusDoc } from '../state/status.js';
+import type { StatusDoc } from '../views/status.js';
 import type { PrDesync } from '../watch/pr-desync.js';
 import { formatSeconds } from '../util/duration.js';
 

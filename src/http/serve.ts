@@ -7,7 +7,7 @@ import { isIP, type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.js';
 import { createMetricsExporter, type MetricsExporter } from '../metrics/exporter.js';
-import { VERSION } from '../metrics/version.js';
+import { VERSION } from '../util/version.js';
 import { DesyncError, errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { createHostModel, type HostModel, type HostModelOptions } from '../watch/model.js';

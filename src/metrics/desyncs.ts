@@ -1,6 +1,6 @@
 // Per-desync metrics from state.json (and the pin files when it is lost), derived from the
 // same status model as `nixos-desync status` so the two never disagree.
-import { buildDesyncStatus, desyncNames } from '../state/status.js';
+import { buildDesyncStatus, desyncNames } from '../views/status.js';
 import type { MachineState } from '../state/model.js';
 import { bool, unixSeconds, type Collector, type Emit } from './collector.js';
 

@@ -15,7 +15,7 @@ import { runsCollector } from './runs.js';
 import { registerRuntimeMetrics } from './runtime.js';
 import { systemCollector } from './system.js';
 import { upgradeUnitCollector } from './upgrade-unit.js';
-import { VERSION } from './version.js';
+import { VERSION } from '../util/version.js';
 
 export interface ExporterOptions {
   config: Config;

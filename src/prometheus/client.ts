@@ -8,7 +8,7 @@ import https from 'node:https';
 import type { PrometheusEndpoint } from '../config/schema.js';
 import { parseDuration } from '../util/duration.js';
 import { DesyncError, errorMessage } from '../util/errors.js';
-import { VERSION } from '../metrics/version.js';
+import { VERSION } from '../util/version.js';
 
 /** Largest response body read (an answer of the alerts API of a big fleet stays far below it). */
 export const MAX_RESPONSE_BYTES = 32 * 1024 * 1024;

@@ -1,5 +1,6 @@
 // Machine-readable state under <stateDir>: versioned and validated on every read.
 import { z } from 'zod';
+import { systemSourcesSchema, type SystemSources } from '../system/sources.js';
 
 /**
  * 2: rolled_back runs, rollbacks, health, the rejected candidate, provenance (`systems`).
@@ -50,16 +51,8 @@ export const runSummarySchema = z.object({
 });
 export type RunSummary = z.infer<typeof runSummarySchema>;
 
-/** What a toplevel was built from (provenance), kept by toplevel store path. */
-export const systemSourcesSchema = z.object({
-  /** The run that built it (null: written into the toplevel by the module without a pin set yet). */
-  runId: z.string().nullable(),
-  /** When the loop committed it (null when only the toplevel's own file says). */
-  builtAt: iso.nullable(),
-  nixpkgs: z.object({ revision: z.string(), path: z.string() }),
-  desyncs: z.record(z.string(), z.object({ revision: z.string(), desyncAge: z.number().int().min(0), path: z.string() })),
-});
-export type SystemSources = z.infer<typeof systemSourcesSchema>;
+// Provenance (what a toplevel was built from) is the running system's business: src/system/sources.ts.
+export { systemSourcesSchema, type SystemSources };
 
 export const rollbackReasonSchema = z.enum(['activation', 'health']);
 export type RollbackReason = z.infer<typeof rollbackReasonSchema>;

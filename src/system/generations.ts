@@ -2,8 +2,8 @@
 // `nixos-desync generations` and the provenance kept in state.json.
 import { lstat, readdir, readFile, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
-import { systemSourcesSchema, type MachineState, type SystemSources } from '../state/model.js';
-import { GENERATION_LINK_RE } from '../watch/system-info.js';
+import { systemSourcesSchema, type SystemSources } from './sources.js';
+import { GENERATION_LINK_RE } from './running.js';
 
 export interface Generation {
   generation: number;
@@ -49,10 +49,13 @@ export function contractSources(s: SystemSources): Record<string, unknown> {
   };
 }
 
-/** Sources of `toplevel`: the loop's record, else the file the module wrote into the toplevel, else null. */
-export async function sourcesOf(toplevel: string | null, state: MachineState): Promise<SystemSources | null> {
+/** Provenance by toplevel store path, as state.json keeps it (`systems`). */
+export type SystemsRecord = Record<string, SystemSources>;
+
+/** Sources of `toplevel`: the loop's record (state.json `systems`), else the file the module wrote into the toplevel, else null. */
+export async function sourcesOf(toplevel: string | null, systems: SystemsRecord): Promise<SystemSources | null> {
   if (toplevel === null) return null;
-  return state.systems[toplevel] ?? (await readToplevelSources(toplevel));
+  return systems[toplevel] ?? (await readToplevelSources(toplevel));
 }
 
 /** `<toplevel>/nixos-desync-sources.json` (written by the NixOS module), or null. */
@@ -66,7 +69,7 @@ export async function readToplevelSources(toplevel: string): Promise<SystemSourc
 }
 
 /** Provenance worth keeping: toplevels still in the profile, running or booted, plus `keep`. */
-export async function pruneSystems(systems: MachineState['systems'], profilesDir: string, runDir: string, keep: string[]): Promise<MachineState['systems']> {
+export async function pruneSystems(systems: SystemsRecord, profilesDir: string, runDir: string, keep: string[]): Promise<SystemsRecord> {
   const live = new Set(keep);
   for (const g of await listGenerations(profilesDir, runDir)) if (g.toplevel) live.add(g.toplevel);
   for (const l of ['current-system', 'booted-system']) {

@@ -4,7 +4,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../../config/schema.js';
-import { GENERATION_LINK_RE, readActivationPending, readCurrentGeneration } from '../system-info.js';
+import { GENERATION_LINK_RE, readActivationPending, readCurrentGeneration } from '../../system/running.js';
 import { dirProblem, type Source } from './source.js';
 
 export interface ProfilesReading {

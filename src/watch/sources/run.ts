@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Config } from '../../config/schema.js';
 import type { SystemSources } from '../../state/model.js';
 import { readToplevelSources } from '../../system/generations.js';
-import { readActivationPending, readRebootRequired, readRunningNixpkgs, type NixpkgsVersion } from '../system-info.js';
+import { readActivationPending, readRebootRequired, readRunningNixpkgs, type NixpkgsVersion } from '../../system/running.js';
 import { dirProblem, type Source } from './source.js';
 
 export interface RunReading {

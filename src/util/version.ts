@@ -6,7 +6,7 @@ export const VERSION: string = (() => {
     try {
       return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
     } catch {
-      /* try the next layout (dist/src/metrics or src/metrics) */
+      /* try the next layout (dist/src/util or src/util) */
     }
   }
   return 'unknown';

@@ -1,10 +1,10 @@
 // The `status --json` document (fixed fields in DESIGN.md), built from state + host info.
 import type { Config } from '../config/schema.js';
-import type { SystemInfo } from '../watch/system-info.js';
+import type { SystemInfo } from '../system/running.js';
 import { maxBehindSeconds } from '../upgrade/policy.js';
-import type { MachineState, SystemSources } from './model.js';
+import type { MachineState, SystemSources } from '../state/model.js';
 import { contractSources } from '../system/generations.js';
-import type { StateProblem } from './store.js';
+import type { StateProblem } from '../state/store.js';
 
 export interface DesyncStatus {
   name: string;

@@ -1,6 +1,6 @@
 // The running system's nixpkgs, from the label NixOS writes to <toplevel>/nixos-version.
 import { describe, expect, it } from 'vitest';
-import { parseNixosVersion } from '../../src/watch/system-info.js';
+import { parseNixosVersion } from '../../src/system/running.js';
 
 describe('parseNixosVersion', () => {
   it.each([
