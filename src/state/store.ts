@@ -21,6 +21,7 @@ import {
   type RunRecord,
 } from './model.js';
 import { parsePinFile, renderPinFile } from './pinfile.js';
+import { checkSafeDir } from './safe-dir.js';
 
 export interface StateProblem {
   file: string;
@@ -288,19 +289,3 @@ async function guardWrite<T>(file: string, fn: () => Promise<T>): Promise<T> {
     throw new DesyncError('E_STATE', `cannot write ${file}: ${e.code ?? ''} ${errorMessage(err)}${hint}; nothing was committed`, { cause: err });
   }
 }
-
-async function checkSafeDir(dir: string): Promise<void> {
-  const st = await lstat(dir);
-  if (st.isSymbolicLink()) {
-    throw new DesyncError('E_UNSAFE_PATH', `${dir} is a symlink; the state directory must be a real directory`);
-  }
-  if (!st.isDirectory()) throw new DesyncError('E_UNSAFE_PATH', `${dir} is not a directory`);
-  const uid = process.geteuid?.() ?? st.uid;
-  if (st.uid !== uid && st.uid !== 0) {
-    throw new DesyncError('E_UNSAFE_PATH', `${dir} is owned by uid ${st.uid}, not by this user (uid ${uid}) or root; fix with chown`);
-  }
-  if ((st.mode & 0o022) !== 0) {
-    throw new DesyncError('E_UNSAFE_PATH', `${dir} is group- or world-writable (mode ${(st.mode & 0o777).toString(8)}); fix with chmod go-w`);
-  }
-}
-
