@@ -1,6 +1,7 @@
 // Step 9: commit the set atomically (state.json is the commit point) with the new system's
-// sources (provenance); the source makes it durable; the healthy system becomes a profile
-// generation and the boot default; the older sets (with their GC roots) go.
+// sources (provenance); the older sets (with their GC roots) go; the healthy system becomes a
+// profile generation and the boot default; then the source makes the set durable its own way
+// (flake: git commit of flake.lock).
 import type { SystemSources } from '../../state/model.js';
 import { pruneSystems } from '../../system/generations.js';
 import { failpoint } from '../../util/failpoint.js';
@@ -22,7 +23,6 @@ export async function commitStage(ctx: RunContext): Promise<void> {
   await store.writeState(next, 'mid-state-write');
   ctx.committed = true;
   failpoint('after-commit');
-  await ctx.source.commit({ id: res.runId, pins: decision!.pins }, ctx.call('build'));
   for (const id of await store.listSets()) if (id !== res.runId) await store.removeSet(id);
   failpoint('after-old-sets-removed');
   log.info(`commit     pin set ${res.runId} committed (${Object.keys(decision!.pins).length} pins)`, { stage: 'commit', setId: res.runId });
@@ -31,6 +31,9 @@ export async function commitStage(ctx: RunContext): Promise<void> {
     if (line !== null) log.info(`boot       ${line}`, { stage: 'commit', toplevel });
     failpoint('after-finalize');
   }
+  // Last: a failing git commit of flake.lock (e.g. signing) fails the run but never costs the
+  // healthy system its boot entry, and the committed state already says what runs.
+  await ctx.source.commit({ id: res.runId, pins: decision!.pins }, ctx.call('build'));
 }
 
 function sourcesOf(ctx: RunContext, at: string): SystemSources {

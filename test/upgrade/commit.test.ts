@@ -1,0 +1,72 @@
+// Step 9's order (issue 18 item 8): the boot entry comes first, then the source's own commit
+// (flake mode: git commit of flake.lock). A failing git commit (e.g. signing) is reported —
+// output, a log line, the run's record — and leaves the healthy system its boot entry.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Candidate } from '../../src/nix/adapter.js';
+import type { Source } from '../../src/source/source.js';
+import type { SystemSide } from '../../src/system/system.js';
+import { createStateStore } from '../../src/state/store.js';
+import { runUpgrade } from '../../src/upgrade/run.js';
+import { DesyncError } from '../../src/util/errors.js';
+import { createLogger } from '../../src/util/log.js';
+import { CallQueue, createFakeNix, createFakeRunner } from '../helpers/fake-nix.js';
+import { makeConfig } from '../helpers/upgrade-harness.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'desync-commit-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const cand: Candidate = { path: '/nix/store/aaaa-source', storePath: '/nix/store/aaaa-source', revision: 'rev2', id: 'rev2+sha256-x' };
+const TOPLEVEL = '/nix/store/bbbb-nixos-system-host';
+
+describe('commit: boot entry first, then the lock file commit', () => {
+  it('a failing git commit of flake.lock: the healthy system still becomes the boot default; the run fails, says so and records it; the set stays committed', async () => {
+    const order: string[] = [];
+    const source: Source = {
+      kind: 'flake',
+      fetch: async () => ({ skipped: false, message: 'input nixpkgs resolved' }),
+      candidate: async () => cand,
+      expose: async () => undefined,
+      restore: async () => { order.push('restore'); },
+      commit: async () => {
+        order.push('git commit');
+        throw new DesyncError('E_FLAKE_LOCK', 'git commit of /etc/nixos/flake.lock failed: git exited with code 128; the new flake.lock is in place (commit it yourself)\nerror: gpg failed to sign the data');
+      },
+    };
+    const system: SystemSide = {
+      mode: 'switch',
+      gated: true,
+      build: async () => ({ toplevel: TOPLEVEL, command: 'nixos-rebuild build', durationMs: 1 }),
+      current: async () => '/nix/store/cccc-nixos-system-previous',
+      failedUnits: async () => [],
+      activate: async () => { order.push('activate'); return 'activated'; },
+      health: async () => ({ ok: true, failures: [], checked: { units: false, checks: 0 } }),
+      finalize: async (t) => { order.push('finalize'); return `${t} is the boot default`; },
+      rollback: async () => { order.push('rollback'); return 'rolled back'; },
+    };
+    const config = makeConfig(join(dir, 'state'), { desyncs: {} });
+    const q = new CallQueue();
+    const lines: string[] = [];
+    const store = createStateStore(config.stateDir);
+    const res = await runUpgrade({ config, nix: createFakeNix(q), run: createFakeRunner(q), store, source, system, logger: createLogger({ write: (l) => lines.push(l) }), env: {} });
+    expect(order).toEqual(['activate', 'finalize', 'git commit']);
+    expect(res).toMatchObject({ exitCode: 1, result: 'failure', error: { code: 'E_FLAKE_LOCK', message: expect.stringMatching(/git commit of \/etc\/nixos\/flake\.lock failed: .*commit it yourself/) } });
+    const out = lines.join('');
+    expect(out).toMatch(/boot +\/nix\/store\/bbbb-nixos-system-host is the boot default/);
+    expect(out).toMatch(/git commit of \/etc\/nixos\/flake\.lock failed/);
+    // State stays consistent: the set is committed with the system that runs (no rollback, no restore).
+    const state = (await store.readState({ repair: false })).value;
+    expect(state.committed.setId).toBe(res.runId);
+    expect(Object.keys(state.systems)).toEqual([TOPLEVEL]);
+    expect(state.runs.last).toMatchObject({ id: res.runId, result: 'failure', error: expect.stringMatching(/git commit .* failed/) });
+    const history = (await store.readHistory({ repair: false })).value.runs;
+    expect(history.at(-1)).toMatchObject({ id: res.runId, exitCode: 1, error: expect.stringMatching(/gpg failed to sign/) });
+  });
+});
