@@ -3,7 +3,7 @@
 // (current-system, activations, boot-default, failed-units) and the host's stand-in systemctl
 // reports the failed units. Imported by real-nix.test.ts (one file for the store, see there).
 import { describe, it, expect } from 'vitest';
-import { chmod, mkdir, readFile, readdir, readlink, realpath, rm, writeFile } from 'node:fs/promises';
+import { chmod, readFile, readdir, readlink, realpath, rm, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { gitRevisionOf, type FakeRevision } from '../../src/demo/fake-nixpkgs.js
 import { loadConfig } from '../../src/config/load.js';
 import { NIX_ENV, runCli, startCli, waitUntil } from '../helpers/cli.js';
 import { sample, startTestExporter } from '../fixtures/exporter/start.js';
+import { NIX_CALLS_ENV, classifyNixCall, readNixCalls, showNixCall, writeNixShims } from '../helpers/nixos-rebuild.js';
 
 const env = { ...process.env, ...NIX_ENV };
 const DESYNCS = ['home-manager', 'synapse'];
@@ -305,30 +306,23 @@ export function defineActivationSuite(root: () => string): void {
 
     it('exactly 2 evaluating Nix calls per run at the defaults (gate + system build), counted with PATH shims', async () => {
       const host = await activationHost(root(), 'evals');
-      const shims = join(host.dir, 'shims');
+      // The test-only Nix shims (test/helpers/nixos-rebuild.ts) log every Nix call.
+      const shims = await writeNixShims(join(host.dir, 'nix'));
       const calls = join(host.dir, 'nix-calls.log');
-      await mkdir(shims, { recursive: true });
-      for (const tool of ['nix', 'nix-build', 'nix-instantiate', 'nix-env', 'nix-store', 'nix-channel', 'nixos-rebuild']) {
-        const real = execFileSync('/bin/sh', ['-c', `command -v ${tool} || true`], { encoding: 'utf8' }).trim();
-        if (!real) continue;
-        await writeFile(join(shims, tool), `#!/bin/sh\nprintf '%s\\n' "${tool} $*" >> ${JSON.stringify(calls)}\nexec ${JSON.stringify(real)} "$@"\n`);
-        await chmod(join(shims, tool), 0o755);
-      }
-      const withShims = { PATH: `${host.binDir}:${shims}:${process.env.PATH}` };
+      const withShims = { PATH: `${host.binDir}:${shims}/bin:${process.env.PATH}`, [NIX_CALLS_ENV]: calls };
       expect((await runCli(['upgrade', '--config', host.configPath], withShims)).code).toBe(0);
       for (const rev of ['rev2', 'rev3']) {
         await writeFile(calls, '');
         await host.useRevision(rev);
         const r = await runCli(['upgrade', '--config', host.configPath, '--json'], withShims);
         expect(r.code, r.stderr).toBe(0);
-        const lines = (await readFile(calls, 'utf8')).split('\n').filter((l) => l !== '');
-        // Evaluating: nix-instantiate, nix-build, `nix eval/build`, nix-env installing or querying
-        // from an expression. Not evaluating: nix-store, nix-env --set / --list-generations.
-        const evaluating = lines.filter((l) => /^(nix-instantiate|nix-build) /.test(l) || /^nix (eval|build|flake|develop|shell|run)\b/.test(l) || /^nix-env .*(-f |--file|-i|--install|-qa|--available)/.test(l));
-        expect(evaluating, lines.join('\n')).toHaveLength(2);
+        const all = await readNixCalls(calls);
+        // Not evaluating: nix-store, nix-env --set / --list-generations (classifyNixCall).
+        const evaluating = all.filter((c) => classifyNixCall(c) === 'eval').map(showNixCall);
+        expect(evaluating, all.map(showNixCall).join('\n')).toHaveLength(2);
         expect(evaluating[0]).toMatch(/^nix-instantiate --eval --strict --json --read-write-mode -E /); // the gate
         expect(evaluating[1]).toMatch(/^nix-build .*system\.nix/); // the system build
-        expect(lines.some((l) => l.startsWith(`nix-env -p ${host.profilesDir}/system --set /nix/store/`))).toBe(true);
+        expect(all.map(showNixCall).some((l) => l.startsWith(`nix-env -p ${host.profilesDir}/system --set /nix/store/`))).toBe(true);
         expect(JSON.parse(r.stdout).evaluations).toBe(1);
       }
     });
