@@ -32,7 +32,7 @@ const { values: a } = parseArgs({
     blocks: { type: 'boolean', default: true },
   },
 });
-const RULE_FILES = ['alerts/nixos-desync.rules.yml', 'alerts/nixos-desync-fleet.rules.yml'].map((f) => join(ROOT, f));
+const RULE_FILES = ['alerts/nixos-desync.rules.yml', 'alerts/nixos-desync-fleet.rules.yml', 'alerts/nixos-desync-rollout.rules.yml'].map((f) => join(ROOT, f));
 const REPS = Number(a.reps);
 const log = (m) => process.stderr.write(`fleet: ${m}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -153,6 +153,18 @@ export const configSchema = z.strictObject({
     })
     .nullable()
     .default(null),
+  // Fleet rollout (docs/monitoring.md "Fleet rollouts"): a host of ring r > 0 adopts a candidate
+  // only once minHosts hosts of ring r-1 ran it healthy for soak, as Prometheus sees it.
+  rollout: z
+    .strictObject({
+      prometheus: prometheusEndpoint,
+      ring: z.number().int().min(0).max(1000).default(1),
+      minHosts: z.number().int().min(1).max(1_000_000).default(1),
+      soak: z.union([z.literal('0s'), duration]).default('6h'),
+      onUnreachable: z.enum(['hold', 'proceed']).default('hold'),
+    })
+    .nullable()
+    .default(null),
   onBreach: z.enum(['fail', 'continue']).default('fail'),
   stateDir: absPath.default('/var/lib/nixos-desync'),
   profilesDir: absPath.default('/nix/var/nix/profiles'),

@@ -3,12 +3,14 @@ import { STAGES } from '../upgrade/context.js';
 import { isProcessAlive } from '../util/proc.js';
 import { RUN_RESULTS } from '../state/model.js';
 import { bool, unixSeconds, type Collector } from './collector.js';
+import { emitRollout } from './rollout.js';
 
 export function runsCollector(opts: { isAlive?: (pid: number, startTime?: string) => boolean } = {}): Collector {
   const alive = opts.isAlive ?? isProcessAlive;
   return {
     name: 'runs',
-    collect({ model }, emit) {
+    collect(ctx, emit) {
+      const { model } = ctx;
       const s = model.state;
       if (s.dirError) return s.dirError;
       // A live process holding the run lock is a run in progress (its files are applied when
@@ -23,6 +25,7 @@ export function runsCollector(opts: { isAlive?: (pid: number, startTime?: string
       if (!s.journalProblem || s.runHolder !== null) emit('nixos_desync_run_in_progress', {}, bool(inProgress));
       if (s.stateProblem) return problems.map((p) => `${p.file}: ${p.message}`).join('; ');
       const runs = s.state.runs;
+      emitRollout(ctx, emit);
       for (const result of RUN_RESULTS) emit('nixos_desync_runs_total', { result }, runs.total[result]);
       const rb = s.state.rollbacks;
       for (const reason of ['activation', 'health'] as const) emit('nixos_desync_rollbacks_total', { reason }, rb.total[reason]);

@@ -36,7 +36,7 @@ export const desyncRecordSchema = z.object({
 });
 export type DesyncRecord = z.infer<typeof desyncRecordSchema>;
 
-export const runResultSchema = z.enum(['success', 'failure', 'breach', 'rolled_back']);
+export const runResultSchema = z.enum(['success', 'failure', 'breach', 'rolled_back', 'held']);
 export const RUN_RESULTS = runResultSchema.options;
 export type RunResult = z.infer<typeof runResultSchema>;
 
@@ -72,6 +72,18 @@ export const rejectedCandidateSchema = z.object({
 });
 export type RejectedCandidate = z.infer<typeof rejectedCandidateSchema>;
 
+export const holdReasonSchema = z.enum(['soak', 'no_data', 'unreachable']);
+export type HoldReason = z.infer<typeof holdReasonSchema>;
+export const HOLD_REASONS = holdReasonSchema.options;
+
+export const rolloutStateSchema = z.object({
+  /** The nixpkgs revision of the committed system and when it was first committed: the soak clock. */
+  adopted: z.object({ revision: z.string(), since: iso }).nullable(),
+  /** Runs held by the rollout, since the first of them (null once a run got past the rollout check). */
+  held: z.object({ reason: holdReasonSchema, since: iso, revision: z.string(), message: z.string() }).nullable(),
+});
+export type RolloutState = z.infer<typeof rolloutStateSchema>;
+
 export const stateSchema = z.object({
   version: z.literal(STATE_VERSION),
   committed: z.object({
@@ -81,7 +93,7 @@ export const stateSchema = z.object({
   }),
   desyncs: z.record(z.string(), desyncRecordSchema),
   runs: z.object({
-    total: z.object({ success: z.number().int().min(0), failure: z.number().int().min(0), breach: z.number().int().min(0), rolled_back: z.number().int().min(0) }),
+    total: z.object({ success: z.number().int().min(0), failure: z.number().int().min(0), breach: z.number().int().min(0), rolled_back: z.number().int().min(0), held: z.number().int().min(0).default(0) }),
     last: runSummarySchema.nullable(),
     lastSuccessAt: iso.nullable(),
   }),
@@ -95,6 +107,8 @@ export const stateSchema = z.object({
   rejected: z.array(rejectedCandidateSchema).max(REJECTED_MAX),
   /** Provenance: toplevel store path → what it was built from. */
   systems: z.record(z.string(), systemSourcesSchema),
+  /** Fleet rollout (config `rollout`): what other rings read about this host, and its hold. */
+  rollout: rolloutStateSchema.default({ adopted: null, held: null }),
 });
 export type MachineState = z.infer<typeof stateSchema>;
 
@@ -142,11 +156,12 @@ export function emptyState(): MachineState {
     version: STATE_VERSION,
     committed: { setId: null, at: null, pins: {} },
     desyncs: {},
-    runs: { total: { success: 0, failure: 0, breach: 0, rolled_back: 0 }, last: null, lastSuccessAt: null },
+    runs: { total: { success: 0, failure: 0, breach: 0, rolled_back: 0, held: 0 }, last: null, lastSuccessAt: null },
     rollbacks: { total: { activation: 0, health: 0 }, last: null },
     health: { lastSuccess: null, lastAt: null },
     rejected: [],
     systems: {},
+    rollout: { adopted: null, held: null },
   };
 }
 

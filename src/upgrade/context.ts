@@ -7,7 +7,7 @@ import type { Source } from '../source/source.js';
 import type { StateProblem, StateStore } from '../state/store.js';
 import type { Journal, MachineState, RunDesyncOutcome, RunResult as RunOutcome } from '../state/model.js';
 import type { BuiltSystem, SystemSide } from '../system/system.js';
-import type { RollbackReason } from '../state/model.js';
+import type { HoldReason, RollbackReason } from '../state/model.js';
 import { DesyncError } from '../util/errors.js';
 import type { Runner } from '../util/exec.js';
 import { parseDuration } from '../util/duration.js';
@@ -15,7 +15,7 @@ import type { Logger } from '../util/log.js';
 import type { Decision, GateOutcome } from './policy.js';
 
 /** Stage names as recorded (journal, stage durations, the stage label of the metrics), in loop order. */
-export const STAGES = ['fetch', 'candidate', 'gate', 'system_build', 'activate', 'health', 'commit'] as const;
+export const STAGES = ['fetch', 'candidate', 'rollout', 'gate', 'system_build', 'activate', 'health', 'commit'] as const;
 export type StageName = (typeof STAGES)[number];
 
 export interface UpgradeDeps {
@@ -53,6 +53,8 @@ export interface UpgradeResult {
   error: { code: string; message: string } | null;
   stateProblems: StateProblem[];
   recoveredRun: string | null;
+  /** A run held by the rollout (result `held`): why. */
+  held?: { reason: HoldReason; message: string };
 }
 
 export interface RunContext {

@@ -19,6 +19,7 @@ import { activateStage } from './stages/activate.js';
 import { verifyStage } from './stages/verify.js';
 import { recordRun } from './stages/record.js';
 import { rollbackRun } from './stages/rollback.js';
+import { holdRun, rolloutStage } from './stages/rollout.js';
 import { abandonCandidateSet } from './stages/restore.js';
 
 export { STAGES, makeRunId, type StageName as Stage, type UpgradeDeps, type UpgradeResult } from './context.js';
@@ -51,6 +52,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
       await stage(ctx, 'fetch', fetchStage);
       failpoint('after-fetch');
       await stage(ctx, 'candidate', candidateStage);
+      await stage(ctx, 'rollout', rolloutStage);
       await stage(ctx, 'gate', gateStage);
       decideStage(ctx);
       await stage(ctx, 'system_build', buildStage);
@@ -87,6 +89,7 @@ async function dryRunUpgrade(deps: UpgradeDeps, res: UpgradeResult, now: () => D
   try {
     await stage(ctx, 'fetch', fetchStage);
     await stage(ctx, 'candidate', candidateStage);
+    await stage(ctx, 'rollout', rolloutStage);
     await stage(ctx, 'gate', gateStage);
     decideStage(ctx);
     finishDryRun(ctx);
@@ -172,6 +175,8 @@ function succeed(ctx: RunContext): void {
 }
 
 async function fail(ctx: RunContext, err: unknown): Promise<void> {
+  // Held by the rollout (step 9d): not a failure; nothing changes, exit 0.
+  if (isDesyncError(err, 'E_HELD')) return holdRun(ctx, err);
   const { res } = ctx;
   if (res.result !== 'breach') res.result = 'failure';
   res.exitCode = 1;

@@ -29,6 +29,7 @@ export type ErrorCode =
   | 'E_PROMETHEUS_RESPONSE'
   | 'E_PROMETHEUS_QUERY'
   | 'E_PROMETHEUS_CREDENTIALS'
+  | 'E_HELD'
   | 'E_FLAKE_LOCK';
 
 export class DesyncError extends Error {

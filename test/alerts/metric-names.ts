@@ -56,8 +56,18 @@ export const EXPORTER_METRICS = [
   'nixos_desync_collector_duration_seconds', // {collector}
 ] as const;
 
+/** Fleet rollout (config `rollout`; rejected_candidate_info on every host). */
+export const ROLLOUT_METRICS = [
+  'nixos_desync_rollout_info', // {ring}, value 1
+  'nixos_desync_rollout_held', // {reason="soak|no_data|unreachable"}
+  'nixos_desync_rollout_held_since_timestamp_seconds',
+  'nixos_desync_rollout_healthy_since_timestamp_seconds', // {revision}
+  'nixos_desync_rejected_candidate_info', // {source,revision}, value 1
+] as const;
+
 export const METRIC_NAMES: readonly string[] = [
   ...DESYNC_METRICS,
+  ...ROLLOUT_METRICS,
   ...RUN_METRICS,
   ...SYSTEM_METRICS,
   ...MONITOR_METRICS,
@@ -72,13 +82,17 @@ export const ASSUMED_LABELS: Readonly<Record<string, Readonly<Record<string, rea
   ...Object.fromEntries(DESYNC_METRICS.map((m) => [m, { desync: null }])),
   nixos_desync_attempts_total: { desync: null, result: ['passed', 'failed'] },
   nixos_desync_pin_info: { desync: null, revision: null, path: null },
-  nixos_desync_runs_total: { result: ['success', 'failure', 'breach', 'rolled_back'] },
+  nixos_desync_runs_total: { result: ['success', 'failure', 'breach', 'rolled_back', 'held'] },
   nixos_desync_rollbacks_total: { reason: ['activation', 'health'] },
   nixos_desync_system_source_info: { source: null, revision: null },
   nixos_desync_last_run_stage_duration_seconds: {
-    stage: ['fetch', 'candidate', 'gate', 'system_build', 'activate', 'health', 'commit'],
+    stage: ['fetch', 'candidate', 'rollout', 'gate', 'system_build', 'activate', 'health', 'commit'],
   },
   nixos_desync_system_nixpkgs_info: { revision: null, version: null },
+  nixos_desync_rollout_info: { ring: null },
+  nixos_desync_rollout_held: { reason: ['soak', 'no_data', 'unreachable'] },
+  nixos_desync_rollout_healthy_since_timestamp_seconds: { revision: null },
+  nixos_desync_rejected_candidate_info: { source: ['nixpkgs'], revision: null },
   ...Object.fromEntries(MONITOR_METRICS.filter((m) => m.startsWith('nixos_desync_upgrade_unit_')).map((m) => [m, { unit: null }])),
   nixos_desync_flake_input_last_modified_timestamp_seconds: { input: null },
   nixos_desync_build_info: { version: null },

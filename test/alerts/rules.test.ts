@@ -32,6 +32,7 @@ const ALERTS: Record<string, string> = {
   NixosDesyncNixpkgsOutOfDate: 'warning',
   NixosDesyncFlakeInputOutOfDate: 'warning',
   NixosDesyncRolledBack: 'warning',
+  NixosDesyncRolloutHeld: 'warning',
 };
 
 interface AlertRule {
@@ -212,7 +213,7 @@ describe.skipIf(!requireTools('promtool', 'amtool'))('alert rules and example co
   it('promtool check config accepts the example Prometheus config and its rule file', () => {
     const r = run('promtool', ['check', 'config', PROM_EXAMPLE]);
     expect(r.status, r.out).toBe(0);
-    expect(r.out).toContain('SUCCESS: 3 rule files found');
+    expect(r.out).toContain('SUCCESS: 4 rule files found');
     expect(r.out).toContain(`SUCCESS: ${Object.keys(ALERTS).length + RECORDS.length} rules found`);
     expect(r.out).toContain(`SUCCESS: ${loadAll(FLEET_RULES).length} rules found`);
     expect(r.out).toContain('SUCCESS: 1 rules found');

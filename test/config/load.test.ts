@@ -26,6 +26,7 @@ describe('config', () => {
       system: { build: ['nixos-rebuild', 'build', '--no-flake', '--no-build-nix'], activate: 'switch' },
       health: { settle: '10s', failedUnits: true, ignoreUnits: [], checks: [], attribute: true, bisect: false, retryAfter: '24h' },
       flake: null,
+      rollout: null,
       onBreach: 'fail',
       stateDir: '/var/lib/nixos-desync',
       profilesDir: '/nix/var/nix/profiles',
@@ -199,6 +200,32 @@ describe('config', () => {
       [{ flake: {}, desyncs: { a: { input: 'nixpkgs' } } }, '$.desyncs.a.input', /must not be the followed input/],
       [{ flake: {}, desyncs: { a: { input: 'p' }, b: { input: 'p' } } }, '$.desyncs.b.input', /already the input of desync "a"/],
       [{ flake: { bogus: 1 } }, '$.flake', /unknown key\(s\): "bogus"/],
+    ])('refuses %j (78 at %s)', (raw, path, msg) => {
+      const ps = problems(raw);
+      expect(ps).toEqual(expect.arrayContaining([expect.objectContaining({ path, message: expect.stringMatching(msg) })]));
+    });
+  });
+
+  describe('rollout', () => {
+    it('defaults: ring 1, one upstream host, 6h soak, hold when Prometheus cannot answer', () => {
+      expect(parseConfig({ rollout: { prometheus: 'http://prom:9090' } }).rollout).toEqual({
+        prometheus: { url: 'http://prom:9090', bearerTokenFile: null, basicAuth: null, caFile: null, timeout: '30s' },
+        ring: 1, minHosts: 1, soak: '6h', onUnreachable: 'hold',
+      });
+      expect(parseConfig({ rollout: { prometheus: { url: 'https://p/prom', bearerTokenFile: '/run/t' }, ring: 0, soak: '0s', onUnreachable: 'proceed' } }).rollout)
+        .toMatchObject({ ring: 0, soak: '0s', onUnreachable: 'proceed', prometheus: { bearerTokenFile: '/run/t' } });
+    });
+
+    it.each([
+      [{ rollout: {} }, '$.rollout.prometheus', /expected object/],
+      [{ rollout: { prometheus: 'http://u:pw@p' } }, '$.rollout.prometheus.url', /must not contain credentials/],
+      [{ rollout: { prometheus: { url: 'http://p', bearerTokenFile: '/nix/store/x-token' } } }, '$.rollout.prometheus.bearerTokenFile', /must not be in \/nix\/store/],
+      [{ rollout: { prometheus: 'http://p', ring: -1 } }, '$.rollout.ring', /too small|>=0/],
+      [{ rollout: { prometheus: 'http://p', ring: 1.5 } }, '$.rollout.ring', /int/],
+      [{ rollout: { prometheus: 'http://p', minHosts: 0 } }, '$.rollout.minHosts', /too small|>=1/],
+      [{ rollout: { prometheus: 'http://p', soak: '6 hours' } }, '$.rollout.soak', /duration/],
+      [{ rollout: { prometheus: 'http://p', onUnreachable: 'fail' } }, '$.rollout.onUnreachable', /hold|proceed/],
+      [{ rollout: { prometheus: 'http://p', rings: 2 } }, '$.rollout', /unknown key\(s\): "rings"/],
     ])('refuses %j (78 at %s)', (raw, path, msg) => {
       const ps = problems(raw);
       expect(ps).toEqual(expect.arrayContaining([expect.objectContaining({ path, message: expect.stringMatching(msg) })]));

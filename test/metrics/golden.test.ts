@@ -1,7 +1,7 @@
 // Golden /metrics output for the fixture host: desyncs in sync, lagging, breached, unpinned
 // and retired; a corrupt history.json (runs collector 0, its values intact); a state file
 // moved aside; 3 generations with a pending activation and a reboot required; PR files
-// with one broken. Regenerate with UPDATE_GOLDEN=1 after an intended change.
+// with one broken; a rollout host (ring 1, held, a rejected candidate). Regenerate with UPDATE_GOLDEN=1 after an intended change.
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import request from 'supertest';
@@ -18,7 +18,7 @@ describe('/metrics golden output', () => {
   let text: string;
 
   beforeAll(async () => {
-    host = await buildFixtureHost({ pr: true, monitor: true });
+    host = await buildFixtureHost({ pr: true, monitor: true, rollout: true });
     exp = await startTestExporter(host.config, { now: () => FIXTURE_NOW, systemctl: host.systemctl });
     const res = await request(exp.server).get('/metrics');
     expect(res.status).toBe(200);

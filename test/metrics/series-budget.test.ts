@@ -1,7 +1,9 @@
 // The series budget of the contract: a host with D desyncs exposes at most 70 + 14·D samples
 // on a live scrape, runtime metrics included — measured on the worst case the exporter can
 // be in: every desync with both budgets, an attempt history and a pin; a finished run with
-// every stage; the upgrade unit and a flake lock with 40 inputs (bounded); PR files off.
+// every stage; the upgrade unit and a flake lock with 40 inputs (bounded); a rollout host that
+// is held, runs its adopted revision and rejected three candidates (only two are exported);
+// PR files off.
 import { mkdir, mkdtemp, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +47,9 @@ async function samplesAt(d: number): Promise<{ total: number; byFamily: Map<stri
   const running = await realpath(join(runDir, 'current-system'));
   state.systems[running] = { runId: 'r', builtAt: at, nixpkgs: { revision: 'c0ffee0000000000000000000000000000000002', path: '/nix/store/n' },
     desyncs: Object.fromEntries(names.map((n) => [n, { revision: 'c0ffee0000000000000000000000000000000001', desyncAge: 2, path: '/nix/store/p' }])) };
+  state.rollout = { adopted: { revision: 'c0ffee0000000000000000000000000000000002', since: at }, held: { reason: 'soak', since: at, revision: 'c0ffee0000000000000000000000000000000009', message: 'waiting' } };
+  const rejected = (n: number) => ({ id: `/nix/store/r${n}`, revision: `c0ffee000000000000000000000000000000000${n}`, path: `/nix/store/r${n}`, runId: 'r', at, reason: 'health' as const });
+  state.rejected = [rejected(5), rejected(6), rejected(7)];
   state.runs.last = { id: 'r', at, finishedAt: at, result: 'failure', durationSeconds: 700, stages: Object.fromEntries(STAGES.map((s) => [s, 1])), error: 'x' };
   state.runs.lastSuccessAt = at;
   await mkdir(stateDir);
@@ -61,6 +66,7 @@ async function samplesAt(d: number): Promise<{ total: number; byFamily: Map<stri
     desyncs: Object.fromEntries(names.map((n) => [n, { maxLagRebuilds: 14, maxBehind: '14d' }])),
     stateDir, profilesDir, runDir,
     exporter: { listenAddress: '127.0.0.1:0', upgradeUnit: 'nixos-upgrade.service', flakeLock },
+    rollout: { prometheus: 'http://prometheus.example:9090', ring: 1 },
   });
   exp = await startTestExporter(config, { systemctl });
   const text = await (await fetch(`${exp.url}metrics`)).text();
@@ -84,6 +90,9 @@ describe('series budget: at most 70 + 14·D samples per host', () => {
     expect(byFamily.get('nixos_desync_rollbacks_total')).toBe(2);
     expect(byFamily.get('process_resident_memory_bytes')).toBe(1);
     expect(byFamily.get('nixos_desync_flake_input_last_modified_timestamp_seconds')).toBe(FLAKE_INPUT_SERIES_MAX);
+    expect(byFamily.get('nixos_desync_rollout_held')).toBe(3);
+    expect(byFamily.get('nixos_desync_rollout_healthy_since_timestamp_seconds')).toBe(1);
+    expect(byFamily.get('nixos_desync_rejected_candidate_info')).toBe(2);
     expect(total, JSON.stringify(Object.fromEntries(byFamily))).toBeLessThanOrEqual(70 + 14 * d);
     console.log(`series budget: ${d} desyncs → ${total} samples (budget ${70 + 14 * d})`);
   });

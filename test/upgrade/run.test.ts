@@ -41,7 +41,7 @@ describe('runUpgrade with a fake Nix', () => {
     const store = createStateStore(config.stateDir);
     expect((await store.listSets()).length).toBe(1);
     const state = (await store.readState({ repair: false })).value;
-    expect(state.runs.total).toEqual({ success: 1, failure: 0, breach: 0, rolled_back: 0 });
+    expect(state.runs.total).toEqual({ success: 1, failure: 0, breach: 0, rolled_back: 0, held: 0 });
     expect((await store.readHistory({ repair: false })).value.runs).toHaveLength(1);
   });
 

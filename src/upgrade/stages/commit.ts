@@ -7,6 +7,7 @@ import { pruneSystems } from '../../system/generations.js';
 import { failpoint } from '../../util/failpoint.js';
 import { withoutRejected } from '../../state/rejected.js';
 import type { RunContext } from '../context.js';
+import { adoptedAt } from './rollout.js';
 
 export async function commitStage(ctx: RunContext): Promise<void> {
   const { store, res, decision, next, config, system, log } = ctx;
@@ -19,6 +20,7 @@ export async function commitStage(ctx: RunContext): Promise<void> {
   if (toplevel !== null && system.mode !== null) {
     next.systems = await pruneSystems(next.systems, config.profilesDir, config.runDir, [toplevel]);
     next.systems[toplevel] = sourcesOf(ctx, at);
+    next.rollout.adopted = adoptedAt(ctx.prev, ctx.candidate!, at);
   }
   await store.writeState(next, 'mid-state-write');
   ctx.committed = true;
