@@ -74,7 +74,7 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
    * (re)starts `startUnits`; `boot` records itself. Every call is logged with the cgroup it
    * ran in (which unit ran it) to the shared directory.
    */
-  function toplevel(name: string, startUnits: string[]): string {
+  function toplevel(name: string, startUnits: string[], sleepAfterTest = 0): string {
     return storePath(`nixos-system-${name}`, {
       'nixos-version': '25.11.20251201.0000000\n',
       'bin/switch-to-configuration': {
@@ -86,7 +86,8 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
           `echo "$1 $(basename "$top") $(grep '^0::' /proc/self/cgroup | cut -d: -f3-)" >> ${SHARED}/activations.log`,
           'case "$1" in',
           '  test) ln -sfn "$top" /run/current-system',
-          startUnits.length ? `    systemctl restart ${startUnits.join(' ')} ;;` : '    ;;',
+          startUnits.length ? `    systemctl restart ${startUnits.join(' ')}` : '    :',
+          `    sleep ${sleepAfterTest} ;;`,
           '  boot) ;;',
           '  *) exit 1 ;;',
           'esac',
@@ -117,13 +118,14 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
       },
     });
     // The channel: a link the test points at a new nixpkgs tree before each run (a new candidate).
-    for (const rev of ['a', 'b', 'c']) nixpkgsRev[rev] = storePath(`nixpkgs-${rev}`, { '.git-revision': rev.repeat(40) + '\n', 'default.nix': '{ ... }: { }\n' });
+    for (const rev of ['a', 'b', 'c', 'd']) nixpkgsRev[rev] = storePath(`nixpkgs-${rev}`, { '.git-revision': rev.repeat(40) + '\n', 'default.nix': '{ ... }: { }\n' });
     const nixpkgs = `${SHARED}/channel`;
     symlinkSync(nixpkgsRev.a!, join(shared, 'channel'));
     const build = storePath('system-build', { 'bin/build': { exec: `#!/bin/sh\n# nixos-rebuild build stand-in: ./result = the toplevel the test chose\nexec /bin/ln -s "$(/bin/cat ${SHARED}/next-toplevel)" result\n` } });
     top.one = toplevel('one', ['app.service']);
     top.two = toplevel('two', ['app.service']);
     top.bad = toplevel('bad', ['app.service', 'crashing.service']);
+    top.slow = toplevel('slow', ['app.service'], 3);
 
     const ev = JSON.parse(execFileSync('nix-instantiate', [
       '--eval', '--strict', '--json', '--read-write-mode', join(HERE, 'eval.nix'), '-A', 'inspect',
@@ -239,5 +241,25 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
     expect(body).toMatch(/^nixos_desync_runs_total\{result="success"\} 1$/m);
     expect(body).toMatch(/^nixos_desync_runs_total\{result="rolled_back"\} 1$/m);
     expect(body).toMatch(/^nixos_desync_last_run_success 0$/m);
+  }, 60_000);
+
+  it('the loop\'s unit killed during an activation: nixos-desync-recover.service rolls the unconfirmed system back', async () => {
+    nextRun('d', top.slow!);
+    expect((await c.systemctl('start', '--no-block', 'nixos-desync-upgrade.service')).exitCode).toBe(0);
+    for (let i = 0; i < 200 && !activations().some((l) => l.startsWith('test ')); i++) await new Promise((res) => setTimeout(res, 50));
+    expect(activations()[0]).toMatch(/^test \S+-nixos-system-slow /);
+    expect((await c.systemctl('kill', '--signal=SIGKILL', 'nixos-desync-upgrade.service')).exitCode).toBe(0);
+    for (let i = 0; i < 200 && (await c.systemctl('is-active', 'nixos-desync-upgrade.service')).stdout.trim() !== 'failed'; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    // The activation unit is not the loop's: it finished; the unconfirmed system runs.
+    for (let i = 0; i < 200 && currentSystem() !== top.slow; i++) await new Promise((res) => setTimeout(res, 50));
+    expect(currentSystem()).toBe(top.slow);
+    const r = await c.systemctl('start', 'nixos-desync-recover.service');
+    const log = await journal('nixos-desync-recover.service');
+    expect(r.exitCode, log).toBe(0);
+    expect(currentSystem()).toBe(top.two);
+    expect(activations().slice(-1)[0]).toMatch(new RegExp(`^test ${top.two!.slice(11)} .*nixos-desync-activate@test`));
+    await c.systemctl('reset-failed', 'nixos-desync-upgrade.service');
   }, 60_000);
 });
