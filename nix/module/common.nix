@@ -67,10 +67,12 @@ rec {
     "services.nixos-desync.desyncs.${name}: flake input \"${input}\" is not in services.nixos-desync.flake.inputs "
     + "(inputs: ${lib.concatStringsSep ", " (builtins.attrNames flakeCfg.inputs)}); add `inputs.${input}.url` to the host's flake.nix and set flake.inputs = inputs";
 
-  # nixos-rebuild's flake arguments in flake mode (the build and the activation).
+  # nixos-rebuild's flake arguments in flake mode (the build and the activation); Nix may not
+  # re-lock anything (with --no-write-lock-file, Nix 2.8 would re-lock in memory).
   flakeArgs = lib.optionals flakeMode [
     "--flake"
     flakeRef
+    "--no-update-lock-file"
   ];
 
   channelUpdate = !flakeMode && ((cfg.settings.channel or { }).update or true);

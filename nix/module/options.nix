@@ -254,7 +254,7 @@ in
             ]
             # Channel mode: never a stray /etc/nixos/flake.nix, no config.nix.package evaluation.
             ++ (if flakeArgs != [ ] then flakeArgs else [ "--no-flake" "--no-build-nix" ]);
-            defaultText = literalExpression ''[ "''${config.system.build.nixos-rebuild}/bin/nixos-rebuild" "build" "--no-flake" "--no-build-nix" ] (flake mode: [ … "build" "--flake" "<flake.path>#<flake.host>" ])'';
+            defaultText = literalExpression ''[ "''${config.system.build.nixos-rebuild}/bin/nixos-rebuild" "build" "--no-flake" "--no-build-nix" ] (flake mode: [ … "build" "--flake" "<flake.path>#<flake.host>" "--no-update-lock-file" ])'';
             description = ''
               The system build command (argv, no shell). It runs in a fresh working
               directory, inside the loop's sandbox, and must leave the built system there

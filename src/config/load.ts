@@ -82,7 +82,8 @@ function withFlakeDefaults(c: Config, raw: Record<string, unknown>, file: string
   if ((raw.exporter as Record<string, unknown> | undefined)?.flakeLock === undefined) c.exporter.flakeLock = `${flake.path}/flake.lock`;
   const system = raw.system as Record<string, unknown> | undefined;
   if (system?.build === undefined) {
-    c.system.build = ['nixos-rebuild', 'build', '--flake', `${flake.path}#${flake.host ?? defaultFlakeHost()}`];
+    // --no-update-lock-file: Nix fails instead of re-locking (on Nix 2.8 --no-write-lock-file would re-lock in memory).
+    c.system.build = ['nixos-rebuild', 'build', '--flake', `${flake.path}#${flake.host ?? defaultFlakeHost()}`, '--no-update-lock-file'];
   }
   return c;
 }

@@ -10,12 +10,14 @@ import type { Config } from '../config/schema.js';
 import { desyncInput } from '../config/schema.js';
 import type { CallOptions, Candidate } from '../nix/adapter.js';
 import type { StateStore } from '../state/store.js';
+import type { Pin } from '../state/model.js';
 import { DesyncError, errorMessage } from '../util/errors.js';
 import { describeFailure, tailLines, type Runner } from '../util/exec.js';
 import { failpoint } from '../util/failpoint.js';
 import { writeFileAtomic, ensureDir, fsyncDir } from '../util/fsatomic.js';
 import { resolveNewest, type ResolvedInput } from './flake-fetch.js';
-import { lockableProblem, readLockFile, rootInput, serializeFlakeLock, withInputsLocked, writeLockFile, type FlakeLock } from './flake-lock.js';
+import { lockableProblem, readLockFile, rootInput, serializeFlakeLock, withInputsLocked, writeLockFile, type Attrs, type FlakeLock } from './flake-lock.js';
+import { assertLockMatchesFlake } from './flake-check.js';
 import { restorePins } from './pins.js';
 import type { PinSet, Source } from './source.js';
 
@@ -57,6 +59,8 @@ export function createFlakeSource(deps: FlakeSourceDeps): Source & { readonly re
     // dry run resolves too: it then gates what a real run would.
     async fetch(o) {
       const { lock } = await readHostLock();
+      // Before anything is gated: a flake.nix changed without re-locking would be re-locked by Nix during the build.
+      await assertLockMatchesFlake(flake.path, lock, { ...o, run, env: deps.env });
       const main = rootInput(lock, flake.input);
       if (main.kind !== 'node') throw new DesyncError('E_CONFIG', `${lockPath}: input ${flake.input} is not a node`);
       resolved = await resolveNewest(main.value.original!, { ...o, run, env: deps.env, isFlake: main.value.flake !== false });
@@ -71,12 +75,21 @@ export function createFlakeSource(deps: FlakeSourceDeps): Source & { readonly re
       return { path: resolved.storePath, storePath: resolved.storePath, revision, id: flakeCandidateId(resolved) } satisfies Candidate;
     },
 
-    async expose(set) {
+    async expose(set, previous) {
       if (resolved === null) throw new DesyncError('E_CANDIDATE', 'flake source: expose before fetch');
       const host = await readHostLock();
       before = host.lock;
       const follow = [flake.input, ...followingInputs(config, set, resolved.storePath)];
-      const next = Buffer.from(serializeFlakeLock(withInputsLocked(host.lock, follow, resolved.locked)));
+      let lock = withInputsLocked(host.lock, follow, resolved.locked);
+      // Failing desyncs' inputs are locked to their pins, never to whatever the lock holds now (e.g. bumped by hand).
+      const committed = previous === null ? null : await readLockFile(keep(previous.id, CANDIDATE)).then((l) => l.lock, () => null);
+      for (const [name, pin] of Object.entries(set.pins)) {
+        const d = config.desyncs[name];
+        if (d === undefined || pin.storePath === resolved.storePath) continue;
+        const input = desyncInput(name, d);
+        lock = withInputsLocked(lock, [input], pinnedLocked(name, input, pin, committed, host.lock, lockPath));
+      }
+      const next = Buffer.from(serializeFlakeLock(lock));
       // Both versions are durable in the candidate set before flake.lock changes, so recovery
       // after a crash at any instant can tell the candidate lock and put the previous one back.
       await ensureDir(join(store.setDir(set.id), 'flake'));
@@ -109,6 +122,29 @@ export function createFlakeSource(deps: FlakeSourceDeps): Source & { readonly re
       await gitCommitLock(deps, commitMessage(config, set, resolved, before), { timeoutMs: 60_000 });
     },
   };
+}
+
+/**
+ * The `locked` attributes of a desync's pin: its input's node in the lock the loop committed
+ * with that pin, else in the host's lock if that one is still locked at the pin's revision.
+ * Anything else (the pin came from channel mode, or the lock was changed by hand and no
+ * committed lock knows the pin) stops the run: the build must not use an ungated revision.
+ */
+export function pinnedLocked(name: string, input: string, pin: Pin, committed: FlakeLock | null, host: FlakeLock, lockPath: string): Attrs {
+  const isPin = (l: FlakeLock | null): Attrs | null => {
+    const r = l === null ? null : rootInput(l, input);
+    const locked = r?.kind === 'node' ? r.value.locked : undefined;
+    if (locked === undefined) return null;
+    const rev = typeof locked.rev === 'string' ? locked.rev : null;
+    return rev === pin.revision ? locked : null;
+  };
+  const found = isPin(committed) ?? isPin(host);
+  if (found !== null) return found;
+  const now = rootInput(host, input);
+  const held = now.kind === 'node' ? String(now.value.locked?.rev ?? 'an unlocked reference') : 'nothing';
+  throw new DesyncError('E_FLAKE_LOCK',
+    `desync ${name} stays on its pin ${pin.revision} (it failed its gate), but ${lockPath} locks its input ${input} to ${held} and no lock the loop committed has that pin. ` +
+    `Lock the input back to the pin (nix flake lock --override-input ${input} <its url>?rev=${pin.revision}), or let the desync pass its gate`);
 }
 
 /** Desyncs whose new pin is the candidate: their inputs follow it. */

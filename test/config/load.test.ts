@@ -175,10 +175,10 @@ describe('config', () => {
       expect(c.flake).toEqual({ path: '/etc/nixos', host: null, input: 'nixpkgs', commitLockFile: false });
       expect(c.desyncs.synapse!.input).toBe('nixpkgs-synapse');
       expect(c.desyncs.hm!.input).toBe('nixpkgs-home-manager');
-      expect(c.system.build).toEqual(['nixos-rebuild', 'build', '--flake', `/etc/nixos#${defaultFlakeHost()}`]);
+      expect(c.system.build).toEqual(['nixos-rebuild', 'build', '--flake', `/etc/nixos#${defaultFlakeHost()}`, '--no-update-lock-file']);
       expect(defaultFlakeHost()).toMatch(/^[^.]+$/);
       const h = parseConfig({ flake: { path: '/srv/host', host: 'web1', commitLockFile: true } });
-      expect(h.system.build).toEqual(['nixos-rebuild', 'build', '--flake', '/srv/host#web1']);
+      expect(h.system.build).toEqual(['nixos-rebuild', 'build', '--flake', '/srv/host#web1', '--no-update-lock-file']);
       // An explicit system.build is kept as is.
       expect(parseConfig({ flake: {}, system: { build: ['/bin/true'] } }).system.build).toEqual(['/bin/true']);
       // The exporter shows the lock's input ages by default; an explicit value (even null) is kept.

@@ -276,6 +276,52 @@ describe.skipIf(!HAVE_NIX)('flake mode with real Nix flakes', () => {
     expect(host.git('status', '--porcelain')).toBe('A  notes.txt');
   });
 
+  it('a failing desync\'s input bumped by hand is locked back to its pin for the build (state and system agree) (#18.7)', async () => {
+    const host = await newHost('hand-bump');
+    expect((await upgrade(host, 'rev1')).code).toBe(0);
+    expect((await upgrade(host, 'rev2')).code).toBe(0); // home-manager broken: stays on rev1
+    const rev1 = host.revOf('rev1');
+    expect((await lockedRevs(host.lockFile))['nixpkgs-home-manager']).toBe(rev1);
+    // Someone bumps the held-back input by hand to a revision no gate saw.
+    const rev4 = await host.useRevision('rev4');
+    execFileSync('nix', [...NIX_FLAKE_FLAGS, 'flake', 'lock', '--update-input', 'nixpkgs-home-manager', host.flakeDir], { env, stdio: 'pipe' });
+    expect((await lockedRevs(host.lockFile))['nixpkgs-home-manager']).toBe(rev4);
+    const r = await upgrade(host, 'rev3'); // home-manager still broken on the candidate
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/pin +home-manager: stays on /);
+    expect((await lockedRevs(host.lockFile))['nixpkgs-home-manager']).toBe(rev1);
+    expect(pinOf(host, 'home-manager')).toMatchObject({ revision: rev1, desyncAge: 2 });
+    const pkgs = await systemPackages(host);
+    expect(pkgs).toMatch(/home-manager-rev1/);
+    expect(pkgs).not.toMatch(/home-manager-rev4/);
+  });
+
+  it('a flake.nix input changed without re-locking fails the run before the gate, naming the input; nothing is re-locked or built (#18.7)', async () => {
+    const host = await newHost('unlocked-change');
+    expect((await upgrade(host, 'rev1')).code).toBe(0);
+    execFileSync('git', ['-C', host.nixpkgsRepo, 'branch', 'other'], { stdio: 'pipe' });
+    const flakeNix = join(host.flakeDir, 'flake.nix');
+    const text = await readFile(flakeNix, 'utf8');
+    const changed = text.replace(/(inputs\.unrelated\.url = "git\+file:\/\/[^"?]+)"/, '$1?ref=other"');
+    expect(changed).not.toBe(text);
+    await writeFile(flakeNix, changed);
+    const before = await lockText(host);
+    const gens = await generations(host);
+    const r = await upgrade(host, 'rev2', '--json');
+    expect(r.code, r.stderr).toBe(1);
+    const res = JSON.parse(r.stdout);
+    expect(res.error.code).toBe('E_FLAKE_LOCK');
+    expect(res.error.message).toMatch(/flake\.nix and its flake\.lock disagree .*\n +input unrelated: flake\.nix says git:file:\/\/\S+\?ref=other, flake\.lock was locked from git:file:\/\/\S+nixpkgs\n[\s\S]*nix flake lock/);
+    expect(res.evaluations).toBe(0);
+    expect(res.stages.gate).toBeUndefined();
+    expect(await lockText(host)).toBe(before);
+    expect(await generations(host)).toEqual(gens);
+    // Re-locked by the user: the run goes on, with the input they chose.
+    execFileSync('nix', [...NIX_FLAKE_FLAGS, 'flake', 'lock', host.flakeDir], { env, stdio: 'pipe' });
+    const ok = await upgrade(host, null);
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+  });
+
   it('kill -9 at every step boundary: flake.lock is always one complete version, and recovery leaves the committed one', async () => {
     const host = await newHost('kill');
     expect((await upgrade(host, 'rev1')).code).toBe(0);

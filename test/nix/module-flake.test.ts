@@ -91,7 +91,7 @@ describe.skipIf(!ok)('NixOS module: flake mode and missing pins (real Nix, nixpk
     expect(cfg.channel).toBeUndefined();
     expect(cfg.desyncs.synapse.input).toBe('nixpkgs-synapse');
     expect(cfg.desyncs.hm.input).toBe('nixpkgs-home-manager');
-    expect(cfg.system.build.slice(1)).toEqual(['build', '--flake', '/srv/host-flake#web1']);
+    expect(cfg.system.build.slice(1)).toEqual(['build', '--flake', '/srv/host-flake#web1', '--no-update-lock-file']);
     // The activation is the built toplevel itself (no second evaluation, flake or channel).
     expect(cfg.system.activate).toBe('switch');
     const up = ev.units['nixos-desync-upgrade.service']!;
