@@ -99,6 +99,27 @@ describe.skipIf(!ok)('real systemd in a container (test/helpers/systemd.ts)', ()
     expect(execFileSync(join(bin, 'systemctl'), ['is-active', 'persist.service'], { encoding: 'utf8' })).toBe('active\n');
   });
 
+  it('boot-complete.target after a reboot: reached when a unit ordered before it succeeds, not when it fails', async () => {
+    // What a verify-boot unit looks like: RequiredBy + Before boot-complete.target, which
+    // something must pull in (systemd-boot's bless-boot generator does on a real host).
+    await c.installUnits({
+      'verify.service': '[Unit]\nBefore=boot-complete.target\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/test -e /var/lib/healthy\n[Install]\nRequiredBy=boot-complete.target\n',
+    });
+    expect((await c.systemctl('enable', 'verify.service')).exitCode).toBe(0);
+    expect((await c.systemctl('add-wants', 'multi-user.target', 'boot-complete.target')).exitCode).toBe(0);
+    c.writeFile('/var/lib/healthy', '');
+    await c.reboot();
+    expect((await c.systemctl('is-active', 'boot-complete.target')).stdout.trim()).toBe('active');
+    await c.exec(['rm', '/var/lib/healthy']);
+    await c.reboot({ allowDegraded: true });
+    expect(c.bootState).toBe('degraded');
+    expect((await c.systemctl('is-failed', 'verify.service')).stdout.trim()).toBe('failed');
+    expect((await c.systemctl('is-active', 'boot-complete.target')).stdout.trim()).toBe('inactive');
+    await c.systemctl('disable', 'verify.service');
+    await c.exec(['rm', '/etc/systemd/system/multi-user.target.wants/boot-complete.target']);
+    await c.reboot();
+  });
+
   it('a stop leaves nothing behind: processes, cgroups, mounts, run dir', async () => {
     const other = await bootSystemd({ dbus: 'daemon' });
     const leader = other.leader;

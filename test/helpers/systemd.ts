@@ -117,7 +117,7 @@ export interface SystemdContainer {
    */
   wrappers(names?: string[]): string;
   /** Stops the container and boots it again on the same upper dir (its writes survive; /run does not). */
-  reboot(): Promise<void>;
+  reboot(o?: { allowDegraded?: boolean }): Promise<void>;
   /** Orderly shutdown, then removes everything it made (processes, cgroups, run dir). Idempotent. */
   stop(): Promise<void>;
 }
@@ -317,6 +317,7 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdContai
   installExitHook();
   let bootMs = 0;
   let bootState = '';
+  let allowDegraded = opts.allowDegraded ?? false;
 
   const leaderPid = (): number => {
     if (inst.leader === null || !alive(inst.leader)) throw new Error(`container ${name} is not running`);
@@ -378,7 +379,7 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdContai
     const r = await exec(['systemctl', 'is-system-running', '--wait'], { timeoutMs: Math.max(1000, deadline - Date.now()) });
     bootState = r.stdout.trim();
     bootMs = performance.now() - t0;
-    if (bootState !== 'running' && !(bootState === 'degraded' && opts.allowDegraded)) {
+    if (bootState !== 'running' && !(bootState === 'degraded' && allowDegraded)) {
       const failed = await exec(['systemctl', '--no-legend', '--plain', 'list-units', '--failed']).catch(() => null);
       return fail(`system state '${bootState || r.stderr.trim()}' after the boot (want running); failed units:\n${failed?.stdout ?? '?'}`);
     }
@@ -447,7 +448,8 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdContai
       updateWrappers();
       return d;
     },
-    async reboot() {
+    async reboot(o = {}) {
+      allowDegraded = o.allowDegraded ?? opts.allowDegraded ?? false;
       await stop(true);
       await start();
     },
