@@ -210,6 +210,8 @@ run=@runDir@
 action="$1"
 case "$action" in
   test|switch)
+    # A host whose activation of this toplevel breaks (tests of a failing rollback): <runDir>/refuse-activation lists it.
+    if [ -e "$run/refuse-activation" ] && grep -qxF "$top" "$run/refuse-activation"; then echo "error: activating $top failed (listed in $run/refuse-activation)" >&2; exit 1; fi
     ln -sfn "$top" "$run/current-system.tmp" && mv -T "$run/current-system.tmp" "$run/current-system"
     [ -e "$run/booted-system" ] || ln -s "$top" "$run/booted-system"
     echo "$action $top" >> "$run/activations"

@@ -36,7 +36,7 @@ export const desyncRecordSchema = z.object({
 });
 export type DesyncRecord = z.infer<typeof desyncRecordSchema>;
 
-export const runResultSchema = z.enum(['success', 'failure', 'breach', 'rolled_back', 'held']);
+export const runResultSchema = z.enum(['success', 'failure', 'breach', 'rolled_back', 'rollback_failed', 'held']);
 export const RUN_RESULTS = runResultSchema.options;
 export type RunResult = z.infer<typeof runResultSchema>;
 
@@ -93,7 +93,12 @@ export const stateSchema = z.object({
   }),
   desyncs: z.record(z.string(), desyncRecordSchema),
   runs: z.object({
-    total: z.object({ success: z.number().int().min(0), failure: z.number().int().min(0), breach: z.number().int().min(0), rolled_back: z.number().int().min(0), held: z.number().int().min(0).default(0) }),
+    total: z.object({
+      success: z.number().int().min(0), failure: z.number().int().min(0), breach: z.number().int().min(0), rolled_back: z.number().int().min(0),
+      /** A rollback that failed or could not be confirmed (never counted in `rollbacks`). */
+      rollback_failed: z.number().int().min(0).default(0),
+      held: z.number().int().min(0).default(0),
+    }),
     last: runSummarySchema.nullable(),
     lastSuccessAt: iso.nullable(),
   }),
@@ -146,8 +151,24 @@ export const journalSchema = z.object({
   previousSetId: z.string().nullable(),
   candidateSetId: z.string().nullable(),
   child: z.object({ pgid: z.number().int(), startTime: z.string().optional() }).nullable(),
-  /** Set before a toplevel is activated: what recovery rolls back (or finishes, once committed). */
-  activation: z.object({ toplevel: z.string(), previous: z.string().nullable(), mode: z.string() }).nullable().default(null),
+  /**
+   * Set before a toplevel is activated: what recovery rolls back (or finishes, once committed).
+   * Kept until a rollback is confirmed. `bootId`: the boot it was activated in.
+   */
+  activation: z.object({ toplevel: z.string(), previous: z.string().nullable(), mode: z.string(), bootId: z.string().optional() }).nullable().default(null),
+  /**
+   * Written before a rollback starts, so a run killed inside its rollback loses no verdict:
+   * `reason` null is an interruption (no verdict: nothing counted or rejected).
+   */
+  verdict: z.object({
+    reason: rollbackReasonSchema.nullable(),
+    at: iso,
+    error: z.string(),
+    candidate: z.object({ id: z.string(), revision: z.string(), path: z.string() }).nullable(),
+    /** The unhealthy toplevel and the rollback target. */
+    toplevel: z.string(),
+    previous: z.string().nullable(),
+  }).nullable().default(null),
 });
 export type Journal = z.infer<typeof journalSchema>;
 
@@ -156,7 +177,7 @@ export function emptyState(): MachineState {
     version: STATE_VERSION,
     committed: { setId: null, at: null, pins: {} },
     desyncs: {},
-    runs: { total: { success: 0, failure: 0, breach: 0, rolled_back: 0, held: 0 }, last: null, lastSuccessAt: null },
+    runs: { total: { success: 0, failure: 0, breach: 0, rolled_back: 0, rollback_failed: 0, held: 0 }, last: null, lastSuccessAt: null },
     rollbacks: { total: { activation: 0, health: 0 }, last: null },
     health: { lastSuccess: null, lastAt: null },
     rejected: [],
@@ -180,7 +201,7 @@ function migrateV1(v1: Record<string, unknown> & { runs?: { total?: Record<strin
   return {
     ...v1,
     version: 2,
-    runs: v1.runs && typeof v1.runs === 'object' ? { ...v1.runs, total: { ...(v1.runs.total ?? {}), rolled_back: 0 } } : v1.runs,
+    runs: v1.runs && typeof v1.runs === 'object' ? { ...v1.runs, total: { ...(v1.runs.total ?? {}), rolled_back: 0, rollback_failed: 0 } } : v1.runs,
     rollbacks: fresh.rollbacks,
     health: fresh.health,
     rejected: null,

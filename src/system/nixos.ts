@@ -112,8 +112,8 @@ export function createNixosSystem(deps: { config: Config; run: Runner; env: Node
     async health(toplevel, previous, baseline, o) {
       const h = config.health;
       const budget = ms(config.timeouts.health);
-      const deadline = Date.now() + budget;
-      const left = (): number => deadline - Date.now();
+      const deadline = performance.now() + budget;
+      const left = (): number => deadline - performance.now();
       const failures: HealthFailure[] = [];
       const timeout = (): HealthFailure => ({ kind: 'timeout', name: 'timeouts.health', reason: `the health gate did not finish within timeouts.health (${config.timeouts.health})`, tail: '' });
       const settle = Math.min(ms(h.settle), budget);
@@ -168,15 +168,22 @@ export function createNixosSystem(deps: { config: Config; run: Runner; env: Node
 
     async rollback(previous, failedToplevel, o) {
       if (mode !== 'switch' && mode !== 'argv') return 'nothing was activated';
+      const current = join(config.runDir, 'current-system');
       if (previous === null) {
-        throw new DesyncError('E_ROLLBACK', `there is no previous system to activate again (${join(config.runDir, 'current-system')} did not exist before the activation); ${failedToplevel} may still be active`);
+        throw new DesyncError('E_ROLLBACK', `there is no previous system to activate again (${current} did not exist before the activation); ${failedToplevel} may still be active`);
       }
-      if ((await side.current()) === previous) return `${previous} is already the running system`;
+      // Always activated again, also when current-system already names it: a killed or failed
+      // activation may have switched the link and left units stopped.
       const argv = mode === 'switch' ? privilegedSteps(config, env, 'test', previous)[0]! : (config.system.activate as string[]);
       const r = await exec(argv, o, { NIXOS_DESYNC_TOPLEVEL: previous, NIXOS_DESYNC_ROLLBACK: '1' }).catch((err: unknown) => ({ startError: errorMessage(err) }) as const);
       if ('startError' in r || (failed(r) && !(mode === 'switch' && r.exitCode === 4))) {
         const why = 'startError' in r ? r.startError : `${describeFailure(r)}\n${tailLines(r.stderr || r.stdout, 10)}`;
         throw new DesyncError('E_ROLLBACK', `re-activating the previous system ${previous} (${argv.join(' ')}) failed: ${why}`);
+      }
+      // Confirmed only when the running system is the target again.
+      const now = await side.current();
+      if (now !== previous) {
+        throw new DesyncError('E_ROLLBACK', `re-activating the previous system ${previous} (${argv.join(' ')}) exited ${r.exitCode}, but ${current} is ${now ?? 'missing'}, not ${previous}: the rollback is not confirmed`);
       }
       return `${previous} activated again`;
     },

@@ -61,8 +61,10 @@ export interface SystemSide {
    */
   finalize(toplevel: string, o: CallOptions): Promise<string | null>;
   /**
-   * Re-activates `previous` after `failed` was activated (rollback). Idempotent: nothing to do
-   * when `previous` already runs. Throws E_ROLLBACK when the previous system cannot be activated.
+   * Re-activates `previous` after `failed` was activated (rollback), also when the running-system
+   * link already names it (idempotent), and confirms it: `<runDir>/current-system` is `previous`
+   * again. Throws E_ROLLBACK when there is no previous system, its activation fails, or the
+   * result is not confirmed.
    */
   rollback(previous: string | null, failed: string, o: CallOptions): Promise<string>;
 }

@@ -15,7 +15,7 @@ import type { Logger } from '../util/log.js';
 import type { Decision, GateOutcome } from './policy.js';
 
 /** Stage names as recorded (journal, stage durations, the stage label of the metrics), in loop order. */
-export const STAGES = ['fetch', 'candidate', 'rollout', 'gate', 'system_build', 'activate', 'health', 'commit'] as const;
+export const STAGES = ['fetch', 'candidate', 'rollout', 'gate', 'system_build', 'activate', 'health', 'rollback', 'commit'] as const;
 export type StageName = (typeof STAGES)[number];
 
 export interface UpgradeDeps {
@@ -92,6 +92,8 @@ export interface RunContext {
   saveJournal(patch: Partial<Journal>): Promise<void>;
   /** Call options with the timeout `timeouts[key]`, the run's abort signal and child tracking. */
   call(key: keyof Config['timeouts']): CallOptions;
+  /** The same without the run's abort signal: a rollback is never cancelled by SIGTERM/SIGINT, only by its own timeout. */
+  uninterruptible(key: keyof Config['timeouts']): CallOptions;
 }
 
 export function makeRunId(now: Date): string {
@@ -105,12 +107,17 @@ export function timeoutMs(config: Config, key: keyof Config['timeouts']): number
 /** Runs one stage: journaled (crash recovery knows where the run died) and timed. */
 export async function stage(ctx: RunContext, name: StageName, fn: (ctx: RunContext) => Promise<void>): Promise<void> {
   if (ctx.signal?.aborted) throw new DesyncError('E_INTERRUPTED', `interrupted before stage ${name}; the committed pin set is kept`);
-  const s = Date.now();
   await ctx.saveJournal({ stage: name, child: null });
+  await timed(ctx, name, () => fn(ctx));
+}
+
+/** Records how long `fn` took as stage `name`, on the monotonic clock (a wall-clock jump never makes a duration negative). */
+export async function timed<T>(ctx: RunContext, name: StageName, fn: () => Promise<T>): Promise<T> {
+  const s = performance.now();
   try {
-    await fn(ctx);
+    return await fn();
   } finally {
-    ctx.res.stages[name] = (Date.now() - s) / 1000;
+    ctx.res.stages[name] = (performance.now() - s) / 1000;
   }
 }
 

@@ -4,7 +4,7 @@ import { acquireLock, type LockOwner } from '../state/lock.js';
 import type { Journal, MachineState } from '../state/model.js';
 import { createChannelSource } from '../source/channel.js';
 import { createNixosSystem } from '../system/nixos.js';
-import { errorMessage, isDesyncError } from '../util/errors.js';
+import { DesyncError, errorMessage, isDesyncError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import { processStartTime } from '../util/proc.js';
 import { makeRunId, rollbackReasonOf, stage, timeoutMs, type RunContext, type UpgradeDeps, type UpgradeOptions, type UpgradeResult } from './context.js';
@@ -29,12 +29,14 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
   const dryRun = opts.dryRun ?? false;
   const retry = opts.retry ?? false;
   const t0 = now();
+  // Durations come from the monotonic clock; `now` (the wall clock) only dates the run.
+  const m0 = performance.now();
   const res: UpgradeResult = {
     exitCode: 1, result: 'failure', dryRun, runId: makeRunId(t0), startedAt: t0.toISOString(), durationSeconds: 0,
     stages: {}, candidate: null, desyncs: [], evaluations: 0, error: null, stateProblems: [], recoveredRun: null,
   };
   // A dry run takes no lock and writes nothing (it may run beside the timer's run).
-  if (dryRun) return dryRunUpgrade(deps, res, now, retry);
+  if (dryRun) return dryRunUpgrade(deps, res, now, retry, m0);
   // Before the lock nothing inside the state directory changes: only its existence and safety.
   await deps.store.prepareDir();
   const lock = await acquireLock(deps.store.paths.lock, 'upgrade', { runId: res.runId });
@@ -45,7 +47,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
       ctx = await openRun(deps, res, now, false, lock.recoveredFrom, retry);
     } catch (err) {
       // Every run that took the lock is recorded, also when it failed before its first stage.
-      await recordEarlyFailure(deps, res, err, now, t0);
+      await recordEarlyFailure(deps, res, err, now, m0);
       return res;
     }
     try {
@@ -66,8 +68,9 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
     } catch (err) {
       await fail(ctx, err);
     } finally {
-      res.durationSeconds = (now().getTime() - t0.getTime()) / 1000;
-      await recordRun(ctx.store, ctx.next, res);
+      res.durationSeconds = (performance.now() - m0) / 1000;
+      // An unconfirmed activation stays in the journal for `recover` (the run is recorded once: its id is in the history).
+      await recordRun(ctx.store, ctx.next, res, { removeJournal: ctx.committed || ctx.journal.activation === null });
     }
     return res;
   } finally {
@@ -76,7 +79,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
 }
 
 /** A dry run: the gates and the decision, from the state as it is; no lock, no write of any kind. */
-async function dryRunUpgrade(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, retry: boolean): Promise<UpgradeResult> {
+async function dryRunUpgrade(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, retry: boolean, m0: number): Promise<UpgradeResult> {
   let ctx: RunContext;
   try {
     await deps.store.checkDir();
@@ -96,18 +99,19 @@ async function dryRunUpgrade(deps: UpgradeDeps, res: UpgradeResult, now: () => D
   } catch (err) {
     await fail(ctx, err);
   } finally {
-    res.durationSeconds = (now().getTime() - Date.parse(res.startedAt)) / 1000;
+    res.durationSeconds = (performance.now() - m0) / 1000;
   }
   return res;
 }
 
 /** A run that took the lock but failed before its journal (layout, recovery, unsafe set): recorded as a failure. */
-async function recordEarlyFailure(deps: UpgradeDeps, res: UpgradeResult, err: unknown, now: () => Date, t0: Date): Promise<void> {
-  res.result = 'failure';
+async function recordEarlyFailure(deps: UpgradeDeps, res: UpgradeResult, err: unknown, now: () => Date, m0: number): Promise<void> {
+  // A run that cannot return to a verified system (the dead run's rollback failed again) is itself a failed rollback.
+  res.result = isDesyncError(err, 'E_ROLLBACK') ? 'rollback_failed' : 'failure';
   res.exitCode = 1;
   res.error = resultError(err);
   deps.logger.error(res.error.message, { code: res.error.code });
-  res.durationSeconds = (now().getTime() - t0.getTime()) / 1000;
+  res.durationSeconds = (performance.now() - m0) / 1000;
   const read = await deps.store.readState({ repair: false });
   if (read.problems.length > 0) {
     // state.json cannot be trusted (the exporter reports it): keep it as it is, record the run in the history only.
@@ -125,7 +129,10 @@ async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, d
   const { env, source, system } = sidesOf(deps);
   // The layout and temp cleanup only with the lock held (a dry run changes nothing).
   if (!dryRun) await store.ensureLayout();
-  res.recoveredRun = await recoverInterruptedRun(store, source, log, now, { dryRun, deadHolder, newId: () => makeRunId(now()), system, systemTimeoutMs: timeoutMs(config, 'system') });
+  const recovered = await recoverInterruptedRun(store, source, log, now, { dryRun, deadHolder, newId: () => makeRunId(now()), system, systemTimeoutMs: timeoutMs(config, 'system') });
+  res.recoveredRun = recovered.id;
+  // A run never starts from an unverified system.
+  if (recovered.unverified !== null) throw unverifiedError(recovered.unverified);
   const read = await store.readState({ repair: !dryRun });
   res.stateProblems.push(...read.problems);
   for (const p of read.problems) {
@@ -135,7 +142,7 @@ async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, d
   if (prev.committed.setId !== null) await store.verifySet(prev.committed.setId);
   const journal: Journal = {
     version: 1, runId: res.runId, pid: process.pid, pidStartTime: processStartTime(process.pid), startedAt: res.startedAt,
-    stage: 'fetch', previousSetId: prev.committed.setId, candidateSetId: null, child: null, activation: null,
+    stage: 'fetch', previousSetId: prev.committed.setId, candidateSetId: null, child: null, activation: null, verdict: null,
   };
   const saveJournal = async (patch: Partial<Journal>): Promise<void> => {
     Object.assign(journal, patch);
@@ -150,6 +157,7 @@ async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, d
     candidate: null, gate: [], decision: null, built: null, previous: null, baseline: [], activated: false, committed: false,
     saveJournal,
     call: (key) => ({ timeoutMs: timeoutMs(config, key), signal: deps.signal, onSpawn }),
+    uninterruptible: (key) => ({ timeoutMs: timeoutMs(config, key), onSpawn }),
   };
   await saveJournal({});
   failpoint('after-journal');
@@ -203,12 +211,19 @@ export async function recoverOnly(deps: UpgradeDeps): Promise<string | null> {
   try {
     await store.ensureLayout();
     const { source, system } = sidesOf(deps);
-    return await recoverInterruptedRun(store, source, deps.logger, now, {
+    const r = await recoverInterruptedRun(store, source, deps.logger, now, {
       deadHolder: lock.recoveredFrom, newId: () => makeRunId(now()), system, systemTimeoutMs: timeoutMs(config, 'system'),
     });
+    if (r.unverified !== null) throw unverifiedError(r.unverified);
+    return r.id;
   } finally {
     await lock.release();
   }
+}
+
+function unverifiedError(why: string): DesyncError {
+  return new DesyncError('E_ROLLBACK', `the system is unverified: an interrupted run's unconfirmed system could not be rolled back (${why}); ` +
+    'nothing else happens until it is: fix the cause (see `nixos-desync status`), then run `nixos-desync recover`');
 }
 
 /** The run's environment, source and system side: the injected ones, else channel mode's defaults (wire.ts picks flake). */

@@ -29,5 +29,8 @@ export const FAILPOINTS = [
   'after-journal-removed',
 ] as const;
 
+/** Reached only when a run rolls back (a failed activation or health gate, or a signal after the activation). */
+export const ROLLBACK_FAILPOINTS = ['before-rollback', 'after-rollback'] as const;
+
 /** Reached only in flake mode (src/source/flake.ts expose): both locks kept, flake.lock replaced. */
 export const FLAKE_FAILPOINTS = ['after-flake-lock-kept', 'mid-flake-lock-write', 'after-flake-lock-write'] as const;

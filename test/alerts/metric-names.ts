@@ -82,7 +82,7 @@ export const ASSUMED_LABELS: Readonly<Record<string, Readonly<Record<string, rea
   ...Object.fromEntries(DESYNC_METRICS.map((m) => [m, { desync: null }])),
   nixos_desync_attempts_total: { desync: null, result: ['passed', 'failed'] },
   nixos_desync_pin_info: { desync: null, revision: null, path: null },
-  nixos_desync_runs_total: { result: ['success', 'failure', 'breach', 'rolled_back', 'held'] },
+  nixos_desync_runs_total: { result: ['success', 'failure', 'breach', 'rolled_back', 'rollback_failed', 'held'] },
   nixos_desync_rollbacks_total: { reason: ['activation', 'health'] },
   nixos_desync_system_source_info: { source: null, revision: null },
   nixos_desync_last_run_stage_duration_seconds: {

@@ -1,15 +1,15 @@
 // Drives runUpgrade in-process with the fake Nix of fake-nix.ts: one run released call by call,
 // and a byte-for-byte snapshot of a state directory (names, modes, file bytes, link targets).
-import { lstat, mkdir, readdir, readFile, readlink, symlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { GateRequest } from '../../src/nix/adapter.js';
-import { runUpgrade, type UpgradeResult } from '../../src/upgrade/run.js';
+import { recoverOnly, runUpgrade, type UpgradeResult } from '../../src/upgrade/run.js';
 import { createStateStore } from '../../src/state/store.js';
 import { createLogger } from '../../src/util/log.js';
 import type { RunOptions } from '../../src/util/exec.js';
-import { CallQueue, candidate, createFakeNix, createFakeRunner, fail, gateReport, ok } from './fake-nix.js';
+import { CallQueue, candidate, createFakeNix, createFakeRunner, fail, gateReport, ok, type PendingCall } from './fake-nix.js';
 
 /** Two desyncs: hm (budget 2) and syn (with a check); the system build is `sys-build`, activation `sys-switch`. */
 export function makeConfig(stateDir: string, extra: Record<string, unknown> = {}) {
@@ -35,21 +35,24 @@ export interface Harness {
   q: CallQueue;
   stateDir: string;
   lines: string[];
-  start(opts?: { dryRun?: boolean; retry?: boolean; now?: () => Date }): Promise<UpgradeResult>;
+  start(opts?: { dryRun?: boolean; retry?: boolean; now?: () => Date; signal?: AbortSignal }): Promise<UpgradeResult>;
+  /** `nixos-desync recover` on the same state directory. */
+  recover(): Promise<string | null>;
 }
 
 export function harness(config: TestConfig): Harness {
   const q = new CallQueue();
   const lines: string[] = [];
+  const deps = (o: { now?: () => Date; signal?: AbortSignal } = {}) => ({
+    config, nix: createFakeNix(q), run: createFakeRunner(q), store: createStateStore(config.stateDir), logger: createLogger({ write: (l: string) => lines.push(l) }),
+    now: o.now, signal: o.signal, env: { PATH: '/bin' },
+  });
   return {
     q,
     lines,
     stateDir: config.stateDir,
-    start: (opts = {}) =>
-      runUpgrade(
-        { config, nix: createFakeNix(q), run: createFakeRunner(q), store: createStateStore(config.stateDir), logger: createLogger({ write: (l) => lines.push(l) }), now: opts.now, env: { PATH: '/bin' } },
-        { dryRun: opts.dryRun, retry: opts.retry },
-      ),
+    start: (opts = {}) => runUpgrade(deps(opts), { dryRun: opts.dryRun, retry: opts.retry }),
+    recover: () => recoverOnly(deps()),
   };
 }
 
@@ -81,9 +84,27 @@ export async function leaveResult(opts: RunOptions, stateDir: string): Promise<s
   return top;
 }
 
+/** What `sys-switch` does to the host: `<runDir>/current-system` (runDir next to the state dir) names the toplevel it activated. */
+export async function switchTo(stateDir: string, toplevel: string): Promise<void> {
+  const runDir = join(stateDir, '..', 'run');
+  await mkdir(runDir, { recursive: true });
+  await rm(join(runDir, 'current-system'), { force: true });
+  await symlink(toplevel, join(runDir, 'current-system'));
+}
+
+/** Answers a `sys-switch` call (an activation or a rollback) as a working activation does: it switches, then exits 0. */
+export async function answerSwitch(c: PendingCall, stateDir: string): Promise<string> {
+  const argv = c.args[0] as string[];
+  expect(argv).toEqual(['sys-switch']);
+  const top = (c.args[1] as RunOptions).env!.NIXOS_DESYNC_TOPLEVEL!;
+  await switchTo(stateDir, top);
+  c.resolve(ok(argv));
+  return top;
+}
+
 export interface SystemOptions { systemFails?: boolean; activateFails?: boolean }
 
-/** Releases the system build (leaving ./result) and the activation (`sys-switch`). */
+/** Releases the system build (leaving ./result) and the activation (`sys-switch`, which switches current-system unless it fails). */
 export async function releaseSystem(h: Harness, o: SystemOptions = {}): Promise<void> {
   const b = await h.q.next('run');
   const argv = b.args[0] as string[];
@@ -92,8 +113,12 @@ export async function releaseSystem(h: Harness, o: SystemOptions = {}): Promise<
   b.resolve(o.systemFails ? fail(argv, 'error: system build failed', 100) : ok(argv));
   if (o.systemFails) return;
   const a = await h.q.next('run');
-  expect(a.args[0]).toEqual(['sys-switch']);
-  a.resolve(o.activateFails ? fail(a.args[0] as string[]) : ok(a.args[0] as string[]));
+  if (o.activateFails) {
+    expect(a.args[0]).toEqual(['sys-switch']);
+    a.resolve(fail(a.args[0] as string[]));
+  } else {
+    await answerSwitch(a, h.stateDir);
+  }
 }
 
 export async function fullRun(config: TestConfig, rev: string, o: DriveOptions & SystemOptions = {}) {

@@ -25,7 +25,7 @@ export const ACTIVATION_REVS: FakeRevision[] = [
   { label: 'rev3' },
 ];
 
-async function activationHost(root: string, name: string, extra: Record<string, unknown> = {}): Promise<DemoHost> {
+export async function activationHost(root: string, name: string, extra: Record<string, unknown> = {}): Promise<DemoHost> {
   return createDemoHost(join(root, name), {
     revisions: ACTIVATION_REVS,
     desyncs: {
@@ -37,18 +37,18 @@ async function activationHost(root: string, name: string, extra: Record<string, 
   });
 }
 
-async function upgrade(host: DemoHost, rev: string | null, ...flags: string[]) {
+export async function upgrade(host: DemoHost, rev: string | null, ...flags: string[]) {
   if (rev !== null) await host.useRevision(rev);
   return runCli(['upgrade', '--config', host.configPath, ...flags]);
 }
 
-const current = (host: DemoHost): Promise<string> => realpath(join(host.runDir, 'current-system'));
-const activations = async (host: DemoHost): Promise<string[]> =>
+export const current = (host: DemoHost): Promise<string> => realpath(join(host.runDir, 'current-system'));
+export const activations = async (host: DemoHost): Promise<string[]> =>
   (await readFile(join(host.runDir, 'activations'), 'utf8').catch(() => '')).split('\n').filter((l) => l !== '');
 const generations = async (host: DemoHost): Promise<string[]> => (await readdir(host.profilesDir)).filter((n) => /^system-\d+-link$/.test(n)).sort();
 
 /** Everything a rollback must leave exactly as it was. */
-async function snapshot(host: DemoHost) {
+export async function snapshot(host: DemoHost) {
   const pins = join(host.stateDir, 'pins');
   return {
     link: await readlink(pins),
@@ -60,7 +60,7 @@ async function snapshot(host: DemoHost) {
   };
 }
 
-async function statusOf(host: DemoHost) {
+export async function statusOf(host: DemoHost) {
   const r = await runCli(['status', '--config', host.configPath, '--json']);
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout);

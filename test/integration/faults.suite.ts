@@ -25,6 +25,13 @@ export const FAULT_REVS: FakeRevision[] = [
   { label: 'hang', sleep: { 'matrix-synapse': 300 } },
 ];
 
+/**
+ * The argv escape hatch as the contract asks of it: it activates exactly the toplevel it is
+ * given (`nixos-rebuild switch` would evaluate again, and its "rollback" would build the moved
+ * channel instead of the previous system: an unconfirmed rollback).
+ */
+export const ACTIVATE_TOPLEVEL = ['/bin/sh', '-c', 'exec "$NIXOS_DESYNC_TOPLEVEL/bin/switch-to-configuration" switch'];
+
 export async function faultHost(dir: string, extra: Record<string, unknown> = {}): Promise<DemoHost> {
   return createDemoHost(dir, {
     revisions: FAULT_REVS,
@@ -151,7 +158,7 @@ export function defineFaultSuite(root: () => string): void {
       expect(rec.stdout).toMatch(/recovered from an interrupted run/);
       expect(existsSync(join(host.stateDir, 'pins'))).toBe(false);
       expect(await readdir(join(host.stateDir, 'sets'))).toEqual([]);
-      await host.writeConfig({ system: { build: [process.execPath, FAKE_REBUILD, 'build', '--host', host.dir], activate: [process.execPath, FAKE_REBUILD, 'switch', '--host', host.dir] } });
+      await host.writeConfig({ system: { build: [process.execPath, FAKE_REBUILD, 'build', '--host', host.dir], activate: ACTIVATE_TOPLEVEL } });
       expect((await runCli(['upgrade', '--config', host.configPath])).code).toBe(0);
       // Three runs took the lock so far: the killed first run, its recovery, the clean run.
       let tookLock = 3;

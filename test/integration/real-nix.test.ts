@@ -16,6 +16,7 @@ import { defineFaultSuite } from './faults.suite.js';
 import { defineExporterDemoSuite } from './exporter-demo.suite.js';
 import { defineActivationSuite } from './activation.suite.js';
 import { defineIdentitySuite } from './identity.suite.js';
+import { defineRollbackSuite } from './rollback.suite.js';
 
 const HAVE_NIX = requireTools('nix-build', 'nix-instantiate', 'nix-store', 'nix-env', 'nix-channel', 'nix-collect-garbage', 'tar', 'xz');
 const env = { ...process.env, ...NIX_ENV };
@@ -282,6 +283,7 @@ describe.skipIf(!HAVE_NIX)('the desync upgrade loop with real Nix', () => {
 });
 
 if (HAVE_NIX) defineActivationSuite(() => root);
+if (HAVE_NIX) defineRollbackSuite(() => root);
 if (HAVE_NIX) defineFaultSuite(() => root);
 if (HAVE_NIX) defineIdentitySuite(() => root);
 defineExporterDemoSuite();

@@ -40,7 +40,7 @@ async function samplesAt(d: number): Promise<{ total: number; byFamily: Map<stri
     state.committed.pins[n] = { path, storePath: path, revision: 'c0ffee0000000000000000000000000000000001', desyncAge: 2, pinnedAt: at };
     state.desyncs[n] = { ...emptyDesyncRecord(), attempts: { passed: 5, failed: 2 }, consecutiveFailures: 2, lastAttempt: { at, result: 'failed' }, lastSuccessAt: at, behindSince: at };
   }
-  state.runs.total = { success: 10, failure: 2, breach: 1, rolled_back: 1 };
+  state.runs.total = { success: 10, failure: 2, breach: 1, rolled_back: 1, rollback_failed: 1 };
   // A rollback and a health gate happened; the running system was built by the loop from the pins.
   state.rollbacks = { total: { activation: 1, health: 1 }, last: { runId: 'r', at, reason: 'health', toplevel: '/nix/store/x', previous: null, error: 'x' } };
   state.health = { lastSuccess: true, lastAt: at };

@@ -36,7 +36,7 @@ describe('state store', () => {
     expect(r.problems).toEqual([]);
     expect(r.value.version).toBe(3);
     expect(r.value.committed.pins.hm).toEqual(pin);
-    expect(r.value.runs.total).toEqual({ success: 7, failure: 2, breach: 1, rolled_back: 0, held: 0 });
+    expect(r.value.runs.total).toEqual({ success: 7, failure: 2, breach: 1, rolled_back: 0, rollback_failed: 0, held: 0 });
     expect(r.value).toMatchObject({ rollbacks: { total: { activation: 0, health: 0 }, last: null }, health: { lastSuccess: null }, rejected: [], systems: {} });
     // Read-only: the file on disk changes only when the loop writes its next state.
     expect(JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')).version).toBe(1);

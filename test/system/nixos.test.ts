@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtemp, mkdir, symlink } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
@@ -27,7 +27,8 @@ describe('the NixOS system side: which commands an activation runs', () => {
     expect(sys.gated).toBe(true);
     await sys.activate(top, { timeoutMs: 1000 });
     await sys.finalize(top, { timeoutMs: 1000 });
-    await sys.rollback(prev, top, { timeoutMs: 1000 });
+    // The recorder switches nothing: the rollback ran, but current-system is not the target, so it is not confirmed.
+    await expect(sys.rollback(prev, top, { timeoutMs: 1000 })).rejects.toMatchObject({ code: 'E_ROLLBACK', message: expect.stringMatching(/the rollback is not confirmed/) });
     expect(calls.map((c) => c.argv)).toEqual([
       [`${top}/bin/switch-to-configuration`, 'test'],
       ['nix-env', '-p', '/p/system', '--set', top],
@@ -45,12 +46,42 @@ describe('the NixOS system side: which commands an activation runs', () => {
     const sys = createNixosSystem({ config, run, env: { NIXOS_DESYNC_ACTIVATION_UNIT: 'nixos-desync-activate' } });
     await sys.activate(top, { timeoutMs: 1000 });
     await sys.finalize(top, { timeoutMs: 1000 });
-    await sys.rollback(prev, top, { timeoutMs: 1000 });
+    await expect(sys.rollback(prev, top, { timeoutMs: 1000 })).rejects.toMatchObject({ code: 'E_ROLLBACK' });
     expect(calls.map((c) => c.argv)).toEqual([
       ['systemctl', 'start', 'nixos-desync-activate@test:nix-store-0123abcd\\x2dnixos\\x2dsystem\\x2dhost.service'],
       ['systemctl', 'start', 'nixos-desync-activate@boot:nix-store-0123abcd\\x2dnixos\\x2dsystem\\x2dhost.service'],
       ['systemctl', 'start', 'nixos-desync-activate@test:nix-store-4567efgh\\x2dnixos\\x2dsystem\\x2dhost.service'],
     ]);
+  });
+
+  it('a rollback is confirmed only when current-system is the target again; it re-activates also when the link already names it', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'nd-sys-'));
+    const [runDir, good, bad] = [join(root, 'run'), join(root, 'good-system'), join(root, 'bad-system')];
+    for (const d of [runDir, good, bad]) await mkdir(d);
+    const calls: string[][] = [];
+    // A switch-to-configuration that points current-system at its toplevel, or fails.
+    const switching = (exitCode: number) => async (argv: readonly string[], o: RunOptions): Promise<RunResult> => {
+      calls.push([...argv]);
+      if (exitCode === 0) {
+        await rm(join(runDir, 'current-system'), { force: true });
+        await symlink(argv[0]!.replace(/\/bin\/switch-to-configuration$/, ''), join(runDir, 'current-system'));
+      }
+      return { argv: [...argv], exitCode, signal: null, stdout: '', stderr: exitCode ? 'activation script failed' : '', timedOut: false, durationMs: 1 };
+    };
+    const config = parseConfig({ runDir });
+    await symlink(bad, join(runDir, 'current-system'));
+    expect(await createNixosSystem({ config, run: switching(0), env: {} }).rollback(good, bad, { timeoutMs: 1000 })).toBe(`${good} activated again`);
+    // Already the running system: activated again all the same (a killed activation may have stopped units).
+    expect(await createNixosSystem({ config, run: switching(0), env: {} }).rollback(good, bad, { timeoutMs: 1000 })).toBe(`${good} activated again`);
+    expect(calls).toHaveLength(2);
+    // The previous switch-to-configuration fails: E_ROLLBACK with its output.
+    await rm(join(runDir, 'current-system'));
+    await symlink(bad, join(runDir, 'current-system'));
+    await expect(createNixosSystem({ config, run: switching(1), env: {} }).rollback(good, bad, { timeoutMs: 1000 }))
+      .rejects.toMatchObject({ code: 'E_ROLLBACK', message: expect.stringMatching(/activation script failed/) });
+    // No previous system (first run): nothing to activate again.
+    await expect(createNixosSystem({ config, run: switching(0), env: {} }).rollback(null, bad, { timeoutMs: 1000 })).rejects.toMatchObject({ code: 'E_ROLLBACK' });
+    expect(calls).toHaveLength(3);
   });
 
   it('an argv system.activate gets NIXOS_DESYNC_TOPLEVEL; "boot" activates nothing now and has no health gate', async () => {

@@ -10,7 +10,7 @@ import { DesyncError } from '../../src/util/errors.js';
 import type { GateRequest } from '../../src/nix/adapter.js';
 import type { RunOptions } from '../../src/util/exec.js';
 import { CallQueue, candidate, createFakeNix, createFakeRunner, fail, gateReport, ok } from '../helpers/fake-nix.js';
-import { drive, fullRun, harness, leaveResult as leaveResultIn, makeConfig, releaseSystem, type Harness } from '../helpers/upgrade-harness.js';
+import { answerSwitch, drive, switchTo, fullRun, harness, leaveResult as leaveResultIn, makeConfig, releaseSystem, type Harness } from '../helpers/upgrade-harness.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -41,7 +41,7 @@ describe('runUpgrade with a fake Nix', () => {
     const store = createStateStore(config.stateDir);
     expect((await store.listSets()).length).toBe(1);
     const state = (await store.readState({ repair: false })).value;
-    expect(state.runs.total).toEqual({ success: 1, failure: 0, breach: 0, rolled_back: 0, held: 0 });
+    expect(state.runs.total).toEqual({ success: 1, failure: 0, breach: 0, rolled_back: 0, rollback_failed: 0, held: 0 });
     expect((await store.readHistory({ repair: false })).value.runs).toHaveLength(1);
   });
 
@@ -280,7 +280,7 @@ describe('crash between steps and recovery', () => {
     if (rollback) {
       const r = await h2.q.next('run');
       rollback(r.args[0] as string[], r.args[1] as RunOptions);
-      r.resolve(ok(r.args[0] as string[]));
+      await answerSwitch(r, crashed);
     }
     (await h2.q.next('updateChannel')).reject(new DesyncError('E_FETCH', 'offline'));
     return { res: await p2, lines: h2.lines };
@@ -304,8 +304,7 @@ describe('crash between steps and recovery', () => {
       // The system running before this run (what a rollback activates again).
       const previous = join(dir, 'store', 'previous-system');
       await mkdir(previous, { recursive: true });
-      await mkdir(config.runDir, { recursive: true });
-      await symlink(previous, join(config.runDir, 'current-system'));
+      await switchTo(config.stateDir, previous);
       const committedLink = await readlink(join(config.stateDir, 'pins'));
       const h = harness(config);
       const p = h.start();
@@ -332,12 +331,10 @@ describe('crash between steps and recovery', () => {
         const a = await h.q.next('run');
         if (point === 'during-activate') {
           // The activation has switched the running system when the run dies.
-          const built = (a.args[1] as RunOptions).env!.NIXOS_DESYNC_TOPLEVEL!;
-          await rm(join(config.runDir, 'current-system'));
-          await symlink(built, join(config.runDir, 'current-system'));
+          await switchTo(config.stateDir, (a.args[1] as RunOptions).env!.NIXOS_DESYNC_TOPLEVEL!);
           await crashCopy(config.stateDir, crashed);
         }
-        a.resolve(ok(['sys-switch']));
+        await answerSwitch(a, config.stateDir);
       }
       await p;
       // Killed before its commit point, every run leaves the committed set; one killed during

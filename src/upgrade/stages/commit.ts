@@ -2,6 +2,8 @@
 // sources (provenance); the older sets (with their GC roots) go; the healthy system becomes a
 // profile generation and the boot default; then the source makes the set durable its own way
 // (flake: git commit of flake.lock).
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { SystemSources } from '../../state/model.js';
 import { pruneSystems } from '../../system/generations.js';
 import { failpoint } from '../../util/failpoint.js';
@@ -26,6 +28,8 @@ export async function commitStage(ctx: RunContext): Promise<void> {
   ctx.committed = true;
   failpoint('after-commit');
   for (const id of await store.listSets()) if (id !== res.runId) await store.removeSet(id);
+  // Committed: no rollback is due any more, so its target needs no root of its own.
+  await rm(join(store.setDir(res.runId), 'roots', 'rollback-target'), { force: true });
   failpoint('after-old-sets-removed');
   log.info(`commit     pin set ${res.runId} committed (${Object.keys(decision!.pins).length} pins)`, { stage: 'commit', setId: res.runId });
   if (toplevel !== null) {

@@ -3,8 +3,8 @@ import { formatSeconds } from '../../util/duration.js';
 import type { RunContext } from '../context.js';
 
 export async function fetchStage(ctx: RunContext): Promise<void> {
-  const s = Date.now();
+  const s = performance.now();
   const f = await ctx.source.fetch({ ...ctx.call('channel'), dryRun: ctx.dryRun });
-  const took = f.skipped ? '' : ` (${formatSeconds((Date.now() - s) / 1000)})`;
+  const took = f.skipped ? '' : ` (${formatSeconds((performance.now() - s) / 1000)})`;
   ctx.log.info(`fetch      ${f.message}${took}`, { stage: 'fetch', ...(f.skipped ? { skipped: true } : {}) });
 }

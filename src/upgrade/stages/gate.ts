@@ -28,7 +28,7 @@ export async function gateStage(ctx: RunContext): Promise<void> {
 async function runGate(ctx: RunContext, names: string[], candidate: Candidate): Promise<GateOutcome[]> {
   const { config, log } = ctx;
   if (names.length === 0) return [];
-  const s = Date.now();
+  const s = performance.now();
   // The same nixpkgs arguments as the system's import: its platform, no ambient overlays (gate-expr.ts).
   const system = await runningSystemPlatform(config.runDir);
   const report = await ctx.nix.buildGates(
@@ -36,11 +36,11 @@ async function runGate(ctx: RunContext, names: string[], candidate: Candidate): 
     ctx.call('build'),
   );
   ctx.res.evaluations = report.evaluations;
-  log.info(`gate       built requireBuilds of ${names.length} desync(s) with ${report.evaluations} evaluation(s) (${formatSeconds((Date.now() - s) / 1000)})`,
+  log.info(`gate       built requireBuilds of ${names.length} desync(s) with ${report.evaluations} evaluation(s) (${formatSeconds((performance.now() - s) / 1000)})`,
     { stage: 'gate', evaluations: report.evaluations });
   const out: GateOutcome[] = [];
   for (const name of names) {
-    const t = Date.now();
+    const t = performance.now();
     const b = report.results.get(name) ?? { desync: name, ok: false, attrs: [], error: 'no build result' };
     if (!b.ok) {
       const failed = b.attrs.filter((a) => !a.ok);
@@ -77,7 +77,7 @@ async function runGate(ctx: RunContext, names: string[], candidate: Candidate): 
       continue;
     }
     const checks = config.desyncs[name]!.checks.length;
-    log.info(`gate       ${name}: passed (${b.attrs.length} attr(s) built, ${checks} check(s)) (${formatSeconds((Date.now() - t) / 1000)})`,
+    log.info(`gate       ${name}: passed (${b.attrs.length} attr(s) built, ${checks} check(s)) (${formatSeconds((performance.now() - t) / 1000)})`,
       { stage: 'gate', desync: name, result: 'passed' });
     out.push({ name, passed: true });
   }
