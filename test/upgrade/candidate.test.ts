@@ -9,7 +9,7 @@ import type { Candidate, GateRequest } from '../../src/nix/adapter.js';
 import { createStateStore } from '../../src/state/store.js';
 import type { RunOptions } from '../../src/util/exec.js';
 import { fail, gateReport, ok } from '../helpers/fake-nix.js';
-import { harness, leaveResult, makeConfig, type TestConfig } from '../helpers/upgrade-harness.js';
+import { answerSwitch, harness, leaveResult, makeConfig, type TestConfig } from '../helpers/upgrade-harness.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -53,7 +53,13 @@ async function run(config: TestConfig, c: Candidate, o: Step = {}) {
     if (!o.systemFails) await leaveResult(build.args[1] as RunOptions, config.stateDir);
     build.resolve(o.systemFails ? fail(argv, 'error: system build failed', 100) : ok(argv));
     const act = await Promise.race([ended, h.q.next('run')]);
-    if (act !== null) act.resolve(o.activateFails ? fail(act.args[0] as string[]) : ok(act.args[0] as string[]));
+    if (act !== null) {
+      if (o.activateFails) act.resolve(fail(act.args[0] as string[]));
+      else await answerSwitch(act, config.stateDir);
+      // A rollback activates the previous system again (and is confirmed: it switches to it).
+      const rollback = await Promise.race([ended, h.q.next('run')]);
+      if (rollback !== null) await answerSwitch(rollback, config.stateDir);
+    }
   }
   return { res: await p, h, gated: true };
 }
