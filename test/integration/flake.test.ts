@@ -322,6 +322,27 @@ describe.skipIf(!HAVE_NIX)('flake mode with real Nix flakes', () => {
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);
   });
 
+  it('commitLockFile with a git commit that fails (signing): exit 1 with git\'s output, the new system stays active and committed, flake.lock in place (#18.8)', async () => {
+    const host = await newHost('commit-fails', { flake: { path: join(root, 'commit-fails', 'etc-nixos'), host: 'demo', input: 'nixpkgs', commitLockFile: true } });
+    expect((await upgrade(host, 'rev1')).code).toBe(0);
+    host.git('config', 'commit.gpgsign', 'true');
+    host.git('config', 'gpg.program', '/bin/false');
+    const head = host.git('rev-parse', 'HEAD');
+    const r = await upgrade(host, 'rev2', '--json');
+    expect(r.code, r.stderr).toBe(1);
+    const res = JSON.parse(r.stdout);
+    expect(res).toMatchObject({ result: 'failure', error: { code: 'E_FLAKE_LOCK' } });
+    expect(res.error.message).toMatch(/git commit of \S+\/flake\.lock failed: .*the new flake\.lock is in place \(commit it yourself\)[\s\S]*gpg/);
+    expect(r.stderr).toMatch(/git commit of \S+\/flake\.lock failed/);
+    expect(host.git('rev-parse', 'HEAD')).toBe(head);
+    // The new system runs and is the profile's newest generation; the state says the same.
+    expect(await systemPackages(host)).toMatch(/hello-rev2/);
+    expect((await lockedRevs(host.lockFile)).nixpkgs).toBe(host.revOf('rev2'));
+    const st = JSON.parse((await runCli(['status', '--config', host.configPath, '--json'])).stdout);
+    expect(st.system.sources.nixpkgs.revision).toBe(host.revOf('rev2'));
+    expect(st.lastRun.result).toBe('failure');
+  });
+
   it('kill -9 at every step boundary: flake.lock is always one complete version, and recovery leaves the committed one', async () => {
     const host = await newHost('kill');
     expect((await upgrade(host, 'rev1')).code).toBe(0);
