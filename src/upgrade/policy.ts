@@ -1,6 +1,6 @@
 // The pin rules, as pure functions: passed → follow the candidate (lag 0); failed → keep the
-// pin (lag + 1, unless the pin already is the candidate); breach when failing at
-// lag ≥ maxLagRebuilds (so 0 = never stay behind) or behind ≥ maxBehind.
+// pin (lag + 1, unless the pin already is the candidate, or the run stops before the rebuild);
+// breach when failing at lag ≥ maxLagRebuilds (so 0 = never stay behind) or behind ≥ maxBehind.
 import type { Config } from '../config/schema.js';
 import type { Candidate } from '../nix/adapter.js';
 import { emptyDesyncRecord, type DesyncRecord, type Pin, type RunDesyncOutcome } from '../state/model.js';
@@ -78,7 +78,7 @@ export function decide(input: {
     const behindSec = (now.getTime() - Date.parse(behindSince)) / 1000;
     const reasons: string[] = [];
     if (prevPin && cfg.maxLagRebuilds !== null && prevPin.desyncAge >= cfg.maxLagRebuilds) {
-      reasons.push(`lag ${prevPin.desyncAge} ≥ maxLagRebuilds ${cfg.maxLagRebuilds}`);
+      reasons.push(LAG_REASON); // worded below, with the lag this run ends with
     }
     const maxBehind = maxBehindSeconds(cfg.maxBehind);
     if (prevPin && maxBehind !== null && behindSec >= maxBehind) {
@@ -102,6 +102,30 @@ export function decide(input: {
     d.pins[g.name] = { ...prevPin, desyncAge: prevPin.desyncAge + 1 };
     if (breached) d.breached.push(g.name);
     d.outcomes.push({ name: g.name, result: 'failed', lagRebuilds: prevPin.desyncAge + 1, breached, revision: prevPin.revision, error: g.error ?? null });
+  }
+  return oneLag(d, config, prevPins);
+}
+
+const LAG_REASON = '\0lag';
+
+/**
+ * One lag number everywhere (pin line, breach reason, run result, status): the rebuilds since
+ * the pin last followed the channel, counting this run only when it rebuilds the system. A run
+ * that stops here (a breach with onBreach "fail", a desync with no pin) rebuilds nothing, so a
+ * failed desync keeps its committed lag and the breach reads "lag N ≥ maxLagRebuilds M";
+ * a run that goes on counts itself, and the same breach reads "lag N+1 > maxLagRebuilds M".
+ */
+function oneLag(d: Decision, config: Config, prevPins: Record<string, Pin>): Decision {
+  const stops = d.noPin.length > 0 || (d.breached.length > 0 && config.onBreach === 'fail');
+  for (const o of d.outcomes) {
+    const prevPin = prevPins[o.name];
+    const rec = d.records[o.name]!;
+    if (o.result !== 'failed' || !prevPin || d.noPin.includes(o.name)) continue;
+    if (stops && rec.behindSince !== null) o.lagRebuilds = prevPin.desyncAge;
+    if (rec.breachReason?.includes(LAG_REASON)) {
+      const max = config.desyncs[o.name]!.maxLagRebuilds;
+      rec.breachReason = rec.breachReason.replace(LAG_REASON, stops ? `lag ${o.lagRebuilds} ≥ maxLagRebuilds ${max}` : `lag ${o.lagRebuilds} > maxLagRebuilds ${max}`);
+    }
   }
   return d;
 }

@@ -73,7 +73,7 @@ describe('candidate identity: the tree, not its revision label', () => {
     const { res, h } = await run(config, tree('b'), { failing: ['hm'] });
     expect(res.result).toBe('breach');
     expect(res.exitCode).toBe(1);
-    expect(res.desyncs).toEqual([expect.objectContaining({ name: 'hm', result: 'failed', breached: true, lagRebuilds: 1 })]);
+    expect(res.desyncs).toEqual([expect.objectContaining({ name: 'hm', result: 'failed', breached: true, lagRebuilds: 0 })]); // onBreach "fail": nothing rebuilt, the lag stays
     expect(h.lines.join('')).toMatch(/BREACH: lag 0 ≥ maxLagRebuilds 0/);
   });
 

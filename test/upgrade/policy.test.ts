@@ -79,3 +79,27 @@ describe('pin rules', () => {
     expect(d.pins.z).toMatchObject({ path: older.path, desyncAge: 1 });
   });
 });
+
+// Issue 22: one lag number in the pin line, the breach reason, the run result and status.
+describe('one lag number', () => {
+  const gateFail = (names: string[]) => names.map((name) => ({ name, passed: false }));
+  it('onBreach "fail": the run stops before the rebuild, so every failed desync keeps its committed lag', () => {
+    const config = parseConfig({ desyncs: { a: { maxLagRebuilds: 1 }, b: {} } });
+    const d = decide({ config, prevPins: { a: pin(1), b: pin(4) }, prevRecords: {}, gate: gateFail(['a', 'b']), candidate: cand, now });
+    expect(d.breached).toEqual(['a']);
+    expect(d.outcomes.map((o) => [o.name, o.lagRebuilds])).toEqual([['a', 1], ['b', 4]]);
+    expect(d.records.a!.breachReason).toBe('lag 1 ≥ maxLagRebuilds 1');
+  });
+  it('onBreach "continue": the run rebuilds with the stale pin, so the lag counts it, and the breach says the same number', () => {
+    const config = parseConfig({ onBreach: 'continue', desyncs: { a: { maxLagRebuilds: 1 } } });
+    const d = decide({ config, prevPins: { a: pin(1) }, prevRecords: {}, gate: gateFail(['a']), candidate: cand, now });
+    expect(d.outcomes[0]).toMatchObject({ lagRebuilds: 2, breached: true });
+    expect(d.pins.a!.desyncAge).toBe(2);
+    expect(d.records.a!.breachReason).toBe('lag 2 > maxLagRebuilds 1');
+  });
+  it('no breach: lag + 1 in the outcome and the pin alike', () => {
+    const config = parseConfig({ desyncs: { a: { maxLagRebuilds: 5 } } });
+    const d = decide({ config, prevPins: { a: pin(1) }, prevRecords: {}, gate: gateFail(['a']), candidate: cand, now });
+    expect([d.outcomes[0]!.lagRebuilds, d.pins.a!.desyncAge]).toEqual([2, 2]);
+  });
+});

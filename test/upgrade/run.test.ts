@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { runUpgrade, type UpgradeResult } from '../../src/upgrade/run.js';
 import { createStateStore } from '../../src/state/store.js';
+import { collectStatus } from '../../src/cli/status.js';
 import { createLogger } from '../../src/util/log.js';
 import { DesyncError } from '../../src/util/errors.js';
 import type { GateRequest } from '../../src/nix/adapter.js';
@@ -97,6 +98,12 @@ describe('runUpgrade with a fake Nix', () => {
     expect(res.exitCode).toBe(1);
     expect(res.result).toBe('breach');
     expect(res.error?.message).toMatch(/hm breached its budget \(lag 2 ≥ maxLagRebuilds 2\)/);
+    // One lag number: the pin line, the run result and (below) status all say 2/2 — the
+    // system was not rebuilt, so the lag did not move.
+    expect(h.lines.join('')).toMatch(/pin +hm: stays on rev1 \(lag 2\/2,.*BREACH: lag 2 ≥ maxLagRebuilds 2/);
+    expect(res.desyncs.find((d) => d.name === 'hm')).toMatchObject({ lagRebuilds: 2, breached: true });
+    const doc = await collectStatus(config);
+    expect(doc.desyncs.find((d) => d.name === 'hm')).toMatchObject({ lagRebuilds: 2, maxLagRebuilds: 2, breached: true });
     expect(h.q.log.filter((c) => c.method === 'run').map((c) => (c.args[0] as string[])[0])).not.toContain('sys-build');
     expect(await pinFile(config.stateDir, 'hm')).toContain('desyncAge = 2;');
     const store = createStateStore(config.stateDir);
