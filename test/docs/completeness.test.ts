@@ -27,14 +27,21 @@ function lacking(names: Iterable<string>, documented: Set<string>, where: string
   return [...names].filter((n) => !documented.has(n)).map((n) => `${n}: not documented — add it to ${where}`);
 }
 
+const CONTRACT_NOT_YET_SERVED = ['nixos_desync_system_unverified'];
+
 describe('metrics', () => {
+  it('the not-yet-served contract metrics are really not in the catalog (else drop them from the list)', () => {
+    expect(CONTRACT_NOT_YET_SERVED.filter((n) => n in CATALOG)).toEqual([]);
+  });
   const md = read('docs/metrics.md');
   const rows = new Set(tableNames(md));
   it('every metric of src/metrics/catalog.ts has a row in docs/metrics.md', () => {
     expect(lacking(Object.keys(CATALOG), rows, 'a table in docs/metrics.md (`| `name` | type | labels | meaning | absent when |`)')).toEqual([]);
   });
   it('every nixos_desync_* metric named in README.md and docs/ exists (no stale names)', () => {
-    const known = new Set(Object.keys(CATALOG));
+    // Contract metrics (fixed names) that other parts' docs already use while the exporter does
+    // not serve them yet; each leaves this list when it enters the catalog (test below).
+    const known = new Set([...Object.keys(CATALOG), ...CONTRACT_NOT_YET_SERVED]);
     const stale: string[] = [];
     for (const f of DOC_FILES) {
       read(f).split('\n').forEach((line, i) => {
@@ -119,7 +126,7 @@ describe('config keys', () => {
   const endpoint = endpointAt < 0 ? [] : tableNames(md.slice(endpointAt, md.indexOf('\n## ', endpointAt + 5) >>> 0));
   for (const k of keys) {
     const m = /^(.*\.prometheus)\.(.+)$/.exec(k);
-    if (m && endpoint.includes(m[2]!)) table.add(k);
+    if (m && endpoint.some((e) => m[2] === e || m[2]!.startsWith(`${e}.`))) table.add(k);
   }
   it('finds the schema keys', () => expect(keys.size).toBeGreaterThan(30));
   it('every key of src/config/schema.ts has a row in docs/configuration.md (an object: its keys do)', () => {
