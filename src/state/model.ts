@@ -124,6 +124,8 @@ export const runDesyncOutcomeSchema = z.object({
   breached: z.boolean(),
   revision: z.string().nullable(),
   error: z.string().nullable().default(null),
+  /** Failed at the health gate (held back at runtime, step 8b) rather than its own gate. */
+  stage: z.enum(['gate', 'health']).optional(),
 });
 export type RunDesyncOutcome = z.infer<typeof runDesyncOutcomeSchema>;
 

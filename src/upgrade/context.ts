@@ -6,7 +6,7 @@ import type { CallOptions, Candidate, NixAdapter } from '../nix/adapter.js';
 import type { Source } from '../source/source.js';
 import type { StateProblem, StateStore } from '../state/store.js';
 import type { Journal, MachineState, RunDesyncOutcome, RunResult as RunOutcome } from '../state/model.js';
-import type { BuiltSystem, SystemSide } from '../system/system.js';
+import type { BuiltSystem, HealthFailure, SystemSide } from '../system/system.js';
 import type { HoldReason, RollbackReason } from '../state/model.js';
 import { DesyncError } from '../util/errors.js';
 import type { Runner } from '../util/exec.js';
@@ -55,6 +55,20 @@ export interface UpgradeResult {
   recoveredRun: string | null;
   /** A run held by the rollout (result `held`): why. */
   held?: { reason: HoldReason; message: string };
+  /** Step 8b ran (a runtime hold-back): the culprits, their evidence, the extra activation. */
+  holdBack?: HoldBackOutcome;
+}
+
+/** What the run did at step 8b (runtime hold-back): the upgrade's output and `--json`. */
+export interface HoldBackOutcome {
+  /** Culprit → the failures attributed to it (unit/check name, reason, tail). */
+  culprits: Record<string, HealthFailure[]>;
+  /** Activations of the live host in this run (1 without a hold-back). */
+  activations: number;
+  /** System builds (each one Nix evaluation) in this run. */
+  systemBuilds: number;
+  /** The second gate's verdict. */
+  healthy: boolean;
 }
 
 export interface RunContext {
@@ -117,13 +131,14 @@ export async function timed<T>(ctx: RunContext, name: StageName, fn: () => Promi
   try {
     return await fn();
   } finally {
-    ctx.res.stages[name] = (performance.now() - s) / 1000;
+    // A stage that runs twice (the hold-back's second build and activation) adds up.
+    ctx.res.stages[name] = (ctx.res.stages[name] ?? 0) + (performance.now() - s) / 1000;
   }
 }
 
 /** A failure after activation: the run rolls back (activation or health gate). */
-export function rollbackNeeded(reason: RollbackReason, message: string, cause?: unknown): DesyncError {
-  return new DesyncError(reason === 'health' ? 'E_HEALTH' : 'E_ACTIVATE', message, { cause, details: { rollback: reason } });
+export function rollbackNeeded(reason: RollbackReason, message: string, cause?: unknown, details: Record<string, unknown> = {}): DesyncError {
+  return new DesyncError(reason === 'health' ? 'E_HEALTH' : 'E_ACTIVATE', message, { cause, details: { ...details, rollback: reason } });
 }
 
 export function rollbackReasonOf(err: unknown): RollbackReason | null {

@@ -11,6 +11,8 @@ export interface GateOutcome {
   passed: boolean;
   /** One-line reason of a failure (first failing attribute or check). */
   error?: string;
+  /** Where it failed: its gate (default) or, held back at runtime (step 8b), the health gate. */
+  stage?: 'gate' | 'health';
 }
 
 export interface Decision {
@@ -101,7 +103,7 @@ export function decide(input: {
     }
     d.pins[g.name] = { ...prevPin, desyncAge: prevPin.desyncAge + 1 };
     if (breached) d.breached.push(g.name);
-    d.outcomes.push({ name: g.name, result: 'failed', lagRebuilds: prevPin.desyncAge + 1, breached, revision: prevPin.revision, error: g.error ?? null });
+    d.outcomes.push({ name: g.name, result: 'failed', lagRebuilds: prevPin.desyncAge + 1, breached, revision: prevPin.revision, error: g.error ?? null, ...(g.stage === 'health' ? { stage: 'health' as const } : {}) });
   }
   return oneLag(d, config, prevPins);
 }

@@ -17,6 +17,7 @@ import { buildStage } from './stages/build.js';
 import { commitStage } from './stages/commit.js';
 import { activateStage } from './stages/activate.js';
 import { verifyStage } from './stages/verify.js';
+import { holdBackStage } from './stages/holdback.js';
 import { recordRun } from './stages/record.js';
 import { rollbackRun } from './stages/rollback.js';
 import { holdRun, rolloutStage } from './stages/rollout.js';
@@ -61,7 +62,8 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
       failpoint('after-system-build');
       if (ctx.system.gated) {
         await stage(ctx, 'activate', activateStage);
-        await stage(ctx, 'health', verifyStage);
+        // Step 8b: a failure claimed by desyncs that moved holds those back and tries once more.
+        await stage(ctx, 'health', verifyStage).catch((err: unknown) => holdBackStage(ctx, err));
       }
       await stage(ctx, 'commit', commitStage);
       succeed(ctx);

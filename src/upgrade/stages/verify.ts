@@ -25,5 +25,5 @@ export async function verifyStage(ctx: RunContext): Promise<void> {
   }
   const names = report.failures.map((f) => `${f.kind} ${f.name} (${f.reason})`).join('; ');
   const tails = report.failures.filter((f) => f.tail).map((f) => `${f.kind} ${f.name}:\n${f.tail}`).join('\n');
-  throw rollbackNeeded('health', `health gate failed for ${toplevel}: ${names}${tails ? '\n' + tails : ''}`);
+  throw rollbackNeeded('health', `health gate failed for ${toplevel}: ${names}${tails ? '\n' + tails : ''}`, undefined, { failures: report.failures });
 }

@@ -1,0 +1,187 @@
+// Step 8b with a fake Nix and a fake system whose health depends on the revisions the activated
+// system was built from (the pins the build saw): the declared culprit is held back and the host
+// still upgrades; an unclaimed failure, attribute off, or a second failure rejects the candidate.
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runUpgrade, type UpgradeResult } from '../../src/upgrade/run.js';
+import { createStateStore } from '../../src/state/store.js';
+import { createLogger } from '../../src/util/log.js';
+import type { GateRequest } from '../../src/nix/adapter.js';
+import type { HealthFailure, SystemSide } from '../../src/system/system.js';
+import { CallQueue, candidate, createFakeNix, createFakeRunner, gateReport } from '../helpers/fake-nix.js';
+import { makeConfig, type TestConfig } from '../helpers/upgrade-harness.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'desync-holdback-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+type Revs = Record<string, string>;
+
+/** A system whose toplevel is the pin revisions its build saw; `broken` says what fails once it runs. */
+function fakeSystem(stateDir: string, broken: (revs: Revs) => HealthFailure[]) {
+  const built = new Map<string, Revs>();
+  const s = { current: '/top/initial', activations: [] as string[], builds: 0, rollbacks: 0 };
+  const side: SystemSide = {
+    mode: 'switch',
+    gated: true,
+    async build() {
+      s.builds += 1;
+      const revs: Revs = {};
+      for (const f of (await readdir(join(stateDir, 'pins'))).sort()) {
+        revs[f.replace(/\.nix$/, '')] = /revision = "([^"]*)"/.exec(await readFile(join(stateDir, 'pins', f), 'utf8'))![1]!;
+      }
+      const toplevel = `/top/${Object.entries(revs).map(([n, r]) => `${n}-${r}`).join('_')}`;
+      built.set(toplevel, revs);
+      return { toplevel, command: 'fake-build', durationMs: 1 };
+    },
+    current: async () => s.current,
+    failedUnits: async () => [],
+    async activate(toplevel) {
+      s.activations.push(toplevel);
+      s.current = toplevel;
+      return `activated ${toplevel}`;
+    },
+    async health(toplevel) {
+      const failures = broken(built.get(toplevel) ?? {});
+      return { ok: failures.length === 0, failures, checked: { units: true, checks: 0 } };
+    },
+    finalize: async () => null,
+    async rollback(previous) {
+      s.rollbacks += 1;
+      s.current = previous ?? s.current;
+      return `rolled back to ${previous}`;
+    },
+  };
+  return { side, s };
+}
+
+function config(health: Record<string, unknown> = {}): TestConfig {
+  return makeConfig(join(dir, 'state'), {
+    desyncs: {
+      hm: { requireBuilds: ['home-manager'], units: ['home-manager-*.service'] },
+      syn: { requireBuilds: ['matrix-synapse'], units: ['matrix-synapse.service'], maxLagRebuilds: 3 },
+    },
+    health: { settle: '0s', failedUnits: false, ...health },
+  });
+}
+
+async function run(cfg: TestConfig, sys: SystemSide, rev: string, lines: string[] = []): Promise<UpgradeResult> {
+  const q = new CallQueue();
+  const p = runUpgrade({
+    config: cfg, nix: createFakeNix(q), run: createFakeRunner(q), store: createStateStore(cfg.stateDir),
+    logger: createLogger({ write: (l) => lines.push(l) }), system: sys, env: { PATH: '/bin' },
+  });
+  (await q.next('updateChannel')).resolve(undefined);
+  (await q.next('resolveCandidate')).resolve(candidate(rev));
+  const g = await q.next('buildGates');
+  g.resolve(gateReport(g.args[0] as GateRequest[]));
+  return p;
+}
+
+const synUnit: HealthFailure = { kind: 'unit', name: 'matrix-synapse.service', reason: 'failed after activation', tail: 'synapse: ImportError: no module named twisted' };
+/** matrix-synapse fails at revision r2 (its own unit). */
+const synBrokenAtR2 = (revs: Revs): HealthFailure[] => (revs.syn === 'r2' ? [synUnit] : []);
+
+describe('runtime hold-back (step 8b)', () => {
+  it('a failure claimed by a desync that moved: that desync stays on its pin, the host is upgraded (2 builds, 2 activations)', async () => {
+    const cfg = config();
+    const { side, s } = fakeSystem(cfg.stateDir, synBrokenAtR2);
+    expect((await run(cfg, side, 'r1')).result).toBe('success');
+    const lines: string[] = [];
+    const res = await run(cfg, side, 'r2', lines);
+    expect(res.result).toBe('success');
+    expect(res.exitCode).toBe(0);
+    expect(s.current).toBe('/top/hm-r2_syn-r1');
+    expect(s.activations).toEqual(['/top/hm-r1_syn-r1', '/top/hm-r2_syn-r2', '/top/hm-r2_syn-r1']);
+    expect(s.rollbacks).toBe(1);
+    expect(res.holdBack).toMatchObject({ activations: 2, systemBuilds: 2, healthy: true });
+    expect(Object.keys(res.holdBack!.culprits)).toEqual(['syn']);
+    expect(res.desyncs.find((d) => d.name === 'syn')).toMatchObject({ result: 'failed', lagRebuilds: 1, revision: 'r1', stage: 'health' });
+    expect(res.desyncs.find((d) => d.name === 'hm')).toMatchObject({ result: 'passed', revision: 'r2' });
+    const out = lines.join('\n');
+    expect(out).toContain('syn: held back at its pin — unit matrix-synapse.service (failed after activation)');
+    expect(out).toContain('ImportError: no module named twisted');
+    const state = await createStateStore(cfg.stateDir).readState({ repair: false });
+    expect(state.value.committed.pins.syn).toMatchObject({ revision: 'r1', desyncAge: 1 });
+    expect(state.value.committed.pins.hm).toMatchObject({ revision: 'r2', desyncAge: 0 });
+    expect(state.value.desyncs.syn!.lastAttempt).toMatchObject({ result: 'failed' });
+    expect(state.value.desyncs.syn!.lastAttempt!.error).toContain('health: unit matrix-synapse.service');
+    expect(state.value.rejected).toEqual([]);
+  });
+
+  it("a failing desync's own healthChecks entry is attributed to it", async () => {
+    const cfg = config();
+    const check: HealthFailure = { kind: 'check', name: 'hm-smoke', reason: 'exit 1', tail: 'no profile', desync: 'hm' };
+    const { side, s } = fakeSystem(cfg.stateDir, (revs) => (revs.hm === 'r2' ? [check] : []));
+    await run(cfg, side, 'r1');
+    const res = await run(cfg, side, 'r2');
+    expect(res.result).toBe('success');
+    expect(s.current).toBe('/top/hm-r1_syn-r2');
+    expect(res.desyncs.find((d) => d.name === 'hm')).toMatchObject({ result: 'failed', lagRebuilds: 1, stage: 'health' });
+  });
+
+  it('a failure nobody claims: the candidate is rolled back and rejected whole (1 activation)', async () => {
+    const cfg = config();
+    const foreign: HealthFailure = { kind: 'unit', name: 'nginx.service', reason: 'failed', tail: '' };
+    const { side, s } = fakeSystem(cfg.stateDir, (revs) => (revs.syn === 'r2' ? [synUnit, foreign] : []));
+    await run(cfg, side, 'r1');
+    const lines: string[] = [];
+    const res = await run(cfg, side, 'r2', lines);
+    expect(res.result).toBe('rolled_back');
+    expect(res.holdBack).toBeUndefined();
+    expect(s.activations).toHaveLength(2);
+    expect(s.current).toBe('/top/hm-r1_syn-r1');
+    expect(lines.join('\n')).toContain('not claimed by a desync that moved: unit nginx.service');
+    const state = await createStateStore(cfg.stateDir).readState({ repair: false });
+    expect(state.value.rejected.map((r) => r.revision)).toEqual(['r2']);
+    expect(state.value.committed.pins.syn).toMatchObject({ revision: 'r1', desyncAge: 0 });
+  });
+
+  it('health.attribute false: a claimed failure still rejects the candidate whole', async () => {
+    const cfg = config({ attribute: false });
+    const { side, s } = fakeSystem(cfg.stateDir, synBrokenAtR2);
+    await run(cfg, side, 'r1');
+    const res = await run(cfg, side, 'r2');
+    expect(res.result).toBe('rolled_back');
+    expect(s.activations).toHaveLength(2);
+    expect(s.current).toBe('/top/hm-r1_syn-r1');
+  });
+
+  it('still unhealthy with the culprit held back: rollback and rejection, the culprit not blamed (once per run)', async () => {
+    const cfg = config();
+    // Whatever moved, matrix-synapse fails: holding syn back does not help.
+    const { side, s } = fakeSystem(cfg.stateDir, (revs) => (Object.values(revs).includes('r2') ? [synUnit] : []));
+    await run(cfg, side, 'r1');
+    const res = await run(cfg, side, 'r2');
+    expect(res.result).toBe('rolled_back');
+    expect(res.holdBack).toMatchObject({ activations: 2, systemBuilds: 2, healthy: false });
+    expect(s.activations).toEqual(['/top/hm-r1_syn-r1', '/top/hm-r2_syn-r2', '/top/hm-r2_syn-r1']);
+    expect(s.current).toBe('/top/hm-r1_syn-r1');
+    const state = await createStateStore(cfg.stateDir).readState({ repair: false });
+    expect(state.value.rejected.map((r) => r.revision)).toEqual(['r2']);
+    expect(state.value.committed.pins.syn).toMatchObject({ revision: 'r1', desyncAge: 0 });
+    expect(state.value.desyncs.syn!.lastAttempt).toMatchObject({ result: 'passed' });
+  });
+
+  it('a culprit at its budget breaches like a failed gate (onBreach "fail": rolled back to the verified system, exit 1)', async () => {
+    const cfg = makeConfig(join(dir, 'state'), {
+      desyncs: { syn: { requireBuilds: ['matrix-synapse'], units: ['matrix-synapse.service'], maxLagRebuilds: 0 } },
+      health: { settle: '0s', failedUnits: false },
+    });
+    const { side, s } = fakeSystem(cfg.stateDir, synBrokenAtR2);
+    await run(cfg, side, 'r1');
+    const res = await run(cfg, side, 'r2');
+    expect(res.result).toBe('breach');
+    expect(res.exitCode).toBe(1);
+    expect(s.current).toBe('/top/syn-r1');
+    const state = await createStateStore(cfg.stateDir).readState({ repair: false });
+    expect(state.value.desyncs.syn).toMatchObject({ breached: true });
+    expect(state.value.committed.pins.syn).toMatchObject({ revision: 'r1', desyncAge: 0 });
+  });
+});
