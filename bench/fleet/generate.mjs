@@ -25,6 +25,9 @@ const { values: a } = parseArgs({
     // One scrape's worth instead: the values at --end, Prometheus text format, no timestamps
     // (bench/fleet/run.mjs serves it to a live Prometheus to measure its head).
     snapshot: { type: 'boolean', default: false },
+    // Fill every host up to the series budget of DESIGN.md (70 + 14·D samples, `up` not counted)
+    // with `nixos_desync_bench_budget_fill{slot}`: the fleet as large as the budget allows.
+    budget: { type: 'boolean', default: false },
   },
 });
 const H = Number(a.hosts), D = Number(a.desyncs), STEP = Number(a.step), JOBS = Number(a.jobs);
@@ -63,7 +66,11 @@ function host(h) {
     const kind = r < 0.05 ? 'breached' : r < 0.2 ? 'lagging' : 'insync';
     desyncs.push({ name: `desync-${String(d).padStart(2, '0')}`, kind, lag0: kind === 'breached' ? 14 : kind === 'lagging' ? 1 + Math.floor(rnd('lag', h, d) * 6) : 0 });
   }
-  return { h, job: `site-${h % JOBS}`, instance: `host-${String(h).padStart(5, '0')}:9793`, offset, failing, rolledBack, reboot, outOfDate, desyncs };
+  // Rollout: 10 % canaries (ring 0), 30 % ring 1, the rest ring 2; 5 % held, 1 % rejecting two candidates.
+  const ring = h % 10 === 0 ? 0 : h % 10 < 4 ? 1 : 2;
+  const held = rnd('held', h) < 0.05 ? ['soak', 'no_data', 'unreachable'][Math.floor(rnd('hr', h) * 3)] : null;
+  const rejecting = rnd('rej', h) < 0.01;
+  return { h, job: `site-${h % JOBS}`, instance: `host-${String(h).padStart(5, '0')}:9793`, offset, failing, rolledBack, reboot, outOfDate, desyncs, ring, held, rejecting };
 }
 
 /** Runs of host `x` started at or before t: the last one's start, and how many since START. */
@@ -99,17 +106,23 @@ g('nixos_desync_last_success_timestamp_seconds', perDesync((x, d, t) => (d.kind 
 g('nixos_desync_pin_info', (x) => x.desyncs.map((d) => [
   `desync="${d.name}",revision="${d.kind === 'insync' ? CHANNEL_REV : OLD_REV(`${x.h}/${d.name}`)}",path="/nix/store/${'0123456789abcdfghijklmnpqrsvwxyz'.slice(0, 32)}-nixpkgs"`, () => 1]));
 // Runs.
-c('nixos_desync_runs_total', (x) => ['success', 'failure', 'breach', 'rolled_back'].map((r) => [`result="${r}"`, (t) => (r === 'success' ? 300 : 4) + (r === (x.failing ? 'failure' : 'success') ? runsAt(x, t).inWindow : 0)]));
+c('nixos_desync_runs_total', (x) => ['success', 'failure', 'breach', 'rolled_back', 'held'].map((r) => [`result="${r}"`, (t) => (r === 'success' ? 300 : 4) + (r === (x.failing ? 'failure' : 'success') ? runsAt(x, t).inWindow : 0)]));
 g('nixos_desync_last_run_timestamp_seconds', one((x) => (t) => runsAt(x, t).last));
 g('nixos_desync_last_run_success', one((x) => () => (x.failing ? 0 : 1)));
 g('nixos_desync_last_successful_run_timestamp_seconds', one((x) => (t) => (x.failing ? START - 5 * DAY : runsAt(x, t).last + 700)));
 g('nixos_desync_last_run_duration_seconds', one((x) => () => 600 + Math.floor(rnd('dur', x.h) * 600)));
-g('nixos_desync_last_run_stage_duration_seconds', (x) => ['fetch', 'candidate', 'gate', 'system_build', 'commit', 'activate'].map((s) => [`stage="${s}"`, () => Math.floor(rnd('stage', x.h, s) * 300)]));
+g('nixos_desync_last_run_stage_duration_seconds', (x) => ['fetch', 'candidate', 'rollout', 'gate', 'system_build', 'activate', 'health', 'commit'].map((s) => [`stage="${s}"`, () => Math.floor(rnd('stage', x.h, s) * 300)]));
 g('nixos_desync_run_in_progress', one((x) => (t) => (runsAt(x, t).running ? 1 : 0)));
 g('nixos_desync_state_corrupt_files', one(() => () => 0));
 c('nixos_desync_rollbacks_total', (x) => ['activation', 'health'].map((r) => [`reason="${r}"`, () => (x.rolledBack ? 1 : 0)]));
 g('nixos_desync_last_rollback_timestamp_seconds', one((x) => () => (x.rolledBack ? END - 3600 * 9 : 0)));
 g('nixos_desync_last_health_check_success', one((x) => () => (x.rolledBack ? 0 : 1)));
+// Rollout (issue 21).
+g('nixos_desync_rollout_info', (x) => [[`ring="${x.ring}"`, () => 1]]);
+g('nixos_desync_rollout_held', (x) => ['soak', 'no_data', 'unreachable'].map((r) => [`reason="${r}"`, () => (x.held === r ? 1 : 0)]));
+g('nixos_desync_rollout_held_since_timestamp_seconds', (x) => (x.held ? [['', () => END - Math.floor(rnd('hs', x.h) * 2 * DAY)]] : []));
+g('nixos_desync_rollout_healthy_since_timestamp_seconds', (x) => (x.rolledBack ? [] : [[`revision="${x.held ? OLD_REV(x.h) : CHANNEL_REV}"`, () => END - Math.floor(rnd('hy', x.h) * DAY)]]));
+g('nixos_desync_rejected_candidate_info', (x) => (x.rejecting ? [5, 6].map((n) => [`source="nixpkgs",revision="c0ffee000000000000000000000000000000004${n}"`, () => 1]) : []));
 // System.
 g('nixos_desync_system_generation', one((x) => () => 100 + (x.h % 50)));
 g('nixos_desync_system_generation_timestamp_seconds', one((x) => (t) => runsAt(x, t).last + 900));
@@ -140,6 +153,12 @@ g('process_start_time_seconds', one((x) => () => START - Math.floor(rnd('start',
 g('nodejs_eventloop_lag_p99_seconds', one((x) => (t) => 0.01 + rnd('el', x.h, t) * 0.005));
 
 const hosts = Array.from({ length: H }, (_, i) => host(i));
+if (a.budget) {
+  const budget = 70 + 14 * D;
+  const counted = fams.filter(([name]) => name !== 'up');
+  const used = (x) => counted.reduce((n, [, , seriesOf]) => n + seriesOf(x).length, 0);
+  g('nixos_desync_bench_budget_fill', (x) => Array.from({ length: Math.max(0, budget - used(x)) }, (_, i) => [`slot="${i}"`, () => 1]));
+}
 const out = a.out ? createWriteStream(a.out) : process.stdout;
 let buf = '';
 let series = 0;

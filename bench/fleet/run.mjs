@@ -30,6 +30,8 @@ const { values: a } = parseArgs({
     head: { type: 'string', default: '' }, // fleet sizes for head mode (a live scrape), e.g. 1000
     'head-seconds': { type: 'string', default: '120' },
     blocks: { type: 'boolean', default: true },
+    budget: { type: 'boolean', default: false }, // hosts filled up to the series budget (generate.mjs --budget)
+    gomemlimit: { type: 'string', default: '' }, // e.g. 16GiB: GOMEMLIMIT for Prometheus
   },
 });
 const RULE_FILES = ['alerts/nixos-desync.rules.yml', 'alerts/nixos-desync-fleet.rules.yml', 'alerts/nixos-desync-rollout.rules.yml'].map((f) => join(ROOT, f));
@@ -176,21 +178,42 @@ async function runHead(H, D) {
   let server;
   try {
     const g = spawnSync('nice', ['-n', '10', process.execPath, join(ROOT, 'bench/fleet/generate.mjs'),
-      '--hosts', String(H), '--desyncs', String(D), '--snapshot', '--out', join(dir, 'snapshot.prom')], { encoding: 'utf8' });
+      '--hosts', String(H), '--desyncs', String(D), '--snapshot', '--out', join(dir, 'snapshot.prom'), ...(a.budget ? ['--budget'] : [])], { encoding: 'utf8' });
     if (g.status !== 0) throw new Error(`generate.mjs failed: ${g.stderr}`);
-    const body = readFileSync(join(dir, 'snapshot.prom'));
-    r.expositionBytes = body.length;
-    server = createHttpServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }); res.end(body); });
+    r.generated = JSON.parse(g.stderr.trim().split('\n').at(-1));
+    // Split by host into PARTS scrape targets (one 400 MB scrape would hit the scrape timeout):
+    // each part is a valid exposition of 1/PARTS of the hosts.
+    const PARTS = Math.max(1, Math.ceil(H / 500));
+    const parts = Array.from({ length: PARTS }, () => []);
+    let header = '';
+    let total = 0;
+    for (const line of readFileSync(join(dir, 'snapshot.prom'), 'utf8').split('\n')) {
+      if (line === '') continue;
+      total += line.length + 1;
+      if (line.startsWith('#')) { header = line; for (const p of parts) p.push(line); continue; }
+      const m = /instance="host-(\d+)/.exec(line);
+      parts[m ? Number(m[1]) % PARTS : 0].push(line);
+    }
+    void header;
+    const bodies = parts.map((p) => Buffer.from(p.join('\n') + '\n'));
+    parts.length = 0;
+    r.expositionBytes = total;
+    r.scrapeTargets = PARTS;
+    server = createHttpServer((req, res) => {
+      const i = Number(new URL(req.url, 'http://x').searchParams.get('part') ?? 0);
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      res.end(bodies[i] ?? '');
+    });
     await new Promise((res) => server.listen(0, '127.0.0.1', res));
     const target = `127.0.0.1:${server.address().port}`;
     const port = await freePort();
     writeFileSync(join(dir, 'prometheus.yml'), [
       'global:', '  scrape_interval: 15s', '  scrape_timeout: 14s', '  evaluation_interval: 15s',
       'rule_files:', ...RULE_FILES.map((f) => `  - ${f}`),
-      'scrape_configs:', '  - job_name: fleet', '    honor_labels: true', '    static_configs:', `      - targets: ["${target}"]`, '',
+      'scrape_configs:', ...Array.from({ length: PARTS }, (_, i) => [`  - job_name: fleet-${i}`, '    honor_labels: true', `    params: { part: ["${i}"] }`, '    static_configs:', `      - targets: ["${target}"]`]).flat(), '',
     ].join('\n'));
     const prom = spawn('nice', ['-n', '10', 'prometheus', `--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`,
-      `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...(a.gomemlimit ? { GOMEMLIMIT: a.gomemlimit } : {}) } });
     let stderr = '';
     prom.stderr.on('data', (b) => { stderr += b; });
     const base = `http://127.0.0.1:${port}`;
@@ -206,7 +229,7 @@ async function runHead(H, D) {
         await sleep(15_000);
         const own = await (await fetch(`${base}/metrics`)).text(); // Prometheus' own metrics (it does not scrape itself here)
         const headSeries = Number(/^prometheus_tsdb_head_series (\S+)$/m.exec(own)?.[1]);
-        samples.push({ at: (performance.now() - t0) / 1000, rss: rssOf(prom.pid), headSeries, scrapeSeconds: await value('scrape_duration_seconds{job="fleet"}') });
+        samples.push({ at: (performance.now() - t0) / 1000, rss: rssOf(prom.pid), headSeries, scrapeSeconds: await value('max(scrape_duration_seconds{job=~"fleet-.*"})') });
       }
       r.samples = samples;
       r.headSeries = samples.at(-1).headSeries;
