@@ -4,7 +4,7 @@ import { BigValueColorMode } from '@grafana/grafana-foundation-sdk/common';
 import type { Dashboard } from '@grafana/grafana-foundation-sdk/dashboard';
 import {
   FAILED_SUCCESS, NO_YES, OK_YELLOW, OUT_OF_DATE, STALE, baseDashboard, boolMapping, col, dashboardLink,
-  instant, range, render, row, sel, statPanel, tablePanel, timeseriesPanel, type Step,
+  barGaugePanel, instant, range, render, row, sel, statPanel, tablePanel, timeseriesPanel, type Step,
 } from './panels.js';
 
 const OK_RED: Step[] = [['green', null], ['red', 1]];
@@ -189,7 +189,44 @@ export function fleetDashboard(): Dashboard {
         description: 'Runs of all selected hosts, by result.',
         w: 12, h: 8, bars: true,
         queries: [range('A', `sum by (result) (increase(${sel('nixos_desync_runs_total')}[$__rate_interval]))`, '{{result}}')],
-        colors: { failure: 'red', breach: 'dark-red', success: 'green' },
+        colors: { failure: 'red', breach: 'dark-red', success: 'green', held: 'blue' },
+      }))
+
+      // Fleet rollouts (config `rollout`, alerts/nixos-desync-rollout.rules.yml): per-host
+      // series and the per-host recording rule, so the job and host pickers apply here too.
+      .withRow(row('Rollout rings'))
+      .withPanel(barGaugePanel({
+        title: 'Hosts per ring',
+        description: 'Hosts of a fleet rollout by ring (rollout.ring; 0 = canaries, which adopt a new revision at once).',
+        w: 6, h: 8, unit: 'none', steps: NEUTRAL,
+        query: instant('A', `count by (ring) (${sel('nixos_desync_rollout_info')})`, { legend: 'ring {{ring}}' }),
+      }))
+      .withPanel(tablePanel({
+        title: 'Which revision each ring runs',
+        description: 'Per ring and nixpkgs revision: hosts that run it healthy (the loop built it, it passed its health gate) and the longest any of them has run it. A host of ring r adopts a revision once rollout.minHosts hosts of ring r−1 have run it for rollout.soak (recording rule nixos_desync:rollout_healthy_seconds).',
+        w: 10, h: 8,
+        exprs: [
+          `count by (ring, revision) (${sel('nixos_desync:rollout_healthy_seconds')})`,
+          `max by (ring, revision) (${sel('nixos_desync:rollout_healthy_seconds')})`,
+        ],
+        columns: { ring: 'Ring', revision: 'Revision', 'Value #A': 'Healthy hosts', 'Value #B': 'Longest soak' },
+        overrides: { 'Longest soak': [col.unit('s')] },
+        sortBy: 'Ring',
+      }))
+      .withPanel(timeseriesPanel({
+        title: 'Held hosts by ring and reason',
+        description: 'Hosts whose upgrade runs the rollout holds: soak (ring r−1 has not run the revision long enough), no_data (Prometheus knows no host of ring r−1), unreachable (the host cannot query Prometheus). NixosDesyncRolloutHeld fires after a day.',
+        w: 8, h: 8, bars: true,
+        queries: [range('A', `count by (ring, reason) ((${sel('nixos_desync_rollout_held')} == 1) * on (job, instance) group_left (ring) ${sel('nixos_desync_rollout_info')})`, 'ring {{ring}}: {{reason}}')],
+      }))
+      .withPanel(tablePanel({
+        title: 'Fleet-wide rejections',
+        description: 'Candidates a host rejected after a rollback (its 2 newest): every host of the rollout that fetches one of these revisions skips it, naming the host here.',
+        w: 24, h: 6,
+        exprs: [sel('nixos_desync_rejected_candidate_info')],
+        columns: { job: 'Job', instance: 'Host', revision: 'Rejected revision' },
+        hide: ['source', 'Value #A'],
+        overrides: { Host: [col.hostLink()] },
       })),
   );
 }

@@ -18,8 +18,9 @@ const DIR = path.join(ROOT, 'dashboards');
 const DS = { type: 'prometheus', uid: '${datasource}' };
 /** The fleet recording rules shipped in alerts/ (dashboards may read them). */
 const FLEET_RECORDS = new Set(
-  (parseYaml(readFileSync(path.join(ROOT, 'alerts/nixos-desync-fleet.rules.yml'), 'utf8')) as { groups: { rules: { record?: string }[] }[] })
-    .groups.flatMap((g) => g.rules.map((r) => r.record).filter((r): r is string => r !== undefined)),
+  ['alerts/nixos-desync-fleet.rules.yml', 'alerts/nixos-desync-rollout.rules.yml'].flatMap((f) =>
+    (parseYaml(readFileSync(path.join(ROOT, f), 'utf8')) as { groups: { rules: { record?: string }[] }[] })
+      .groups.flatMap((g) => g.rules.map((r) => r.record).filter((r): r is string => r !== undefined))),
 );
 
 /** Stable uids: bookmarks, links between the dashboards and provisioning depend on them. */

@@ -9,7 +9,7 @@
 // logs are printed when anything fails.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import type { MachineState, Pin } from '../../src/state/model.js';
+import { emptyState, type MachineState, type Pin } from '../../src/state/model.js';
 import { createStateStore } from '../../src/state/store.js';
 import { buildSystemGenerations, FIXTURE_DIR } from '../fixtures/exporter/build.js';
 import { FAILED_UPGRADE_UNIT, makeSystemctl } from '../fixtures/exporter/systemctl.js';
@@ -28,6 +28,7 @@ import { substituteGrafanaVariables } from './promql.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const RULES = path.join(ROOT, 'alerts/nixos-desync.rules.yml');
 const FLEET_RULES = path.join(ROOT, 'alerts/nixos-desync-fleet.rules.yml');
+const ROLLOUT_RULES = path.join(ROOT, 'alerts/nixos-desync-rollout.rules.yml');
 const CLI = path.join(ROOT, 'dist/src/cli/main.js');
 const DASHBOARDS = path.join(ROOT, 'dashboards');
 const JOB = 'nixos-desync';
@@ -240,6 +241,24 @@ function brokenState(t0: number, id: string): MachineState {
   };
 }
 
+/**
+ * A rollout host too (ring 1, so every rollout panel has data): held (soak) for 2 hours, running
+ * the loop's build of the revision it adopted 8 hours ago, one candidate rejected by a rollback.
+ * As the current state version (the v1 document above, migrated, plus the rollout fields).
+ */
+function withRollout(v1: MachineState, running: string, t0: number): MachineState {
+  const fresh = emptyState();
+  const at = (ms: number): string => new Date(t0 - ms).toISOString();
+  const rev = 'c0ffee0000000000000000000000000000000004';
+  return {
+    ...fresh, ...v1, version: fresh.version,
+    runs: { ...v1.runs, total: { ...fresh.runs.total, ...v1.runs.total } },
+    systems: { [running]: { runId: 'r', builtAt: at(8 * HOUR), nixpkgs: { revision: rev, path: '/nix/store/n' }, desyncs: {} } },
+    rejected: [{ id: '/nix/store/r5', revision: 'c0ffee0000000000000000000000000000000005', path: '/nix/store/r5', runId: 'r5', at: at(3 * HOUR), reason: 'health' }],
+    rollout: { adopted: { revision: rev, since: at(8 * HOUR) }, held: { reason: 'soak', since: at(2 * HOUR), revision: 'c0ffee0000000000000000000000000000000006', message: 'waiting' } },
+  };
+}
+
 /** The next run: `breached` passed its gate (lag 0, no longer breached); `lagging` still lags. */
 function fixedState(prev: MachineState, now: number, id: string): MachineState {
   const at = new Date(now).toISOString();
@@ -291,7 +310,7 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
       const runDir = path.join(dir, 'run');
       // Booted kernel ≠ current system's (reboot required); 3 generations, the newest not activated.
       await buildSystemGenerations({ profilesDir, runDir, storeDir: path.join(dir, 'store') });
-      state = brokenState(t0, setId(new Date(t0 - 8 * HOUR), 'a1b2'));
+      state = withRollout(brokenState(t0, setId(new Date(t0 - 8 * HOUR), 'a1b2')), await realpath(path.join(runDir, 'current-system')), t0);
       await writeCommitted(stateDir, state);
       // Monitoring too: nixos-upgrade.service through the stand-in systemctl (found on PATH,
       // as on a host) and a flake lock, so every dashboard panel has data.
@@ -300,7 +319,8 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
       const flakeLock = path.join(dir, 'flake.lock');
       await writeFile(flakeLock, readFileSync(path.join(FIXTURE_DIR, 'flake.lock')));
       const configFile = path.join(dir, 'config.json');
-      await writeFile(configFile, JSON.stringify({ desyncs: CONFIG_DESYNCS, stateDir, profilesDir, runDir, exporter: { listenAddress: '127.0.0.1:9793', upgradeUnit: 'nixos-upgrade.service', flakeLock } }, null, 2));
+      await writeFile(configFile, JSON.stringify({ desyncs: CONFIG_DESYNCS, stateDir, profilesDir, runDir, exporter: { listenAddress: '127.0.0.1:9793', upgradeUnit: 'nixos-upgrade.service', flakeLock },
+        rollout: { prometheus: 'http://127.0.0.1:9', ring: 1 } }, null, 2));
 
       // The exporter binds port 0 and logs the address it got: no port race.
       const exporter = start('exporter', process.execPath, [CLI, 'serve', '--config', configFile, '--web.listen-address', '127.0.0.1:0'],
@@ -359,6 +379,7 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
         'rule_files:',
         `  - ${JSON.stringify(RULES)}`,
         `  - ${JSON.stringify(FLEET_RULES)}`,
+        `  - ${JSON.stringify(ROLLOUT_RULES)}`,
         'alerting:',
         '  alertmanagers:',
         '    - static_configs:',
