@@ -9,7 +9,7 @@
 // logs are printed when anything fails.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
-import { mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,7 +19,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { emptyState, type MachineState, type Pin } from '../../src/state/model.js';
 import { createStateStore } from '../../src/state/store.js';
-import { buildSystemGenerations, FIXTURE_DIR } from '../fixtures/exporter/build.js';
+import { buildSystemGenerations, FIXTURE_DIR, RUNNING_SOURCES } from '../fixtures/exporter/build.js';
 import { FAILED_UPGRADE_UNIT, makeSystemctl } from '../fixtures/exporter/systemctl.js';
 import { requireTools } from '../helpers/tools.js';
 import { queries, type Json } from './grafana.js';
@@ -243,17 +243,17 @@ function brokenState(t0: number, id: string): MachineState {
 
 /**
  * A rollout host too (ring 1, so every rollout panel has data): held (soak) for 2 hours, running
- * the loop's build of the revision it adopted 8 hours ago, one candidate rejected by a rollback.
- * As the current state version (the v1 document above, migrated, plus the rollout fields).
+ * the loop's build (RUNNING_SOURCES) of the revision it adopted 8 hours ago, one candidate
+ * rejected by a rollback. As the current state version (the v1 document above, migrated, plus
+ * the rollout fields).
  */
-function withRollout(v1: MachineState, running: string, t0: number): MachineState {
+function withRollout(v1: MachineState, t0: number): MachineState {
   const fresh = emptyState();
   const at = (ms: number): string => new Date(t0 - ms).toISOString();
-  const rev = 'c0ffee0000000000000000000000000000000004';
+  const rev = RUNNING_SOURCES.nixpkgs.revision;
   return {
     ...fresh, ...v1, version: fresh.version,
     runs: { ...v1.runs, total: { ...fresh.runs.total, ...v1.runs.total } },
-    systems: { [running]: { runId: 'r', builtAt: at(8 * HOUR), nixpkgs: { revision: rev, path: '/nix/store/n' }, desyncs: {} } },
     rejected: [{ id: '/nix/store/r5', revision: 'c0ffee0000000000000000000000000000000005', path: '/nix/store/r5', runId: 'r5', at: at(3 * HOUR), reason: 'health' }],
     rollout: { adopted: { revision: rev, since: at(8 * HOUR) }, held: { reason: 'soak', since: at(2 * HOUR), revision: 'c0ffee0000000000000000000000000000000006', message: 'waiting' } },
   };
@@ -310,7 +310,7 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
       const runDir = path.join(dir, 'run');
       // Booted kernel ≠ current system's (reboot required); 3 generations, the newest not activated.
       await buildSystemGenerations({ profilesDir, runDir, storeDir: path.join(dir, 'store') });
-      state = withRollout(brokenState(t0, setId(new Date(t0 - 8 * HOUR), 'a1b2')), await realpath(path.join(runDir, 'current-system')), t0);
+      state = withRollout(brokenState(t0, setId(new Date(t0 - 8 * HOUR), 'a1b2')), t0);
       await writeCommitted(stateDir, state);
       // Monitoring too: nixos-upgrade.service through the stand-in systemctl (found on PATH,
       // as on a host) and a flake lock, so every dashboard panel has data.
