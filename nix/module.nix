@@ -17,6 +17,6 @@
     ./module/loop.nix # nixos-desync-upgrade.service + timer (root, sandboxed)
     ./module/activation.nix # nixos-desync-activate@.service (root, unconfined)
     ./module/recovery.nix # nixos-desync-recover.service (at boot)
-    ./module/exporter.nix # nixos-desync-exporter.service (dynamic user, read-only)
+    ./module/exporter.nix # exporter.* options, nixos-desync-exporter.service (dynamic user, read-only)
   ];
 }

@@ -1,5 +1,5 @@
-# The user-facing options of services.nixos-desync (desyncs.<name>.* are in desyncs.nix, the
-# read-only results in config-file.nix and provenance.nix).
+# The user-facing options of services.nixos-desync (desyncs.<name>.* are in desyncs.nix,
+# exporter.* in exporter.nix, the read-only results in config-file.nix and provenance.nix).
 {
   config,
   lib,
@@ -18,7 +18,6 @@ let
     jsonFormat
     duration
     argv
-    secretPath
     flakeArgs
     ;
 
@@ -111,82 +110,6 @@ in
           Commands (argv, no shell) run by the health gate after the settle time; a non-zero exit
           fails the gate and rolls back. Environment: `NIXOS_DESYNC_TOPLEVEL` (the new system),
           `NIXOS_DESYNC_PREVIOUS_TOPLEVEL` (the one before). They run inside the loop's sandbox.
-        '';
-      };
-    };
-
-    exporter = {
-      enable = mkOption {
-        type = types.bool;
-        default = true;
-        description = "Run the Prometheus exporter (`nixos-desync serve`), unprivileged and read-only.";
-      };
-      listenAddress = mkOption {
-        type = types.str;
-        default = "127.0.0.1";
-        example = "0.0.0.0";
-        description = "Address to listen on (an IPv6 address without brackets is accepted).";
-      };
-      port = mkOption {
-        type = types.port;
-        default = 9793;
-        description = "Port to listen on.";
-      };
-      webConfigFile = mkOption {
-        type = types.nullOr secretPath;
-        default = null;
-        example = "/run/secrets/nixos-desync-web.yml";
-        description = ''
-          exporter-toolkit web config (TLS, basic auth): the path of a file outside the Nix
-          store, as a string (`"/run/secrets/web.yml"`, not `./web.yml`: a path literal would
-          copy the TLS key and password hashes into the world-readable store; store paths
-          are refused). Handed to the service as a systemd credential, so it may be readable
-          by root only; files it names must be readable by the service's dynamic user.
-        '';
-      };
-      openFirewall = mkOption {
-        type = types.bool;
-        default = false;
-        description = "Open `port` in the firewall.";
-      };
-      prMaxDesyncAge = mkOption {
-        type = types.nullOr (types.ints.between 0 1000000);
-        default = 14;
-        description = ''
-          The proposal's `maxDesyncAge` for the files in `prDesyncDir`: their rebuild budget
-          (breach at or above it, the same alerts as this module's desyncs); null = unlimited.
-          Set it to the old module's value while migrating.
-        '';
-      };
-      upgradeUnit = mkOption {
-        type = types.nullOr types.str;
-        default = if config.system.autoUpgrade.enable then "nixos-upgrade.service" else null;
-        defaultText = literalExpression ''if config.system.autoUpgrade.enable then "nixos-upgrade.service" else null'';
-        example = "nixos-upgrade.service";
-        description = ''
-          A systemd unit whose runs are exported (`nixos_desync_upgrade_unit_*`, alert
-          NixosDesyncUpgradeFailing), read with `systemctl show`. Set to system.autoUpgrade's
-          unit when that is on: the monitor-only first step (`upgrade.enable = false`).
-        '';
-      };
-      flakeLock = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        example = "/etc/nixos/flake.lock";
-        description = ''
-          A flake.lock whose direct inputs' ages are exported
-          (`nixos_desync_flake_input_last_modified_timestamp_seconds`, alert
-          NixosDesyncFlakeInputOutOfDate). It must be readable by the exporter's dynamic user.
-          null: none, or in flake mode (`settings.flake`) `<flake.path>/flake.lock`.
-        '';
-      };
-      prDesyncDir = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        example = "/var/lib/nixos/desyncs";
-        description = ''
-          Also export the desync proposal's own state files (`<dir>/<name>.nix`), e.g. while
-          migrating from that module.
         '';
       };
     };
