@@ -10,11 +10,12 @@ const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
 
 /**
  * Bottom to top. `util` is used by everything; `system` reads the running host; `state` is what
- * the loop persists; `upgrade` is the loop; `views` are documents built from state, the host
+ * the loop persists; `rollout` asks the fleet (Prometheus) whether a candidate may be adopted;
+ * `upgrade` is the loop; `views` are documents built from state, the host
  * and the loop's policy (status); `watch`/`metrics`/`http` are the exporter; `wire.ts` puts the
  * loop together; `cli` is the entry point; `demo` drives the CLI.
  */
-const LAYERS = ['util', 'config', 'nix', 'prometheus', 'system', 'state', 'source', 'upgrade', 'views', 'watch', 'metrics', 'http', 'wire', 'cli', 'demo'] as const;
+const LAYERS = ['util', 'config', 'nix', 'prometheus', 'system', 'state', 'source', 'rollout', 'upgrade', 'views', 'watch', 'metrics', 'http', 'wire', 'cli', 'demo'] as const;
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
