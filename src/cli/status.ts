@@ -8,6 +8,8 @@ import { realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sourcesOf } from '../system/generations.js';
 
+import { unverifiedReason } from '../state/verified.js';
+import { isProcessAlive } from '../util/proc.js';
 export async function collectStatus(config: Config, now = new Date()): Promise<StatusDoc> {
   const store = createStateStore(config.stateDir);
   const [state, sys, corrupt] = await Promise.all([
@@ -17,7 +19,10 @@ export async function collectStatus(config: Config, now = new Date()): Promise<S
   ]);
   const problems = [...state.problems, ...corrupt.map((f) => ({ file: `${config.stateDir}/${f}`, message: 'corrupt file moved aside by an earlier run' }))];
   const toplevel = await realpath(join(config.runDir, 'current-system')).catch(() => null);
-  return buildStatus(config, state.value, sys, now, problems, { toplevel, sources: await sourcesOf(toplevel, state.value.systems) });
+  // A live run's journal is its own; a dead one's activation makes the running system unverified.
+  const journal = (await store.readJournal({ repair: false })).value;
+  const dead = journal !== null && !isProcessAlive(journal.pid, journal.pidStartTime) ? journal : null;
+  return buildStatus(config, state.value, sys, now, problems, { toplevel, sources: await sourcesOf(toplevel, state.value.systems), unverified: unverifiedReason(state.value, dead, toplevel) });
 }
 
 function pad(rows: string[][]): string {

@@ -31,7 +31,8 @@ export const CATALOG = {
   nixos_desync_run_in_progress: { type: 'gauge', help: '1 while an upgrade run is in flight (its journal exists and its process is alive).', labels: [], collector: 'runs' },
   nixos_desync_rollbacks_total: { type: 'counter', help: 'Rollbacks after a failed activation or health gate, by reason (persisted).', labels: ['reason'], collector: 'runs' },
   nixos_desync_last_rollback_timestamp_seconds: { type: 'gauge', help: 'Time of the last rollback (0 when never rolled back).', labels: [], collector: 'runs' },
-  nixos_desync_last_health_check_success: { type: 'gauge', help: '1 when the last health gate passed; absent before the first health gate.', labels: [], collector: 'runs' },
+  nixos_desync_last_health_check_success: { type: 'gauge', help: '1 when the last health gate passed (0 while the running system is unverified); absent before the first health gate.', labels: [], collector: 'runs' },
+  nixos_desync_system_unverified: { type: 'gauge', help: '1 when the running system is not a verified one (activated and never confirmed healthy, or a failed rollback) and no run is in progress.', labels: [], collector: 'runs' },
   nixos_desync_state_corrupt_files: { type: 'gauge', help: 'Corrupt state files moved aside under the state directory (inspect, then delete them).', labels: [], collector: 'runs' },
   // Rollout (config `rollout`; rejected_candidate_info on every host).
   nixos_desync_rollout_info: { type: 'gauge', help: "The host's rollout ring (value 1; only with rollout).", labels: ['ring'], collector: 'runs' },

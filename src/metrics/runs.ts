@@ -2,6 +2,7 @@
 import { STAGES } from '../upgrade/context.js';
 import { isProcessAlive } from '../util/proc.js';
 import { RUN_RESULTS } from '../state/model.js';
+import { unverifiedReason } from '../state/verified.js';
 import { bool, unixSeconds, type Collector } from './collector.js';
 import { emitRollout } from './rollout.js';
 
@@ -30,7 +31,10 @@ export function runsCollector(opts: { isAlive?: (pid: number, startTime?: string
       const rb = s.state.rollbacks;
       for (const reason of ['activation', 'health'] as const) emit('nixos_desync_rollbacks_total', { reason }, rb.total[reason]);
       emit('nixos_desync_last_rollback_timestamp_seconds', {}, unixSeconds(rb.last?.at));
-      if (s.state.health.lastSuccess !== null) emit('nixos_desync_last_health_check_success', {}, bool(s.state.health.lastSuccess));
+      // A system activated and never confirmed (a run killed in its activation or health gate, a failed rollback) is never shown green.
+      const unverified = !inProgress && unverifiedReason(s.state, s.journal, model.system.currentToplevel) !== null;
+      emit('nixos_desync_system_unverified', {}, bool(unverified));
+      if (s.state.health.lastSuccess !== null) emit('nixos_desync_last_health_check_success', {}, bool(s.state.health.lastSuccess && !unverified));
       emit('nixos_desync_last_run_timestamp_seconds', {}, unixSeconds(runs.last?.at));
       emit('nixos_desync_last_successful_run_timestamp_seconds', {}, unixSeconds(runs.lastSuccessAt));
       if (runs.last) {

@@ -114,6 +114,13 @@ export const stateSchema = z.object({
   systems: z.record(z.string(), systemSourcesSchema),
   /** Fleet rollout (config `rollout`): what other rings read about this host, and its hold. */
   rollout: rolloutStateSchema.default({ adopted: null, held: null }),
+  /**
+   * The last verified system (docs/upgrade-loop.md "Verified system"): `health` — it passed the
+   * health gate and was committed; `running` — it ran when a run started and the loop had not
+   * left it unconfirmed (the first run's system, or one switched outside the loop). Rollbacks
+   * return to it. Null until the first run.
+   */
+  verified: z.object({ toplevel: z.string(), at: iso, runId: z.string().nullable(), how: z.enum(['health', 'running']) }).nullable().default(null),
 });
 export type MachineState = z.infer<typeof stateSchema>;
 
@@ -185,6 +192,7 @@ export function emptyState(): MachineState {
     rejected: [],
     systems: {},
     rollout: { adopted: null, held: null },
+    verified: null,
   };
 }
 

@@ -9,6 +9,7 @@ import { failpoint } from '../util/failpoint.js';
 import { processStartTime } from '../util/proc.js';
 import { makeRunId, rollbackReasonOf, stage, timeoutMs, type RunContext, type UpgradeDeps, type UpgradeOptions, type UpgradeResult } from './context.js';
 import { recoverInterruptedRun } from './recover.js';
+import { verifiedBaselineStage } from './stages/baseline.js';
 import { fetchStage } from './stages/fetch.js';
 import { candidateStage } from './stages/candidate.js';
 import { gateStage } from './stages/gate.js';
@@ -52,6 +53,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
       return res;
     }
     try {
+      await verifiedBaselineStage(ctx);
       await stage(ctx, 'fetch', fetchStage);
       failpoint('after-fetch');
       await stage(ctx, 'candidate', candidateStage);
@@ -188,7 +190,8 @@ async function fail(ctx: RunContext, err: unknown): Promise<void> {
   // Held by the rollout (step 9d): not a failure; nothing changes, exit 0.
   if (isDesyncError(err, 'E_HELD')) return holdRun(ctx, err);
   const { res } = ctx;
-  if (res.result !== 'breach') res.result = 'failure';
+  // A run that could not return to the verified system is itself a failed rollback.
+  if (res.result !== 'breach') res.result = isDesyncError(err, 'E_ROLLBACK') ? 'rollback_failed' : 'failure';
   res.exitCode = 1;
   let message = errorMessage(err);
   const reason = rollbackReasonOf(err);

@@ -34,6 +34,9 @@ export interface StatusDoc {
     /** The running toplevel and what it was built from (null: unknown or not built by the loop). */
     toplevel: string | null;
     sources: Record<string, unknown> | null;
+    /** False while the running system is unverified (docs/upgrade-loop.md "Verified system"), with the reason. */
+    verified: boolean;
+    unverifiedReason: string | null;
   };
   /** The last rollback, and the candidates rollbacks rejected, oldest first (each skipped until --retry). */
   rollback: MachineState['rollbacks']['last'];
@@ -74,7 +77,7 @@ export function buildDesyncStatus(name: string, config: Config, state: MachineSt
 }
 
 export function buildStatus(config: Config, state: MachineState, sys: SystemInfo, now: Date, problems: StateProblem[] = [],
-  running: { toplevel: string | null; sources: SystemSources | null } = { toplevel: null, sources: null }): StatusDoc {
+  running: { toplevel: string | null; sources: SystemSources | null; unverified?: string | null } = { toplevel: null, sources: null }): StatusDoc {
   const last = state.runs.last;
   return {
     desyncs: desyncNames(config, state).map((n) => buildDesyncStatus(n, config, state, now)),
@@ -86,6 +89,8 @@ export function buildStatus(config: Config, state: MachineState, sys: SystemInfo
       activationPending: sys.activationPending,
       toplevel: running.toplevel,
       sources: running.sources ? contractSources(running.sources) : null,
+      verified: (running.unverified ?? null) === null,
+      unverifiedReason: running.unverified ?? null,
     },
     rollback: state.rollbacks.last,
     rejected: state.rejected,

@@ -288,3 +288,22 @@ describe('durations come from the monotonic clock (#18.9)', () => {
     expect((await readState(config)).runs.last!.durationSeconds).toBeGreaterThanOrEqual(0);
   });
 });
+
+describe('a run never starts from an unverified system (#18.3)', () => {
+  it('the candidate a rollback rejected still runs: the next run (also with --retry) returns to the verified system before its fetch', async () => {
+    const config = withCheck();
+    const { h, p, good, bad, check } = await toHealthCheck(config, 'rev2');
+    check.resolve(fail(['hc']));
+    await answerSwitch(await rollbackCall(h, good), config.stateDir);
+    expect((await p).result).toBe('rolled_back');
+    expect((await readState(config)).verified).toMatchObject({ toplevel: good, how: 'health' });
+    await switchTo(config.stateDir, bad); // e.g. left so by an older version's cancelled rollback
+    const h2 = harness(config);
+    const p2 = h2.start({ retry: true });
+    await answerSwitch(await rollbackCall(h2, good), config.stateDir);
+    (await h2.q.next('updateChannel')).reject(new Error('offline'));
+    await p2;
+    expect(h2.q.log.map((c) => c.method).slice(0, 2)).toEqual(['run', 'updateChannel']);
+    expect(await running(config)).toBe(good);
+  });
+});

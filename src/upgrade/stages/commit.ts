@@ -24,6 +24,8 @@ export async function commitStage(ctx: RunContext): Promise<void> {
     next.systems[toplevel] = sourcesOf(ctx, at);
     next.rollout.adopted = adoptedAt(ctx.prev, ctx.candidate!, at);
   }
+  // Healthy and committed: the verified system from now on (what later rollbacks return to).
+  if (toplevel !== null && system.gated) next.verified = { toplevel, at, runId: res.runId, how: 'health' };
   await store.writeState(next, 'mid-state-write');
   ctx.committed = true;
   failpoint('after-commit');
