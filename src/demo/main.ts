@@ -67,6 +67,6 @@ for (const [i, [rev, what]] of story.entries()) {
   }
 }
 out(`\nThe demo state is in ${dir}. Look at it with:\n` +
-  `  node dist/src/cli/main.js status --config ${host.configPath} --json\n` +
-  `  node dist/src/cli/main.js serve --config ${host.configPath}     # then open http://127.0.0.1:9793/\n` +
+  `  npx nixos-desync status --config ${host.configPath} --json\n` +
+  `  npx nixos-desync serve --config ${host.configPath}     # then open http://127.0.0.1:9793/\n` +
   `  nix-instantiate --eval --strict --json ${host.stateDir}/pins/home-manager.nix\n`);

@@ -22,6 +22,12 @@ describe('README.md and docs/', () => {
     expect(lines, 'say it in docs/ instead of pointing at the design file').toEqual([]);
   });
 
+  it('README.md starts with exactly the two commands, and runs the CLI as installed (its bin keeps the memory flags)', () => {
+    const readme = read('README.md');
+    expect(readme).toMatch(/^# nixos-desync\n\n```sh\n\.\/scripts\/demo\.sh .*\n\.\/scripts\/test\.sh .*\n```\n/);
+    expect(readme).not.toMatch(/node dist\/src\/cli\/main\.js (serve|status|upgrade)/);
+  });
+
   it('docs/development.md: the layout names every folder of src/, and every file it names exists', () => {
     const md = read('docs/development.md');
     const block = /```\nsrc\/\n([\s\S]*?)```/.exec(md)?.[1] ?? '';
