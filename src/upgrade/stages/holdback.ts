@@ -14,6 +14,7 @@ import { buildStage } from './build.js';
 import { decideStage, uncommittedRecords } from './decide.js';
 import { indent } from './gate.js';
 import { verifyStage } from './verify.js';
+import { rollbackSystem } from './rollback.js';
 
 /** The gate's failures carried by a health rollback error (verify.ts), else null. */
 export function healthFailuresOf(err: unknown): HealthFailure[] | null {
@@ -62,8 +63,10 @@ export async function holdBackStage(ctx: RunContext, err: unknown): Promise<void
   }
   // Back to the verified system first; a rollback that fails is step 8's (fail() tries again and reports it).
   const toplevel = ctx.built!.toplevel!;
-  const line = await ctx.system.rollback(ctx.previous, toplevel, ctx.call('system')).catch(() => { throw err; });
-  ctx.log.info(`rollback   ${line}`, { stage: 'health', previous: ctx.previous });
+  // Under its own timeout, never cancelled by a signal (as step 8's rollback); unconfirmed → step 8 reports it.
+  const r = await rollbackSystem(ctx.system, ctx.previous, toplevel, ctx.uninterruptible('system'));
+  if (!r.confirmed) throw err;
+  ctx.log.info(`rollback   ${r.line}`, { stage: 'health', previous: ctx.previous });
   ctx.activated = false;
   await ctx.saveJournal({ activation: null });
   failpoint('holdback-after-rollback');
