@@ -28,6 +28,7 @@ export const RUN_METRICS = [
   'nixos_desync_rollbacks_total', // {reason="activation|health"}
   'nixos_desync_last_rollback_timestamp_seconds',
   'nixos_desync_last_health_check_success', // absent before the first health gate
+  'nixos_desync_system_unverified',
 ] as const;
 
 export const SYSTEM_METRICS = [

@@ -32,6 +32,8 @@ const ALERTS: Record<string, string> = {
   NixosDesyncNixpkgsOutOfDate: 'warning',
   NixosDesyncFlakeInputOutOfDate: 'warning',
   NixosDesyncRolledBack: 'warning',
+  NixosDesyncRollbackFailed: 'critical',
+  NixosDesyncUnverifiedSystem: 'critical',
   NixosDesyncRolloutHeld: 'warning',
 };
 
