@@ -7,6 +7,7 @@ import { formatSeconds } from '../util/duration.js';
 import { realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sourcesOf } from '../system/generations.js';
+import { describeReason, readRebootSituation } from '../reboot/triggers.js';
 
 import { unverifiedReason } from '../state/verified.js';
 import { isProcessAlive } from '../util/proc.js';
@@ -19,10 +20,11 @@ export async function collectStatus(config: Config, now = new Date()): Promise<S
   ]);
   const problems = [...state.problems, ...corrupt.map((f) => ({ file: `${config.stateDir}/${f}`, message: 'corrupt file moved aside by an earlier run' }))];
   const toplevel = await realpath(join(config.runDir, 'current-system')).catch(() => null);
+  const reboot = await readRebootSituation(config.profilesDir, config.runDir, config.reboot.triggers);
   // A live run's journal is its own; a dead one's activation makes the running system unverified.
   const journal = (await store.readJournal({ repair: false })).value;
   const dead = journal !== null && !isProcessAlive(journal.pid, journal.pidStartTime) ? journal : null;
-  return buildStatus(config, state.value, sys, now, problems, { toplevel, sources: await sourcesOf(toplevel, state.value.systems), unverified: unverifiedReason(state.value, dead, toplevel) });
+  return buildStatus(config, state.value, sys, now, problems, { toplevel, sources: await sourcesOf(toplevel, state.value.systems), unverified: unverifiedReason(state.value, dead, toplevel) }, reboot.reasons);
 }
 
 function pad(rows: string[][]): string {
@@ -60,6 +62,14 @@ export function renderStatus(doc: StatusDoc): string {
   } else if (doc.system.toplevel) {
     lines.push('running system: not built by nixos-desync (no recorded sources)');
   }
+  for (const r of s.rebootReasons) lines.push(`  reboot trigger ${describeReason(r)}`);
+  const rb = doc.reboot;
+  if (s.rebootRequired) {
+    const how = rb.enabled ? `reboots in the window (${rb.window}${rb.nextWindow ? `, next ${rb.nextWindow}` : ''})` : 'reboot.enable is false: reboot by hand';
+    lines.push(`reboot: ${how}${rb.lastDecision?.blocked ? `; last decision ${rb.lastDecision.at}: ${rb.lastDecision.message}` : ''}`);
+  }
+  if (rb.pending) lines.push(`boot pending: ${rb.pending.toplevel} is the boot default, not yet booted and verified (${rb.pending.why})`);
+  if (rb.lastBoot) lines.push(`last boot check: ${rb.lastBoot.success ? 'healthy' : 'UNHEALTHY'} at ${rb.lastBoot.at}${rb.lastBoot.error ? ' — ' + rb.lastBoot.error.split('\n')[0] : ''}`);
   if (doc.rollback) {
     lines.push(`last rollback: ${doc.rollback.at} (${doc.rollback.reason}) — ${doc.rollback.error.split('\n')[0]}`);
   }

@@ -34,7 +34,7 @@ function configError(file: string, problems: ConfigProblem[], cause?: unknown): 
 
 export function parseConfig(raw: unknown, file = '<config>'): Config {
   const r = configSchema.safeParse(raw);
-  if (r.success) return r.data.flake === null ? r.data : withFlakeDefaults(r.data, raw as Record<string, unknown>, file);
+  if (r.success) return withRunDirDefaults(r.data.flake === null ? r.data : withFlakeDefaults(r.data, raw as Record<string, unknown>, file), raw as Record<string, unknown>);
   const problems: ConfigProblem[] = [];
   for (const i of r.error.issues) {
     const path = formatJsonPath(i.path);
@@ -50,6 +50,12 @@ export function parseConfig(raw: unknown, file = '<config>'): Config {
     if (!problems.some((p) => p.path === path)) problems.push({ path, message });
   }
   throw configError(file, problems, r.error);
+}
+
+/** `reboot.sentinel` defaults to `<runDir>/reboot-required` (/run/reboot-required at the defaults). */
+function withRunDirDefaults(c: Config, raw: Record<string, unknown>): Config {
+  if ((raw.reboot as Record<string, unknown> | undefined)?.sentinel === undefined) c.reboot.sentinel = `${c.runDir.replace(/\/+$/, '')}/reboot-required`;
+  return c;
 }
 
 /** The host name `flake.host` defaults to (as nixos-rebuild --flake uses it). */

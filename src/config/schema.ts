@@ -1,6 +1,8 @@
 // The config contract (docs/configuration.md) as a zod schema: defaults, unknown keys rejected.
 import { z } from 'zod';
 import { MAX_TIMER_MS, parseDuration } from '../util/duration.js';
+import { HHMM_RE, isTimeZone, WEEKDAYS } from '../reboot/schedule.js';
+import { DEFAULT_REBOOT_TRIGGERS, REBOOT_TRIGGERS } from '../reboot/triggers.js';
 
 export const DESYNC_NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // A Nix identifier as nixpkgs attribute names use them (no quoting, no interpolation).
@@ -101,6 +103,47 @@ export const prometheusEndpoint = z.preprocess(
 );
 export type PrometheusEndpoint = z.infer<typeof prometheusEndpoint>;
 
+const hhmm = z.string().regex(HHMM_RE, { message: 'must be a 24-hour local time HH:MM, e.g. 02:00' });
+
+// A regular expression given in the config (compiled once here so a bad one is exit 78).
+const regex = z.string().min(1).max(1024).refine((s) => {
+  try {
+    new RegExp(s);
+    return true;
+  } catch {
+    return false;
+  }
+}, { message: 'must be a valid regular expression (JavaScript syntax)' });
+
+const reboot = z
+  .strictObject({
+    enable: z.boolean().default(false),
+    // A real schedule (src/reboot/schedule.ts); null = any time.
+    window: z
+      .strictObject({
+        days: z.array(z.enum(WEEKDAYS)).min(1).nullable().default(null),
+        start: hhmm.default('02:00'),
+        end: hhmm.default('05:00'),
+        timezone: z.string().max(128).refine(isTimeZone, { message: 'must be an IANA time zone, e.g. Europe/Berlin' }).nullable().default(null),
+      })
+      .nullable()
+      .default(null),
+    triggers: z.array(z.enum(REBOOT_TRIGGERS)).default([...DEFAULT_REBOOT_TRIGGERS]),
+    command: argv.default(['systemctl', 'reboot']),
+    // The file kured and nixos-needsreboot watch; null = none.
+    sentinel: absPath.nullable().default('/run/reboot-required'),
+    blockOnAlerts: z
+      .strictObject({
+        prometheus: prometheusEndpoint,
+        // Alert names (alertname) that block a reboot while they fire.
+        alertFilter: regex.default('.+'),
+        firingOnly: z.boolean().default(true),
+      })
+      .nullable()
+      .default(null),
+  })
+  .prefault({});
+
 export const configSchema = z.strictObject({
   nixpkgs: absPath.default('/nix/var/nix/profiles/per-user/root/channels/nixos'),
   channel: z
@@ -165,6 +208,7 @@ export const configSchema = z.strictObject({
     })
     .nullable()
     .default(null),
+  reboot,
   onBreach: z.enum(['fail', 'continue']).default('fail'),
   stateDir: absPath.default('/var/lib/nixos-desync'),
   profilesDir: absPath.default('/nix/var/nix/profiles'),

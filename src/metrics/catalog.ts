@@ -49,6 +49,11 @@ export const CATALOG = {
   nixos_desync_system_activation_pending: { type: 'gauge', help: '1 when the newest profile generation is not the running system.', labels: [], collector: 'system' },
   nixos_desync_system_nixpkgs_info: { type: 'gauge', help: "The running system's nixpkgs, from its nixos-version (value 1).", labels: ['revision', 'version'], collector: 'system' },
   nixos_desync_system_nixpkgs_timestamp_seconds: { type: 'gauge', help: "Date of the running system's nixpkgs commit (nixos-version YY.MM.YYYYMMDD, else the flake lock's lastModified).", labels: [], collector: 'system' },
+  // Reboots (reboot.*): what a reboot would apply, when it may happen, and the boot's health gate.
+  nixos_desync_system_reboot_triggers: { type: 'gauge', help: 'Reboot triggers in which the boot default differs from the booted system (value 1 per trigger; absent when none).', labels: ['trigger'], collector: 'system' },
+  nixos_desync_reboot_blocked: { type: 'gauge', help: 'While a reboot is required: 1 for what keeps it from happening now (window, alerts, disabled, unreachable).', labels: ['reason'], collector: 'system' },
+  nixos_desync_reboot_window_next_timestamp_seconds: { type: 'gauge', help: 'Start of the next reboot window (absent without reboot.window).', labels: [], collector: 'system' },
+  nixos_desync_last_boot_health_success: { type: 'gauge', help: '1 when the last verify-boot found the booted system healthy; absent before the first.', labels: [], collector: 'system' },
   // Monitoring (any host): exporter.upgradeUnit and exporter.flakeLock.
   nixos_desync_upgrade_unit_last_run_success: { type: 'gauge', help: "1 when the upgrade unit's last finished run succeeded; absent before its first run.", labels: ['unit'], collector: 'upgrade_unit' },
   nixos_desync_upgrade_unit_last_run_timestamp_seconds: { type: 'gauge', help: "Start time of the upgrade unit's last run; absent before its first run.", labels: ['unit'], collector: 'upgrade_unit' },

@@ -83,6 +83,29 @@ export const rolloutStateSchema = z.object({
   held: z.object({ reason: holdReasonSchema, since: iso, revision: z.string(), message: z.string() }).nullable(),
 });
 export type RolloutState = z.infer<typeof rolloutStateSchema>;
+export const rebootBlockSchema = z.enum(['window', 'alerts', 'disabled', 'unreachable']);
+export type RebootBlock = z.infer<typeof rebootBlockSchema>;
+
+/** Reboots (DESIGN.md steps 9b–9c): a candidate waiting for its boot, the last boot's health gate, the loop guard. */
+export const rebootStateSchema = z.object({
+  /**
+   * A candidate that went the boot path (switch inhibitors differ, or `system.activate` "boot"):
+   * the boot default, never activated live; verify-boot runs its health gate once it is booted.
+   * `previous`: the verified system running when it was committed (where a failed boot returns).
+   */
+  pending: z.object({ toplevel: z.string(), previous: z.string().nullable(), runId: z.string(), at: iso, candidate: z.object({ path: z.string(), revision: z.string() }).nullable(), why: z.string() }).nullable(),
+  /** The last `verify-boot`. */
+  lastBoot: z.object({ at: iso, booted: z.string().nullable(), success: z.boolean(), error: z.string().nullable() }).nullable(),
+  /** Loop guard: the candidate toplevel verify-boot already rebooted away from (never twice for one candidate). */
+  fallbackRebootFor: z.string().nullable(),
+  /** The last reboot decision (`reboot`, the loop): why no reboot happened (null: it rebooted). */
+  lastDecision: z.object({ at: iso, blocked: rebootBlockSchema.nullable(), message: z.string() }).nullable(),
+});
+export type RebootState = z.infer<typeof rebootStateSchema>;
+
+export function emptyRebootState(): RebootState {
+  return { pending: null, lastBoot: null, fallbackRebootFor: null, lastDecision: null };
+}
 
 export const stateSchema = z.object({
   version: z.literal(STATE_VERSION),
@@ -121,6 +144,7 @@ export const stateSchema = z.object({
    * return to it. Null until the first run.
    */
   verified: z.object({ toplevel: z.string(), at: iso, runId: z.string().nullable(), how: z.enum(['health', 'running']) }).nullable().default(null),
+  reboot: rebootStateSchema.default(emptyRebootState),
 });
 export type MachineState = z.infer<typeof stateSchema>;
 
@@ -193,6 +217,7 @@ export function emptyState(): MachineState {
     systems: {},
     rollout: { adopted: null, held: null },
     verified: null,
+    reboot: emptyRebootState(),
   };
 }
 

@@ -20,6 +20,7 @@ import { activateStage } from './stages/activate.js';
 import { verifyStage } from './stages/verify.js';
 import { holdBackStage } from './stages/holdback.js';
 import { recordRun } from './stages/record.js';
+import { rebootStage } from './stages/reboot.js';
 import { rollbackRun } from './stages/rollback.js';
 import { holdRun, rolloutStage } from './stages/rollout.js';
 import { abandonCandidateSet } from './stages/restore.js';
@@ -68,6 +69,7 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
         await stage(ctx, 'health', verifyStage).catch((err: unknown) => holdBackStage(ctx, err));
       }
       await stage(ctx, 'commit', commitStage);
+      await rebootStage(ctx);
       succeed(ctx);
     } catch (err) {
       await fail(ctx, err);

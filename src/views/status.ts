@@ -1,4 +1,6 @@
 // The `status --json` document (fixed fields in DESIGN.md), built from state + host info.
+import { describeWindow, nextWindowStart } from '../reboot/schedule.js';
+import type { RebootReason } from '../reboot/triggers.js';
 import type { Config } from '../config/schema.js';
 import type { SystemInfo } from '../system/running.js';
 import { maxBehindSeconds } from '../upgrade/policy.js';
@@ -37,6 +39,17 @@ export interface StatusDoc {
     /** False while the running system is unverified (docs/upgrade-loop.md "Verified system"), with the reason. */
     verified: boolean;
     unverifiedReason: string | null;
+    /** Why a reboot is required: each reboot trigger in which the boot default differs from the booted system. */
+    rebootReasons: RebootReason[];
+  };
+  /** Reboots: the window, what blocks a required reboot, a candidate waiting for its boot, the last boot's health gate. */
+  reboot: {
+    enabled: boolean;
+    window: string;
+    nextWindow: string | null;
+    lastDecision: MachineState['reboot']['lastDecision'];
+    pending: MachineState['reboot']['pending'];
+    lastBoot: MachineState['reboot']['lastBoot'];
   };
   /** The last rollback, and the candidates rollbacks rejected, oldest first (each skipped until --retry). */
   rollback: MachineState['rollbacks']['last'];
@@ -77,7 +90,7 @@ export function buildDesyncStatus(name: string, config: Config, state: MachineSt
 }
 
 export function buildStatus(config: Config, state: MachineState, sys: SystemInfo, now: Date, problems: StateProblem[] = [],
-  running: { toplevel: string | null; sources: SystemSources | null; unverified?: string | null } = { toplevel: null, sources: null }): StatusDoc {
+  running: { toplevel: string | null; sources: SystemSources | null; unverified?: string | null } = { toplevel: null, sources: null }, rebootReasons: RebootReason[] = []): StatusDoc {
   const last = state.runs.last;
   return {
     desyncs: desyncNames(config, state).map((n) => buildDesyncStatus(n, config, state, now)),
@@ -85,12 +98,21 @@ export function buildStatus(config: Config, state: MachineState, sys: SystemInfo
       generation: sys.generation,
       generationTimestamp: sys.generationTimestamp ? sys.generationTimestamp.toISOString() : null,
       generations: sys.generations,
-      rebootRequired: sys.rebootRequired,
+      rebootRequired: sys.rebootRequired || rebootReasons.length > 0,
       activationPending: sys.activationPending,
       toplevel: running.toplevel,
       sources: running.sources ? contractSources(running.sources) : null,
       verified: (running.unverified ?? null) === null,
       unverifiedReason: running.unverified ?? null,
+      rebootReasons,
+    },
+    reboot: {
+      enabled: config.reboot.enable,
+      window: describeWindow(config.reboot.window),
+      nextWindow: nextWindowStart(config.reboot.window, now)?.toISOString() ?? null,
+      lastDecision: state.reboot.lastDecision,
+      pending: state.reboot.pending,
+      lastBoot: state.reboot.lastBoot,
     },
     rollback: state.rollbacks.last,
     rejected: state.rejected,

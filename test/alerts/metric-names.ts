@@ -42,6 +42,14 @@ export const SYSTEM_METRICS = [
   'nixos_desync_system_source_info', // {source,revision}, value 1
 ] as const;
 
+/** Reboots (reboot.*). */
+export const REBOOT_METRICS = [
+  'nixos_desync_system_reboot_triggers', // {trigger}, value 1 per trigger that differs
+  'nixos_desync_reboot_blocked', // {reason="window|alerts|disabled|unreachable"}
+  'nixos_desync_reboot_window_next_timestamp_seconds',
+  'nixos_desync_last_boot_health_success', // absent before the first verify-boot
+] as const;
+
 /** Monitoring, on any host: exporter.upgradeUnit and exporter.flakeLock. */
 export const MONITOR_METRICS = [
   'nixos_desync_upgrade_unit_last_run_success', // {unit}
@@ -71,6 +79,7 @@ export const METRIC_NAMES: readonly string[] = [
   ...ROLLOUT_METRICS,
   ...RUN_METRICS,
   ...SYSTEM_METRICS,
+  ...REBOOT_METRICS,
   ...MONITOR_METRICS,
   ...EXPORTER_METRICS,
 ];
@@ -94,6 +103,8 @@ export const ASSUMED_LABELS: Readonly<Record<string, Readonly<Record<string, rea
   nixos_desync_rollout_held: { reason: ['soak', 'no_data', 'unreachable'] },
   nixos_desync_rollout_healthy_since_timestamp_seconds: { revision: null },
   nixos_desync_rejected_candidate_info: { source: ['nixpkgs'], revision: null },
+  nixos_desync_system_reboot_triggers: { trigger: ['kernel', 'initrd', 'kernel-modules', 'firmware', 'kernel-params', 'switch-inhibitors'] },
+  nixos_desync_reboot_blocked: { reason: ['window', 'alerts', 'disabled', 'unreachable'] },
   ...Object.fromEntries(MONITOR_METRICS.filter((m) => m.startsWith('nixos_desync_upgrade_unit_')).map((m) => [m, { unit: null }])),
   nixos_desync_flake_input_last_modified_timestamp_seconds: { input: null },
   nixos_desync_build_info: { version: null },

@@ -35,6 +35,7 @@ const ALERTS: Record<string, string> = {
   NixosDesyncRollbackFailed: 'critical',
   NixosDesyncUnverifiedSystem: 'critical',
   NixosDesyncRolloutHeld: 'warning',
+  NixosDesyncRebootOverdue: 'warning',
 };
 
 interface AlertRule {

@@ -25,6 +25,10 @@ describe('config', () => {
       desyncs: {},
       system: { build: ['nixos-rebuild', 'build', '--no-flake', '--no-build-nix'], activate: 'switch' },
       health: { settle: '10s', failedUnits: true, ignoreUnits: [], checks: [], attribute: true, bisect: false, retryAfter: '24h' },
+      reboot: {
+        enable: false, window: null, triggers: ['kernel', 'initrd', 'kernel-modules', 'firmware', 'kernel-params'],
+        command: ['systemctl', 'reboot'], sentinel: '/run/reboot-required', blockOnAlerts: null,
+      },
       flake: null,
       rollout: null,
       onBreach: 'fail',
@@ -34,6 +38,36 @@ describe('config', () => {
       timeouts: { channel: '10m', build: '3h', check: '1h', system: '3h', health: '5m' },
       exporter: { listenAddress: '127.0.0.1:9793', webConfigFile: null, prDesyncDir: null, prMaxDesyncAge: 14, upgradeUnit: null, flakeLock: null, runtimeMetrics: 'minimal' },
     });
+  });
+
+  it('reboot: a window gets its defaults; the sentinel follows runDir unless set', () => {
+    const c = parseConfig({ runDir: '/tmp/run', reboot: { window: { days: ['Sat', 'Sun'], timezone: 'Europe/Berlin' }, blockOnAlerts: { prometheus: 'http://prom:9090' } } });
+    expect(c.reboot.window).toEqual({ days: ['Sat', 'Sun'], start: '02:00', end: '05:00', timezone: 'Europe/Berlin' });
+    expect(c.reboot.sentinel).toBe('/tmp/run/reboot-required');
+    expect(c.reboot.blockOnAlerts).toMatchObject({ prometheus: { url: 'http://prom:9090' }, alertFilter: '.+', firingOnly: true });
+    expect(parseConfig({ runDir: '/tmp/run', reboot: { sentinel: null } }).reboot.sentinel).toBeNull();
+  });
+
+  it.each([
+    [{ reboot: { window: { start: '25:00' } } }, '$.reboot.window.start', /HH:MM/],
+    [{ reboot: { window: { days: ['Monday'] } } }, '$.reboot.window.days[0]', /.+/],
+    [{ reboot: { window: { days: [] } } }, '$.reboot.window.days', /.+/],
+    [{ reboot: { window: { timezone: 'Mars/Olympus' } } }, '$.reboot.window.timezone', /IANA time zone/],
+    [{ reboot: { triggers: ['systemd'] } }, '$.reboot.triggers[0]', /.+/],
+    [{ reboot: { command: [] } }, '$.reboot.command', /argv/],
+    [{ reboot: { blockOnAlerts: { prometheus: 'file:///etc/passwd' } } }, '$.reboot.blockOnAlerts.prometheus.url', /http/],
+    [{ reboot: { blockOnAlerts: { prometheus: 'http://p:9090', alertFilter: '(' } } }, '$.reboot.blockOnAlerts.alertFilter', /regular expression/],
+    [{ reboot: { allowReboot: true } }, '$.reboot', /unknown key/],
+  ])('reboot: %j is refused at %s', (raw, path, msg) => {
+    try {
+      parseConfig(raw);
+      expect.unreachable();
+    } catch (err) {
+      const problems = (err as { details: { problems: { path: string; message: string }[] } }).details.problems;
+      const p = problems.find((x) => x.path === path);
+      expect(p, JSON.stringify(problems)).toBeDefined();
+      expect(p!.message).toMatch(msg);
+    }
   });
 
   it('a desync gets its defaults: maxLagRebuilds 14, no time budget', () => {

@@ -195,7 +195,7 @@ describe('exporter isolation and single-flight', () => {
   const config = parseConfig({});
   const model = {
     state: { state: emptyState(), stateProblem: null, stateMissing: true, recentRuns: [], historyProblem: null, journal: null, journalProblem: null, corruptFiles: [], dirError: null, untrusted: null, lastGood: null, runHolder: null },
-    system: { generation: 7, generationTimestamp: new Date(0), generations: 7, rebootRequired: false, activationPending: false, profilesError: null, runError: null },
+    system: { generation: 7, generationTimestamp: new Date(0), generations: 7, rebootRequired: false, activationPending: false, reboot: { booted: null, running: null, next: null, reasons: [] }, profilesError: null, runError: null },
     pr: null,
     recheck: () => Promise.resolve(),
   } as unknown as HostModel;

@@ -52,6 +52,9 @@ async function samplesAt(d: number): Promise<{ total: number; byFamily: Map<stri
   state.rejected = [rejected(5), rejected(6), rejected(7)];
   state.runs.last = { id: 'r', at, finishedAt: at, result: 'failure', durationSeconds: 700, stages: Object.fromEntries(STAGES.map((s) => [s, 1])), error: 'x' };
   state.runs.lastSuccessAt = at;
+  // A reboot is required (the fixture's generations differ from the booted one) and waits. (Nothing writes
+  // state.reboot.lastBoot yet: verify-boot, which will, needs one more sample of the budget.)
+  state.reboot.lastDecision = { at, blocked: 'alerts', message: 'x' };
   await mkdir(stateDir);
   await createStateStore(stateDir).writeState(state);
   // A big host flake (#18.9: 40 inputs gave 148 samples): its input series are bounded. (In
@@ -65,6 +68,7 @@ async function samplesAt(d: number): Promise<{ total: number; byFamily: Map<stri
   const config = parseConfig({
     desyncs: Object.fromEntries(names.map((n) => [n, { maxLagRebuilds: 14, maxBehind: '14d' }])),
     stateDir, profilesDir, runDir,
+    reboot: { enable: true, window: { days: ['Sun'], start: '03:00', end: '05:00', timezone: 'Europe/Berlin' } },
     exporter: { listenAddress: '127.0.0.1:0', upgradeUnit: 'nixos-upgrade.service', flakeLock },
     rollout: { prometheus: 'http://prometheus.example:9090', ring: 1 },
   });
@@ -93,6 +97,8 @@ describe('series budget: at most 70 + 14·D samples per host', () => {
     expect(byFamily.get('nixos_desync_rollout_held')).toBe(3);
     expect(byFamily.get('nixos_desync_rollout_healthy_since_timestamp_seconds')).toBe(1);
     expect(byFamily.get('nixos_desync_rejected_candidate_info')).toBe(2);
+    expect(byFamily.get('nixos_desync_reboot_blocked')).toBe(1);
+    expect(byFamily.get('nixos_desync_reboot_window_next_timestamp_seconds')).toBe(1);
     expect(total, JSON.stringify(Object.fromEntries(byFamily))).toBeLessThanOrEqual(70 + 14 * d);
     console.log(`series budget: ${d} desyncs → ${total} samples (budget ${70 + 14 * d})`);
   });

@@ -6,12 +6,15 @@ import { join } from 'node:path';
 import type { Config } from '../../config/schema.js';
 import { GENERATION_LINK_RE, readActivationPending, readCurrentGeneration } from '../../system/running.js';
 import { dirProblem, type Source } from './source.js';
+import { NO_REBOOT, readRebootSituation, type RebootSituation } from '../../reboot/triggers.js';
 
 export interface ProfilesReading {
   generation: number | null;
   generationTimestamp: Date | null;
   generations: number;
   activationPending: boolean;
+  /** As the run source reads it: a new generation changes the boot default. */
+  reboot: RebootSituation;
   profilesError: string | null;
 }
 
@@ -26,7 +29,7 @@ export function createProfilesSource(config: Config): Source<ProfilesReading> {
     accept: (n) => n === 'system' || GENERATION_LINK_RE.test(n),
     // Generation links come from raw events; chokidar itself only tracks `system`.
     track: (n) => n === 'system',
-    initial: { generation: null, generationTimestamp: null, generations: 0, activationPending: false, profilesError: 'not read yet' },
+    initial: { generation: null, generationTimestamp: null, generations: 0, activationPending: false, reboot: NO_REBOOT, profilesError: 'not read yet' },
     onEvent(name) {
       if (GENERATION_LINK_RE.test(name)) touched.add(name);
     },
@@ -49,8 +52,8 @@ export function createProfilesSource(config: Config): Source<ProfilesReading> {
         if (exists) generations.add(n);
         else generations.delete(n);
       }));
-      const [gen, activationPending] = await Promise.all([readCurrentGeneration(dir), readActivationPending(dir, config.runDir)]);
-      const snapshot = { generation: gen.generation, generationTimestamp: gen.timestamp, generations: generations.size, activationPending, profilesError };
+      const [gen, activationPending, reboot] = await Promise.all([readCurrentGeneration(dir), readActivationPending(dir, config.runDir), readRebootSituation(dir, config.runDir, config.reboot.triggers)]);
+      const snapshot = { generation: gen.generation, generationTimestamp: gen.timestamp, generations: generations.size, activationPending, reboot, profilesError };
       return () => ({ snapshot, error: profilesError });
     },
   };

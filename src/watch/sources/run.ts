@@ -7,6 +7,7 @@ import type { SystemSources } from '../../state/model.js';
 import { readToplevelSources } from '../../system/generations.js';
 import { readActivationPending, readRebootRequired, readRunningNixpkgs, type NixpkgsVersion } from '../../system/running.js';
 import { dirProblem, type Source } from './source.js';
+import { NO_REBOOT, readRebootSituation, type RebootSituation } from '../../reboot/triggers.js';
 
 export interface RunReading {
   rebootRequired: boolean;
@@ -16,6 +17,8 @@ export interface RunReading {
   /** The running toplevel (`<runDir>/current-system`), and the sources written into it by the module (null: none). */
   currentToplevel: string | null;
   toplevelSources: SystemSources | null;
+  /** The booted system against the boot default: what a reboot would apply (reboot.triggers; also read by the profiles source). */
+  reboot: RebootSituation;
   runError: string | null;
 }
 
@@ -24,15 +27,15 @@ export function createRunSource(config: Config): Source<RunReading> {
     name: 'run',
     root: config.runDir,
     accept: (n) => n === 'current-system' || n === 'booted-system',
-    initial: { rebootRequired: false, activationPending: false, nixpkgs: null, currentToplevel: null, toplevelSources: null, runError: 'not read yet' },
+    initial: { rebootRequired: false, activationPending: false, nixpkgs: null, currentToplevel: null, toplevelSources: null, reboot: NO_REBOOT, runError: 'not read yet' },
     async read() {
       const runError = await dirProblem(config.runDir);
-      const [rebootRequired, activationPending, nixpkgs, currentToplevel] = await Promise.all([
+      const [rebootRequired, activationPending, nixpkgs, currentToplevel, reboot] = await Promise.all([
         readRebootRequired(config.runDir), readActivationPending(config.profilesDir, config.runDir), readRunningNixpkgs(config.runDir),
-        realpath(join(config.runDir, 'current-system')).catch(() => null),
+        realpath(join(config.runDir, 'current-system')).catch(() => null), readRebootSituation(config.profilesDir, config.runDir, config.reboot.triggers),
       ]);
       const toplevelSources = currentToplevel === null ? null : await readToplevelSources(currentToplevel);
-      const snapshot = { rebootRequired, activationPending, nixpkgs, currentToplevel, toplevelSources, runError };
+      const snapshot = { rebootRequired, activationPending, nixpkgs, currentToplevel, toplevelSources, reboot, runError };
       return () => ({ snapshot, error: runError });
     },
   };
