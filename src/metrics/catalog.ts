@@ -36,7 +36,7 @@ export const CATALOG = {
   nixos_desync_state_corrupt_files: { type: 'gauge', help: 'Corrupt state files moved aside under the state directory (inspect, then delete them).', labels: [], collector: 'runs' },
   // Rollout (config `rollout`; rejected_candidate_info on every host).
   nixos_desync_rollout_info: { type: 'gauge', help: "The host's rollout ring (value 1; only with rollout).", labels: ['ring'], collector: 'runs' },
-  nixos_desync_rollout_held: { type: 'gauge', help: '1 for the reason the last run was held by the rollout (soak, no_data, unreachable); 0 otherwise.', labels: ['reason'], collector: 'runs' },
+  nixos_desync_rollout_held: { type: 'gauge', help: '1 with the reason (soak, no_data, unreachable) while runs are held by the rollout; absent otherwise.', labels: ['reason'], collector: 'runs' },
   nixos_desync_rollout_held_since_timestamp_seconds: { type: 'gauge', help: 'Start of the current streak of held runs; absent when not held.', labels: [], collector: 'runs' },
   nixos_desync_rollout_healthy_since_timestamp_seconds: { type: 'gauge', help: 'Since when the running system, built by the loop from nixpkgs revision `revision`, has run it (first commit of that revision); absent otherwise.', labels: ['revision'], collector: 'runs' },
   nixos_desync_rejected_candidate_info: { type: 'gauge', help: 'A candidate a rollback rejected here (value 1 while rejected; the newest 2).', labels: ['source', 'revision'], collector: 'runs' },

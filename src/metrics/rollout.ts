@@ -17,7 +17,8 @@ export function emitRollout({ config, model }: CollectContext, emit: Emit): void
   if (r === null) return;
   emit('nixos_desync_rollout_info', { ring: String(r.ring) }, 1);
   const held = state.rollout?.held ?? null;
-  for (const reason of HOLD_REASONS) emit('nixos_desync_rollout_held', { reason }, bool(held?.reason === reason));
+  // Only the active reason, while held (series budget 70 + 14·D: three 0/1 series did not fit).
+  if (held !== null) emit('nixos_desync_rollout_held', { reason: held.reason }, 1);
   if (held !== null) emit('nixos_desync_rollout_held_since_timestamp_seconds', {}, unixSeconds(held.since));
   // Only while the running system is the loop's build of the adopted revision (a rollback by
   // hand, or a system the loop did not build, is not a healthy run of it).

@@ -94,7 +94,7 @@ describe('series budget: at most 70 + 14·D samples per host', () => {
     expect(byFamily.get('nixos_desync_rollbacks_total')).toBe(2);
     expect(byFamily.get('process_resident_memory_bytes')).toBe(1);
     expect(byFamily.get('nixos_desync_flake_input_last_modified_timestamp_seconds')).toBe(FLAKE_INPUT_SERIES_MAX);
-    expect(byFamily.get('nixos_desync_rollout_held')).toBe(3);
+    expect(byFamily.get('nixos_desync_rollout_held')).toBe(1);
     expect(byFamily.get('nixos_desync_rollout_healthy_since_timestamp_seconds')).toBe(1);
     expect(byFamily.get('nixos_desync_rejected_candidate_info')).toBe(2);
     expect(byFamily.get('nixos_desync_reboot_blocked')).toBe(1);

@@ -207,7 +207,7 @@ describe.skipIf(!ok_)('fleet rollout end to end: real Prometheus, three hosts in
     expect(await running(c)).not.toBe(before);
     const state = (await createStateStore(c.config.stateDir).readState({ repair: false })).value;
     expect(state.rollout).toMatchObject({ held: null, adopted: { revision: 'rev-1' } });
-    await until('sum(nixos_desync_rollout_held{instance="' + c.instance + '"})', (v) => value(v) === 0);
+    await until('sum(nixos_desync_rollout_held{instance="' + c.instance + '"}) or vector(0)', (v) => value(v) === 0);
     await until('ring_revision:nixos_desync_rollout_healthy_hosts:count{ring="1",revision="rev-1"}', (v) => value(v) === 1);
   });
 
