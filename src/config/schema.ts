@@ -1,8 +1,7 @@
 // The config contract (docs/configuration.md) as a zod schema: defaults, unknown keys rejected.
 import { z } from 'zod';
 import { MAX_TIMER_MS, parseDuration } from '../util/duration.js';
-import { HHMM_RE, isTimeZone, WEEKDAYS } from '../reboot/schedule.js';
-import { DEFAULT_REBOOT_TRIGGERS, REBOOT_TRIGGERS } from '../reboot/triggers.js';
+import { DEFAULT_REBOOT_TRIGGERS, HHMM_RE, isTimeZone, REBOOT_TRIGGERS, WEEKDAYS } from './reboot-terms.js';
 
 export const DESYNC_NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // A Nix identifier as nixpkgs attribute names use them (no quoting, no interpolation).

@@ -2,8 +2,9 @@
 // IANA time zone, on some weekdays, possibly crossing midnight, DST-safe. Pure: no I/O, the
 // clock is an argument.
 
-export const WEEKDAYS = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'] as const;
-export type Weekday = (typeof WEEKDAYS)[number];
+import { HHMM_RE, WEEKDAYS, type Weekday } from '../config/reboot-terms.js';
+
+export { HHMM_RE, isTimeZone, WEEKDAYS, type Weekday } from '../config/reboot-terms.js';
 
 export interface RebootWindow {
   /** Days the window opens on (its start's local date); null = every day. */
@@ -21,18 +22,7 @@ export interface WindowSpan {
   end: Date;
 }
 
-export const HHMM_RE = /^([01][0-9]|2[0-3]):([0-5][0-9])$/;
 const DAY_MS = 86_400_000;
-
-/** True when `tz` is a time zone this runtime knows (Intl throws a RangeError otherwise). */
-export function isTimeZone(tz: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: tz });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export function hostTimeZone(): string {
   return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';

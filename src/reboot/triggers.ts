@@ -4,11 +4,9 @@
 import { readFile, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** Toplevel parts a reboot applies; `switch-inhibitors` is the system's own declaration (nixpkgs). */
-export const REBOOT_TRIGGERS = ['kernel', 'initrd', 'kernel-modules', 'firmware', 'kernel-params', 'switch-inhibitors'] as const;
-export type RebootTrigger = (typeof REBOOT_TRIGGERS)[number];
-/** The contract's default `reboot.triggers`. */
-export const DEFAULT_REBOOT_TRIGGERS: RebootTrigger[] = ['kernel', 'initrd', 'kernel-modules', 'firmware', 'kernel-params'];
+import { REBOOT_TRIGGERS, type RebootTrigger } from '../config/reboot-terms.js';
+
+export { DEFAULT_REBOOT_TRIGGERS, REBOOT_TRIGGERS, type RebootTrigger } from '../config/reboot-terms.js';
 
 export interface RebootReason {
   trigger: RebootTrigger;

@@ -440,7 +440,7 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
     const rolloutRecords = (parseYaml(await readFile(ROLLOUT_RULES, 'utf8')) as { groups: { rules: { record: string }[] }[] }).groups.flatMap((g) => g.rules.map((r) => r.record));
     expect(rules.flatMap((g) => g.rules.map((r: Json) => r.name)).sort()).toEqual([
       'NixosDesyncCollectorFailing', 'NixosDesyncExporterDown', 'NixosDesyncFlakeInputOutOfDate', 'NixosDesyncLagging', 'NixosDesyncMaxAgeBreached',
-      'NixosDesyncNixpkgsOutOfDate', 'NixosDesyncRebootOverdue', 'NixosDesyncRebootRequired', 'NixosDesyncRolledBack', 'NixosDesyncRolloutHeld', 'NixosDesyncUpgradeFailing', 'NixosDesyncUpgradeStale', 'nixos_desync:exporter_target:known',
+      'NixosDesyncNixpkgsOutOfDate', 'NixosDesyncRebootOverdue', 'NixosDesyncRebootRequired', 'NixosDesyncRollbackFailed', 'NixosDesyncRolledBack', 'NixosDesyncRolloutHeld', 'NixosDesyncUnverifiedSystem', 'NixosDesyncUpgradeFailing', 'NixosDesyncUpgradeStale', 'nixos_desync:exporter_target:known',
       ...fleetRecords, ...rolloutRecords,
     ].sort());
     for (const g of rules) for (const r of g.rules) expect(r.health, `${r.name}: ${r.lastError ?? ''}`).toBe('ok');

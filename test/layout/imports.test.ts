@@ -15,7 +15,7 @@ const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
  * and the loop's policy (status); `watch`/`metrics`/`http` are the exporter; `wire.ts` puts the
  * loop together; `cli` is the entry point; `demo` drives the CLI.
  */
-const LAYERS = ['util', 'config', 'nix', 'prometheus', 'system', 'state', 'source', 'rollout', 'upgrade', 'views', 'watch', 'metrics', 'http', 'wire', 'cli', 'demo'] as const;
+const LAYERS = ['util', 'config', 'nix', 'prometheus', 'system', 'state', 'source', 'reboot', 'rollout', 'upgrade', 'views', 'watch', 'metrics', 'http', 'wire', 'cli', 'demo'] as const;
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
