@@ -57,7 +57,7 @@ const loadRules = (file = RULES): AlertRule[] => loadAll(file).filter((r) => r.a
 const RECORDS = ['nixos_desync:exporter_target:known'];
 
 function run(cmd: string, args: string[]): { status: number | null; out: string } {
-  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
   if (r.error) throw r.error;
   return { status: r.status, out: `${r.stdout}\n${r.stderr}` };
 }
@@ -211,7 +211,7 @@ describe.skipIf(!requireTools('promtool', 'amtool'))('alert rules and example co
     const r = run('promtool', ['test', 'rules', ...ruleTestFiles]);
     expect(r.status, r.out).toBe(0);
     expect(r.out).not.toContain('FAILED');
-  });
+  }, 150_000);
 
   it('promtool check config accepts the example Prometheus config and its rule file', () => {
     const r = run('promtool', ['check', 'config', PROM_EXAMPLE]);
