@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// Long file: one benchmark script, its two modes (blocks, head) side by side with their shared helpers.
 // Fleet simulation (a benchmark, not a test): how one real Prometheus copes with a fleet of
 // nixos-desync exporters. For each fleet size H (× D desyncs): synthetic OpenMetrics
 // (bench/fleet/generate.mjs) → `promtool tsdb create-blocks-from openmetrics` → Prometheus
@@ -7,6 +8,8 @@
 // (dashboards/nixos-desync-fleet.json, $job/$instance = all) and of every rule.
 //   node bench/fleet/run.mjs --hosts 1000,3000 [--desyncs 20] [--hours 3] [--step 180] [--json F]
 //                            [--head 1000 --head-seconds 120]   (also a live-scrape head measurement)
+//                            [--scrape-interval 60 --eval-interval 60 --min-block-duration 10m]
+//                            (head mode: a fleet's intervals; a head compaction within the run)
 // Runs under `nice`, one size at a time, and deletes its data (GBs) unless --keep.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -29,6 +32,11 @@ const { values: a } = parseArgs({
     keep: { type: 'boolean', default: false },
     head: { type: 'string', default: '' }, // fleet sizes for head mode (a live scrape), e.g. 1000
     'head-seconds': { type: 'string', default: '120' },
+    'scrape-interval': { type: 'string', default: '15' }, // head mode, seconds
+    'eval-interval': { type: 'string', default: '' }, // head mode, seconds (default: the scrape interval)
+    // Prometheus' hidden testing flag: the head is compacted once it spans 1.5× this (2h in
+    // production, i.e. after 3 h) — so a run of tens of minutes sees a compaction and the after.
+    'min-block-duration': { type: 'string', default: '' },
     blocks: { type: 'boolean', default: true },
     budget: { type: 'boolean', default: false }, // hosts filled up to the series budget (generate.mjs --budget)
     gomemlimit: { type: 'string', default: '' }, // e.g. 16GiB: GOMEMLIMIT for Prometheus
@@ -165,6 +173,16 @@ async function runSize(H, D) {
   return r;
 }
 
+/** The hosts' own step-9d query (ring 1 asking about ring 0 and the channel revision), from dist/ when built. */
+async function timeRolloutQuery(base) {
+  const fleet = await import(join(ROOT, 'dist/src/rollout/fleet.js')).catch(() => null);
+  if (!fleet) { log('  (dist/ not built: the rollout query is not timed; npm run build)'); return undefined; }
+  const expr = fleet.rolloutQuery({ ring: 1, soak: '6h' }, 'c0ffee0000000000000000000000000000000042');
+  const runs = [];
+  for (let i = 0; i < REPS; i++) runs.push(await query(base, expr, false));
+  return { expr, medianMs: median(runs.map((x) => x.ms)), resultSeries: runs[0].n };
+}
+
 /**
  * Head mode: the same fleet as one live scrape (the values at "now", job/instance kept with
  * honor_labels) into an empty Prometheus, scraped every 15 s for `--head-seconds`: what a
@@ -173,7 +191,8 @@ async function runSize(H, D) {
  */
 async function runHead(H, D) {
   const dir = mkdtempSync(join(tmpdir(), `nixos-desync-fleet-head-${H}x${D}-`));
-  const r = { hosts: H, desyncs: D, scrapeIntervalSeconds: 15 };
+  const SI = Number(a['scrape-interval']), EI = Number(a['eval-interval'] || SI);
+  const r = { hosts: H, desyncs: D, scrapeIntervalSeconds: SI, evaluationIntervalSeconds: EI, minBlockDuration: a['min-block-duration'] || '2h' };
   const { createServer: createHttpServer } = await import('node:http');
   let server;
   try {
@@ -208,12 +227,13 @@ async function runHead(H, D) {
     const target = `127.0.0.1:${server.address().port}`;
     const port = await freePort();
     writeFileSync(join(dir, 'prometheus.yml'), [
-      'global:', '  scrape_interval: 15s', '  scrape_timeout: 14s', '  evaluation_interval: 15s',
+      'global:', `  scrape_interval: ${SI}s`, `  scrape_timeout: ${SI - 1}s`, `  evaluation_interval: ${EI}s`,
       'rule_files:', ...RULE_FILES.map((f) => `  - ${f}`),
       'scrape_configs:', ...Array.from({ length: PARTS }, (_, i) => [`  - job_name: fleet-${i}`, '    honor_labels: true', `    params: { part: ["${i}"] }`, '    static_configs:', `      - targets: ["${target}"]`]).flat(), '',
     ].join('\n'));
     const prom = spawn('nice', ['-n', '10', 'prometheus', `--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`,
-      `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...(a.gomemlimit ? { GOMEMLIMIT: a.gomemlimit } : {}) } });
+      `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn',
+      ...(a['min-block-duration'] ? [`--storage.tsdb.min-block-duration=${a['min-block-duration']}`, `--storage.tsdb.max-block-duration=${a['min-block-duration']}`] : [])], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...(a.gomemlimit ? { GOMEMLIMIT: a.gomemlimit } : {}) } });
     let stderr = '';
     prom.stderr.on('data', (b) => { stderr += b; });
     const base = `http://127.0.0.1:${port}`;
@@ -224,22 +244,36 @@ async function runHead(H, D) {
         await sleep(100);
       }
       const value = async (q) => Number((await (await fetch(`${base}/api/v1/query?query=${encodeURIComponent(q)}`)).json()).data.result[0]?.value[1]);
+      const own = async () => { const t = await (await fetch(`${base}/metrics`)).text(); return (n) => Number(new RegExp(`^${n} (\\S+)$`, 'm').exec(t)?.[1]); };
+      const groupsNow = async () => (await (await fetch(`${base}/api/v1/rules`)).json()).data.groups.map((gr) => ({ name: gr.name, evaluationSeconds: gr.evaluationTime, lastEvaluation: gr.lastEvaluation }));
       const samples = [];
+      // One sample per scrape interval (at most every 30 s): memory, head, compactions, rule groups, scrape durations.
       while (performance.now() - t0 < Number(a['head-seconds']) * 1000) {
-        await sleep(15_000);
-        const own = await (await fetch(`${base}/metrics`)).text(); // Prometheus' own metrics (it does not scrape itself here)
-        const headSeries = Number(/^prometheus_tsdb_head_series (\S+)$/m.exec(own)?.[1]);
-        samples.push({ at: (performance.now() - t0) / 1000, rss: rssOf(prom.pid), headSeries, scrapeSeconds: await value('max(scrape_duration_seconds{job=~"fleet-.*"})') });
+        await sleep(Math.min(SI, 30) * 1000);
+        const m = await own(); // Prometheus' own metrics (it does not scrape itself here)
+        const x = { at: (performance.now() - t0) / 1000, rss: rssOf(prom.pid), goHeapInuse: m('go_memstats_heap_inuse_bytes'), goHeapAlloc: m('go_memstats_heap_alloc_bytes'), goNextGc: m('go_memstats_next_gc_bytes'), headSeries: m('prometheus_tsdb_head_series'),
+          headChunks: m('prometheus_tsdb_head_chunks'), compactions: m('prometheus_tsdb_compactions_total'), headTruncations: m('prometheus_tsdb_head_truncations_total'),
+          scrapeSeconds: await value('max(scrape_duration_seconds{job=~"fleet-.*"})'), scrapesFailed: await value('count(up{job=~"fleet-.*"} == 0) or vector(0)'),
+          ruleGroups: await groupsNow() };
+        samples.push(x);
+        log(`  ${x.at.toFixed(0)} s: RSS ${(x.rss / 1e9).toFixed(2)} GB, heap ${(x.goHeapInuse / 1e9).toFixed(2)} GB, head ${x.headSeries} series / ${x.headChunks} chunks, compactions ${x.compactions}, scrape ${x.scrapeSeconds?.toFixed(1)} s, rules ${x.ruleGroups.map((g) => g.evaluationSeconds.toFixed(1)).join('/')} s`);
+        if (a.json) writeFileSync(`${a.json}.partial`, JSON.stringify(samples) + '\n');
       }
       r.samples = samples;
       r.headSeries = samples.at(-1).headSeries;
       r.rssBytes = samples.at(-1).rss;
       r.rssPeakBytes = hwmOf(prom.pid);
       r.scrapeSeconds = median(samples.map((x) => x.scrapeSeconds).filter(Number.isFinite));
-      r.goHeapInuseBytes = Number(/^go_memstats_heap_inuse_bytes (\S+)$/m.exec(await (await fetch(`${base}/metrics`)).text())?.[1]);
+      r.goHeapInuseBytes = samples.at(-1).goHeapInuse;
+      // Steady state: the last third of the run (after the head filled, and after a compaction when there was one).
+      const late = samples.slice(Math.floor((samples.length * 2) / 3));
+      r.steady = { fromSeconds: late[0]?.at, rssMedianBytes: median(late.map((x) => x.rss)), rssMaxBytes: Math.max(...late.map((x) => x.rss)), goHeapInuseMedianBytes: median(late.map((x) => x.goHeapInuse)),
+        ruleGroups: late.at(-1)?.ruleGroups.map((g) => ({ name: g.name, evaluationSecondsMedian: median(late.map((x) => x.ruleGroups.find((y) => y.name === g.name)?.evaluationSeconds ?? NaN)) })) };
+      const ownText = await (await fetch(`${base}/metrics`)).text();
+      r.ruleIterationsMissed = Object.fromEntries([...ownText.matchAll(/^prometheus_rule_group_iterations_missed_total\{rule_group="[^"]*;([^"]+)"\} (\S+)$/gm)].map((x) => [x[1], Number(x[2])]));
       r.fleetHosts = await value('fleet:nixos_desync_hosts:count');
-      const groups = (await (await fetch(`${base}/api/v1/rules`)).json()).data.groups;
-      r.ruleGroups = groups.map((gr) => ({ name: gr.name, evaluationSeconds: gr.evaluationTime }));
+      r.ruleGroups = await groupsNow();
+      r.rolloutQuery = await timeRolloutQuery(base);
       r.dashboard = [];
       for (const q of dashboardQueries()) {
         const runs = [];
@@ -269,9 +303,10 @@ for (const H of a.hosts.split(',').filter(Boolean).map(Number)) {
 }
 results.head = [];
 for (const H of a.head.split(',').filter(Boolean).map(Number)) {
-  log(`head: ${H} hosts × ${a.desyncs} desyncs, live scrape every 15 s for ${a['head-seconds']} s`);
+  log(`head: ${H} hosts × ${a.desyncs} desyncs, live scrape every ${a['scrape-interval']} s for ${a['head-seconds']} s`);
   const r = await runHead(H, Number(a.desyncs));
   results.head.push(r);
+  log(`  steady (from ${r.steady.fromSeconds?.toFixed(0)} s): RSS median ${(r.steady.rssMedianBytes / 1e9).toFixed(2)} GB, max ${(r.steady.rssMaxBytes / 1e9).toFixed(2)} GB, heap ${(r.steady.goHeapInuseMedianBytes / 1e9).toFixed(2)} GB; missed rule iterations ${JSON.stringify(r.ruleIterationsMissed)}`);
   log(`  head series ${r.headSeries}; RSS ${(r.rssBytes / 1e6).toFixed(0)} MB (peak ${(r.rssPeakBytes / 1e6).toFixed(0)} MB); scrape ${r.scrapeSeconds?.toFixed(2)} s; rule groups ${r.ruleGroups.map((g) => `${g.name} ${(g.evaluationSeconds * 1000).toFixed(0)} ms`).join(' · ')}`);
 }
 results.loadAfter = loadavg();
