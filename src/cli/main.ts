@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { readFileSync, realpathSync, constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { configWarnings, loadConfig, resolveConfigPath } from '../config/load.js';
+import { configWarnings, effectiveConfig, loadConfig, resolveConfigPath } from '../config/load.js';
 import { DesyncError, errorMessage, isDesyncError } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
 
@@ -115,7 +115,7 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
             io.stderr(`warning: exporter.webConfigFile ${web} cannot be read here; it is checked when serve starts\n`);
           }
         }
-        io.stdout(JSON.stringify(config, null, 2) + '\n');
+        io.stdout(JSON.stringify(effectiveConfig(config), null, 2) + '\n');
         io.stderr(`${configPath}: valid\n`);
         return EXIT.ok;
       }

@@ -95,6 +95,15 @@ function withFlakeDefaults(c: Config, raw: Record<string, unknown>, file: string
 }
 
 /**
+ * The config as check-config prints it: every default filled in, and itself a valid config
+ * (flake mode leaves out `nixpkgs`/`channel`, which must be absent there).
+ */
+export function effectiveConfig(c: Config): Record<string, unknown> {
+  const { nixpkgs, channel, ...rest } = c;
+  return c.flake === null ? { nixpkgs, channel, ...rest } : rest;
+}
+
+/**
  * Advice about a valid config (printed by check-config and upgrade, never an error): in channel
  * mode a `nixos-rebuild` system.build without `--no-flake` builds /etc/nixos/flake.nix whenever
  * one exists, and the bash one without `--no-build-nix` evaluates config.nix.package first.

@@ -59,6 +59,23 @@ describe('cli', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
   });
 
+  it.each([
+    ['channel mode', (dir: string) => ({ desyncs: { hm: { requireBuilds: ['home-manager'] } }, stateDir: join(dir, 'state') })],
+    ['flake mode', (dir: string) => ({ flake: { path: join(dir, 'etc'), host: 'h' }, desyncs: { hm: { requireBuilds: ['home-manager'] } }, stateDir: join(dir, 'state') })],
+  ])('check-config in %s prints an effective config that is itself valid (fed back: exit 0, printed the same)', async (_mode, make) => {
+    const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
+    const first = join(dir, 'config.json');
+    await writeFile(first, JSON.stringify(make(dir)));
+    const a = await cli(['check-config', '--config', first]);
+    expect(a.code).toBe(0);
+    const again = join(dir, 'effective.json');
+    await writeFile(again, a.stdout);
+    const b = await cli(['check-config', '--config', again]);
+    expect(b.stderr).not.toMatch(/invalid/);
+    expect(b.code).toBe(0);
+    expect(JSON.parse(b.stdout)).toEqual(JSON.parse(a.stdout));
+  });
+
   it('check-config warns (exit 0) when a channel-mode nixos-rebuild system.build lacks --no-flake', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'desync-cli-'));
     const cfg = join(dir, 'c.json');
