@@ -23,6 +23,10 @@ rec {
   };
   # A command is an argv list, never a shell string.
   argv = types.nonEmptyListOf types.str;
+  # A systemd unit name or glob (`*` only), as the tool's config accepts (src/config/schema.ts unitName).
+  unitGlob = types.strMatching "[A-Za-z0-9:_.@\\*-]{1,256}" // {
+    description = "systemd unit name (`*` allowed as a wildcard)";
+  };
   # A secret's path, read at run time: a string, so that no path literal (./web.yml) is
   # copied into the world-readable store; store paths are refused by an assertion (config-file.nix).
   secretPath = lib.mkOptionType {

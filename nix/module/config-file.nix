@@ -29,6 +29,8 @@ let
         maxLagRebuilds
         maxBehind
         nixpkgsConfig
+        units
+        healthChecks
         ;
     }
     // lib.optionalAttrs flakeMode { inherit (d) input; };
@@ -44,6 +46,9 @@ let
           failedUnits
           ignoreUnits
           checks
+          attribute
+          bisect
+          retryAfter
           ;
       };
     } cfg.settings

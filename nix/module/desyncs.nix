@@ -15,6 +15,7 @@ let
     desyncName
     duration
     argv
+    unitGlob
     stateDir
     readPin
     flakeCfg
@@ -121,6 +122,27 @@ let
           default = null;
           example = "14d";
           description = "Time budget since the first failure after the last success (30s 10m 3h 14d 2w); null = none.";
+        };
+        units = mkOption {
+          type = types.listOf unitGlob;
+          default = [ ];
+          example = [ "matrix-synapse.service" ];
+          description = ''
+            The systemd units (`*` wildcards allowed) that run this desync's packages. When the
+            health gate fails only because such units failed after this desync moved to a new
+            revision, the desync is held back at its pin and the rest of the system is still
+            upgraded (runtime hold-back, `health.attribute`; docs/upgrade-loop.md).
+          '';
+        };
+        healthChecks = mkOption {
+          type = types.listOf argv;
+          default = [ ];
+          example = literalExpression ''[ [ "''${pkgs.curl}/bin/curl" "-fsS" "http://127.0.0.1:8008/health" ] ]'';
+          description = ''
+            Commands (argv lists, no shell) the health gate runs for this desync after the
+            activation, like `health.checks`; a failing one is attributed to this desync
+            (runtime hold-back, `health.attribute`).
+          '';
         };
         nixpkgsConfig = mkOption {
           type = jsonFormat.type;

@@ -112,6 +112,32 @@ in
           `NIXOS_DESYNC_PREVIOUS_TOPLEVEL` (the one before). They run inside the loop's sandbox.
         '';
       };
+      attribute = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Runtime hold-back: when every failure of the health gate is claimed by desyncs that
+          moved in this run (`desyncs.<name>.units`, `desyncs.<name>.healthChecks`), roll back,
+          keep those desyncs at their pins and upgrade the rest of the system (one more build and
+          activation). false: any failure rolls back and rejects the whole candidate.
+        '';
+      };
+      bisect = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Also find a culprit among the desyncs that moved when no desync claims the failure, by
+          halving them (each trial is one more activation of the live host, hence opt-in).
+        '';
+      };
+      retryAfter = mkOption {
+        type = duration;
+        default = "24h";
+        description = ''
+          A desync held back at runtime is not activated at a newer revision again before this
+          has passed (no rollback on every channel bump); then it is tried once more.
+        '';
+      };
     };
 
     flake = {

@@ -1,4 +1,5 @@
-# A host using every option group: two desyncs (one with a pin, one without), the upgrade
+# A host using every option group: three desyncs (one with a pin, one without, one with runtime
+# claims for the hold-back), the health gate's hold-back options, the upgrade
 # timer with non-default timing, the exporter on all addresses with the firewall open,
 # the proposal's state dir exported, and settings passed through.
 { testArgs, ... }:
@@ -16,6 +17,13 @@
       requireBuilds = [ "matrix-synapse" ];
       maxLagRebuilds = 3;
       nixpkgsConfig.allowUnfree = true;
+      # Runtime hold-back: what of the running system belongs to this desync.
+      units = [ "matrix-synapse.service" "matrix-synapse-*.timer" ];
+      healthChecks = [ [ "/run/current-system/sw/bin/curl" "-fsS" "http://127.0.0.1:8008/health" ] ];
+    };
+    health = {
+      bisect = true;
+      retryAfter = "12h";
     };
     upgrade = {
       operation = "boot";

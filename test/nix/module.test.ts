@@ -194,7 +194,11 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
       units: [],
       healthChecks: [],
     });
-    expect(eff.desyncs['matrix-synapse']).toMatchObject({ maxLagRebuilds: 3, maxBehind: null, nixpkgsConfig: { allowUnfree: true } });
+    expect(eff.desyncs['matrix-synapse']).toMatchObject({
+      maxLagRebuilds: 3, maxBehind: null, nixpkgsConfig: { allowUnfree: true },
+      units: ['matrix-synapse.service', 'matrix-synapse-*.timer'],
+      healthChecks: [['/run/current-system/sw/bin/curl', '-fsS', 'http://127.0.0.1:8008/health']],
+    });
     expect(eff.desyncs.strict).toMatchObject({ maxLagRebuilds: 0 });
     expect(eff.exporter).toEqual({ listenAddress: '0.0.0.0:9799', webConfigFile: '/etc/nixos-desync/web.yml', prDesyncDir: '/var/lib/nixos/desyncs', prMaxDesyncAge: 5, upgradeUnit: null, flakeLock: null, runtimeMetrics: 'minimal' });
     expect(eff.onBreach).toBe('continue');
@@ -204,7 +208,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     // exactly the built toplevel (no second evaluation): operation = "boot".
     expect(eff.system.build).toEqual([expect.stringMatching(/^\/nix\/store\/[^/]+-nixos-rebuild\/bin\/nixos-rebuild$/), 'build', '--no-flake', '--no-build-nix']);
     expect(eff.system.activate).toBe('boot');
-    expect(eff.health).toEqual({ settle: '10s', failedUnits: true, ignoreUnits: [], checks: [], attribute: true, bisect: false, retryAfter: '24h' });
+    expect(eff.health).toEqual({ settle: '10s', failedUnits: true, ignoreUnits: [], checks: [], attribute: true, bisect: true, retryAfter: '12h' });
     const act = parseUnit(ev.units['nixos-desync-activate@.service']!);
     expect(execArgv(single(act, 'Service', 'ExecStart')!)).toEqual([expect.stringMatching(/^\/nix\/store\/[^/]+-nixos-desync-activate$/), '%i']);
     expect(act.Unit!.Description).toEqual(['nixos-desync activation of a built system (%i)']);
@@ -498,6 +502,21 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
       r = instantiateSystem(host('bad-build.nix', '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.settings.system.build = "nixos-rebuild build";\n}\n'));
       expect(r.status).toBe(1);
       expect(r.stderr).toContain("error: A definition for option `services.nixos-desync.settings.system.build' is not of type `non-empty (list of string)'.");
+    });
+
+    it('runtime claims: a unit that is no unit name or glob, a health check as a shell string, a bad retryAfter', () => {
+      let r = instantiateSystem(host('bad-unit.nix', '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.desyncs.synapse.units = [ "matrix synapse.service" ];\n}\n'));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(typeError('services.nixos-desync.desyncs.synapse.units."[definition 1-entry 1]"', 'systemd unit name (`*` allowed as a wildcard)'));
+      expect(r.stderr).toContain('"matrix synapse.service"');
+      r = instantiateSystem(host('bad-health-checks.nix', '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.desyncs.synapse.healthChecks = [ "curl -fsS http://127.0.0.1:8008/health" ];\n}\n'));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(typeError('services.nixos-desync.desyncs.synapse.healthChecks."[definition 1-entry 1]"', 'non-empty (list of string)'));
+      r = instantiateSystem(host('bad-retry.nix', '{ ... }: { services.nixos-desync.enable = true; services.nixos-desync.health.retryAfter = "1 day"; }'));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(typeError('services.nixos-desync.health.retryAfter', 'duration (1 to 999999999 followed by s, m, h, d or w: 30s 10m 3h 14d 2w)'));
+      // A glob and a template instance are unit names.
+      expect(instantiateSystem(host('good-unit.nix', '{ ... }: { services.nixos-desync.enable = true; services.nixos-desync.desyncs.hm.units = [ "home-manager-*.service" "container@synapse-lab.service" ]; }')).status).toBe(0);
     });
 
     it('webConfigFile as a path literal is refused before the secret is copied into the store', () => {
