@@ -28,6 +28,11 @@ describe('README.md and docs/', () => {
     expect(readme).not.toMatch(/node dist\/src\/cli\/main\.js (serve|status|upgrade)/);
   });
 
+  it.each(DOCS)('%s: its command blocks run the CLI as installed, never `node dist/src/cli/main.js` (no memory flags)', (f) => {
+    const blocks = [...read(f).matchAll(/^```[^\n]*\n([\s\S]*?)^```/gm)].map((m) => m[1]!);
+    expect(blocks.flatMap((b) => b.split('\n')).filter((l) => /node dist\/src\/cli\/main\.js/.test(l)), 'write `npx nixos-desync …` (the bin)').toEqual([]);
+  });
+
   it('docs/development.md: the layout names every folder of src/, and every file it names exists', () => {
     const md = read('docs/development.md');
     const block = /```\nsrc\/\n([\s\S]*?)```/.exec(md)?.[1] ?? '';
