@@ -23,6 +23,8 @@ Usage:
   nixos-desync generations  --config FILE [--json]   which sources each generation was built from
   nixos-desync recover      --config FILE            finish or roll back an interrupted run (boot time)
   nixos-desync check-config --config FILE [--json]
+  nixos-desync verify-boot  --config FILE            health gate of the booted system (run at boot)
+  nixos-desync reboot       --config FILE [--dry-run] reboot now if required and allowed, else say why
   nixos-desync --help | --version
 
 --config defaults to $NIXOS_DESYNC_CONFIG, then /etc/nixos-desync/config.json.
@@ -54,6 +56,8 @@ export const ALLOWED: Record<string, string[]> = {
   serve: ['config', 'web.listen-address', 'web.config.file'],
   status: ['config', 'json'],
   'check-config': ['config', 'json'],
+  'verify-boot': ['config'],
+  reboot: ['config', 'dry-run'],
 };
 
 export async function main(argv: string[], io: Io, signal?: AbortSignal): Promise<number> {
@@ -148,6 +152,18 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
         const id = await recoverOnly(upgradeDeps(config, logger, io.env, signal));
         io.stdout(id === null ? 'nothing to recover: the last run ended cleanly\n' : `recovered interrupted run ${id}\n`);
         return EXIT.ok;
+      }
+      case 'verify-boot': {
+        const logger = createLogger({ write: io.stdout, format: 'text' });
+        const [{ verifyBoot }, { upgradeDeps }] = await Promise.all([import('../reboot/verify-boot.js'), import('../wire.js')]);
+        const d = upgradeDeps(config, logger, io.env, signal);
+        return (await verifyBoot({ ...d, system: d.system!, env: io.env })).exitCode;
+      }
+      case 'reboot': {
+        const logger = createLogger({ write: io.stdout, format: 'text' });
+        const [{ rebootIfAllowed }, { createStateStore }, { runCommand }] = await Promise.all([import('../reboot/command.js'), import('../state/store.js'), import('../util/exec.js')]);
+        const out = await rebootIfAllowed({ config, store: createStateStore(config.stateDir), run: runCommand, logger, env: io.env }, { dryRun: values['dry-run'] ?? false });
+        return out.exitCode;
       }
       case 'serve': {
         const { serve } = await import('../http/serve.js');

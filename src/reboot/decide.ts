@@ -31,7 +31,7 @@ export async function decideReboot(config: Config, situation: RebootSituation, n
   }
   if (r.blockOnAlerts !== null && alerts !== null) {
     const a = await alerts();
-    if (!a.ok) return { required: true, blocked: 'unreachable', message: `${base}; Prometheus (${r.blockOnAlerts.prometheus}) cannot be asked for alerts (${a.error}): blocked until it answers`, nextWindow };
+    if (!a.ok) return { required: true, blocked: 'unreachable', message: `${base}; Prometheus (${r.blockOnAlerts.prometheus.url}) cannot be asked for alerts (${a.error}): blocked until it answers`, nextWindow };
     if (a.matching.length > 0) return { required: true, blocked: 'alerts', message: `${base}; alerts matching reboot.blockOnAlerts.alertFilter fire: ${a.matching.slice(0, 10).join(', ')}`, nextWindow };
   }
   return { required: true, blocked: null, message: `${base}; rebooting now`, nextWindow };

@@ -93,7 +93,7 @@ export const rebootStateSchema = z.object({
    * the boot default, never activated live; verify-boot runs its health gate once it is booted.
    * `previous`: the verified system running when it was committed (where a failed boot returns).
    */
-  pending: z.object({ toplevel: z.string(), previous: z.string().nullable(), runId: z.string(), at: iso, candidate: z.object({ path: z.string(), revision: z.string() }).nullable(), why: z.string() }).nullable(),
+  pending: z.object({ toplevel: z.string(), previous: z.string().nullable(), runId: z.string(), at: iso, candidate: z.object({ path: z.string(), revision: z.string(), id: z.string().nullable().default(null) }).nullable(), why: z.string() }).nullable(),
   /** The last `verify-boot`. */
   lastBoot: z.object({ at: iso, booted: z.string().nullable(), success: z.boolean(), error: z.string().nullable() }).nullable(),
   /** Loop guard: the candidate toplevel verify-boot already rebooted away from (never twice for one candidate). */

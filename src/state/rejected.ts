@@ -14,9 +14,10 @@ export function findRejected(set: readonly RejectedCandidate[], c: Pick<Candidat
   return set.find((e) => isRejected(e, c)) ?? null;
 }
 
-/** `set` with `entry` added (replacing an older entry of the same candidate), oldest dropped beyond REJECTED_MAX. */
-export function withRejected(set: readonly RejectedCandidate[], entry: RejectedCandidate & { id: string }): RejectedCandidate[] {
-  const out = withoutRejected(set, entry);
+/** `set` with `entry` added (replacing an older entry of the same candidate), oldest dropped beyond REJECTED_MAX; `id` null: known by path + revision only (e.g. a boot-time rejection from provenance). */
+export function withRejected(set: readonly RejectedCandidate[], entry: RejectedCandidate): RejectedCandidate[] {
+  const { id } = entry;
+  const out = id !== null ? withoutRejected(set, { ...entry, id }) : set.filter((e) => !(e.path === entry.path && e.revision === entry.revision));
   out.push(entry);
   return out.slice(-REJECTED_MAX);
 }
