@@ -17,6 +17,7 @@
     ./module/loop.nix # nixos-desync-upgrade.service + timer (root, sandboxed)
     ./module/activation.nix # nixos-desync-activate@.service (root, unconfined)
     ./module/recovery.nix # nixos-desync-recover.service (at boot)
+    ./module/reboot.nix # reboot.* options, nixos-desync-verify-boot.service, nixos-desync-reboot.timer
     ./module/exporter.nix # exporter.* options, nixos-desync-exporter.service (dynamic user, read-only)
   ];
 }

@@ -146,7 +146,7 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
     units = { ...units, 'nixos-desync-activate@.service': adapted };
     expect(Object.keys(units).sort()).toEqual([
       'nixos-desync-activate@.service', 'nixos-desync-exporter.service', 'nixos-desync-recover.service',
-      'nixos-desync-upgrade.service', 'nixos-desync-upgrade.timer',
+      'nixos-desync-upgrade.service', 'nixos-desync-upgrade.timer', 'nixos-desync-verify-boot.service',
     ]);
 
     c = await bootSystemd({

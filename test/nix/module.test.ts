@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { requireTools } from '../helpers/tools.js';
+import { execArgv, parseUnit, single } from '../helpers/units.js';
 import { CLI } from '../helpers/cli.js';
 import { createDemoHost, FAKE_REBUILD } from '../../src/demo/host.js';
 import { gitRevisionOf } from '../../src/demo/fake-nixpkgs.js';
@@ -38,37 +39,6 @@ interface Evaluated {
   systemBuilderCommands: string;
   units: Record<string, string>;
   desyncs: Record<string, { path: string; revision: string | null; desyncAge: number | null; helloName: string }>;
-}
-
-/** A unit file as systemd reads it: section → key → values (a key may repeat). */
-function parseUnit(text: string): Record<string, Record<string, string[]>> {
-  const out: Record<string, Record<string, string[]>> = {};
-  let section = '';
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
-    const m = /^\[(.+)\]$/.exec(line);
-    if (m) {
-      section = m[1]!;
-      out[section] ??= {};
-      continue;
-    }
-    const eq = line.indexOf('=');
-    const key = line.slice(0, eq);
-    (out[section]![key] ??= []).push(line.slice(eq + 1));
-  }
-  return out;
-}
-
-/** ExecStart= → argv: "…" words are JSON strings (as the module writes them), others bare. */
-function execArgv(execStart: string): string[] {
-  const words = execStart.match(/"(?:[^"\\]|\\.)*"|\S+/g) ?? [];
-  return words.map((w) => (w.startsWith('"') ? (JSON.parse(w) as string) : w).replace(/%%/g, '%').replace(/\$\$/g, '$'));
-}
-
-function single(unit: Record<string, Record<string, string[]>>, section: string, key: string): string | undefined {
-  const v = unit[section]?.[key];
-  return v === undefined ? undefined : v[v.length - 1];
 }
 
 const ok = requireTools('nix-instantiate');
@@ -215,11 +185,11 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
 
     expect(ev.etc['nixos-desync/config.json']).toBe(ev.configFile);
     expect(ev.systemPackages).toContain(pkgDir);
-    expect(ev.tmpfiles).toEqual([`d ${stateDir} 0755 root root - -`, 'd /root/.nix-defexpr 0755 root root - -']);
+    expect(ev.tmpfiles).toEqual(['d /run/nixos-desync 0755 root root - -', 'L /run/reboot-required - - - - /run/nixos-desync/reboot-required', `d ${stateDir} 0755 root root - -`, 'd /root/.nix-defexpr 0755 root root - -']);
     expect(ev.firewallTCP).toEqual([9799]);
     // The loop writes the configured state dir.
     const upFull = parseUnit(ev.units['nixos-desync-upgrade.service']!);
-    expect(upFull.Service!.ReadWritePaths).toEqual([stateDir, '-/nix/var/nix/profiles/per-user/root', '-/root/.nix-defexpr']);
+    expect(upFull.Service!.ReadWritePaths).toEqual([stateDir, '-/nix/var/nix/profiles/per-user/root', '-/root/.nix-defexpr', '/run/nixos-desync']);
 
     const timer = parseUnit(ev.units['nixos-desync-upgrade.timer']!);
     expect(timer.Timer).toEqual({
@@ -250,7 +220,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     expect(eff.exporter.listenAddress).toBe('127.0.0.1:9793');
     expect(eff.system.activate).toBe('switch');
     expect(ev.firewallTCP).toEqual([]);
-    expect(ev.tmpfiles).toEqual(['d /var/lib/nixos-desync 0755 root root - -', 'd /root/.nix-defexpr 0755 root root - -']);
+    expect(ev.tmpfiles).toEqual(['d /run/nixos-desync 0755 root root - -', 'L /run/reboot-required - - - - /run/nixos-desync/reboot-required', 'd /var/lib/nixos-desync 0755 root root - -', 'd /root/.nix-defexpr 0755 root root - -']);
 
     // The default package is nix/package.nix (buildNpmPackage is stubbed: its arguments are checked).
     expect(ev.systemPackages).toEqual([pkgDir]);
@@ -264,7 +234,8 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     expect(up.Unit).toMatchObject({ 'X-RestartIfChanged': ['false'], 'X-StopOnRemoval': ['false'] });
     // network-online for the channel download, nix-daemon for every Nix command (NIX_REMOTE=daemon).
     expect(up.Unit!.Wants).toEqual(['network-online.target nix-daemon.socket']);
-    expect(up.Unit!.After).toEqual(['network-online.target nix-daemon.socket']);
+    // verify-boot: a run caught up at boot (Persistent=) waits for the boot's health gate.
+    expect(up.Unit!.After).toEqual(['network-online.target nix-daemon.socket nixos-desync-verify-boot.service']);
     // Root (owner of the state dir and the channel profile), but with no capability and a
     // read-only file system except what the loop writes; the store only through nix-daemon.
     expect(up.Service!.User).toBeUndefined();
@@ -284,7 +255,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
       NoNewPrivileges: ['true'],
       UMask: ['0022'],
       ProtectSystem: ['strict'],
-      ReadWritePaths: ['/var/lib/nixos-desync', '-/nix/var/nix/profiles/per-user/root', '-/root/.nix-defexpr'],
+      ReadWritePaths: ['/var/lib/nixos-desync', '-/nix/var/nix/profiles/per-user/root', '-/root/.nix-defexpr', '/run/nixos-desync'],
       ProtectHome: ['read-only'],
       PrivateTmp: ['true'],
       PrivateDevices: ['true'],
@@ -737,7 +708,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
 
   it('docs/systemd examples carry the same commands and hardening as the generated units', () => {
     const ev = evaluate('host-minimal.nix');
-    for (const name of ['nixos-desync-upgrade.service', 'nixos-desync-activate@.service', 'nixos-desync-recover.service', 'nixos-desync-upgrade.timer', 'nixos-desync-exporter.service']) {
+    for (const name of ['nixos-desync-upgrade.service', 'nixos-desync-activate@.service', 'nixos-desync-recover.service', 'nixos-desync-verify-boot.service', 'nixos-desync-upgrade.timer', 'nixos-desync-exporter.service']) {
       const doc = parseUnit(readFileSync(join(ROOT, 'docs/systemd', name), 'utf8'));
       const gen = parseUnit(ev.units[name]!);
       const section = name.endsWith('.timer') ? 'Timer' : 'Service';

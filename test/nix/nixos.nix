@@ -96,6 +96,14 @@ in
     nix.package = mkOption { type = types.package; };
     programs.ssh.package = mkOption { type = types.package; };
     system.autoUpgrade.enable = mkOption { type = types.bool; default = false; };
+    system.autoUpgrade.allowReboot = mkOption { type = types.bool; default = false; };
+    system.autoUpgrade.rebootWindow = mkOption {
+      type = types.nullOr (types.submodule {
+        options.lower = mkOption { type = types.strMatching "[[:digit:]]{2}:[[:digit:]]{2}"; };
+        options.upper = mkOption { type = types.strMatching "[[:digit:]]{2}:[[:digit:]]{2}"; };
+      });
+      default = null;
+    };
     system.systemBuilderCommands = mkOption { type = types.lines; internal = true; default = ""; };
     system.build = mkOption {
       type = types.submoduleWith { modules = [ { freeformType = with types; lazyAttrsOf (uniq unspecified); } ]; };
