@@ -27,9 +27,12 @@ export function renderGenerations(gens: GenerationDoc[]): string {
   if (gens.length === 0) return 'No system generations in the profile.\n';
   const lines = gens.map((g) => {
     const flags = [g.current ? 'current' : null, g.booted ? 'booted' : null].filter((x) => x !== null).join(',');
-    const s = g.sources as { runId: string; nixpkgs: { revision: string }; desyncs: Record<string, { revision: string; desyncAge: number }> } | null;
+    const s = g.sources as { runId: string; nixpkgs: { revision: string }; desyncs: Record<string, { revision: string; desyncAge: number; heldBack: { stage: string } | null }> } | null;
+    // A runtime hold-back is shown on the generation it produced (a failed gate reads as the lag alone).
+    const lag = (d: { desyncAge: number; heldBack: { stage: string } | null }): string =>
+      d.desyncAge > 0 ? ` (lag ${d.desyncAge}${d.heldBack?.stage === 'health' ? ', held back at runtime' : ''})` : '';
     const from = s
-      ? `nixpkgs ${s.nixpkgs.revision.slice(0, 12)}` + Object.entries(s.desyncs).map(([n, d]) => `, ${n} ${d.revision.slice(0, 12)}${d.desyncAge > 0 ? ` (lag ${d.desyncAge})` : ''}`).join('') + (s.runId ? ` — run ${s.runId}` : '')
+      ? `nixpkgs ${s.nixpkgs.revision.slice(0, 12)}` + Object.entries(s.desyncs).map(([n, d]) => `, ${n} ${d.revision.slice(0, 12)}${lag(d)}`).join('') + (s.runId ? ` — run ${s.runId}` : '')
       : 'not built by nixos-desync';
     return `${String(g.generation).padStart(4)}  ${(g.timestamp ?? '-').replace('T', ' ').slice(0, 19)}  ${flags.padEnd(15)} ${from}`;
   });

@@ -42,13 +42,15 @@ export function renderStatus(doc: StatusDoc): string {
       const lag = `${d.lagRebuilds}/${d.maxLagRebuilds ?? '∞'}`;
       const behind = `${formatSeconds(d.behindSeconds)}${d.maxBehindSeconds !== null ? '/' + formatSeconds(d.maxBehindSeconds) : ''}`;
       const last = d.lastAttempt ? `${d.lastAttempt.result} ${d.lastAttempt.at.replace('T', ' ').slice(0, 19)}Z` : 'never';
-      const state = d.breached ? 'BREACHED' : d.revision === null ? 'no pin' : d.inSync ? 'in sync' : 'lagging';
+      const state = d.breached ? 'BREACHED' : d.revision === null ? 'no pin' : d.inSync ? 'in sync' : d.heldBack?.stage === 'health' ? 'held back (runtime)' : 'lagging';
       rows.push([d.configured ? d.name : `${d.name} (removed)`, (d.revision ?? '-').slice(0, 16), lag, behind, last, state]);
     }
     lines.push(pad(rows));
     for (const d of doc.desyncs) {
       if (d.breached && d.breachReason) lines.push(`  ${d.name}: breach: ${d.breachReason}`);
       if (d.lastAttempt?.result === 'failed' && d.lastAttempt.error) lines.push(`  ${d.name}: last failure: ${d.lastAttempt.error.split('\n')[0]}`);
+      const h = d.heldBack;
+      if (h?.stage === 'health') lines.push(`  ${d.name}: held back at runtime since ${h.since}${h.retryAt ? `, tried again after ${h.retryAt}` : ''} — ${h.reason.split('\n')[0]}`);
     }
   }
   const s = doc.system;

@@ -20,6 +20,8 @@ export const CATALOG = {
   nixos_desync_attempts_total: { type: 'counter', help: 'Gate attempts by result (persisted, survives restarts).', labels: ['desync', 'result'], collector: 'desyncs' },
   nixos_desync_last_attempt_timestamp_seconds: { type: 'gauge', help: 'Time of the last gate attempt (0 when never attempted).', labels: ['desync'], collector: 'desyncs' },
   nixos_desync_last_success_timestamp_seconds: { type: 'gauge', help: 'Time of the last passed gate attempt (0 when never passed).', labels: ['desync'], collector: 'desyncs' },
+  nixos_desync_desync_runtime_failures_total: { type: 'counter', help: 'Health gate failures attributed to the desync (runtime hold-backs; persisted, survives restarts).', labels: ['desync'], collector: 'desyncs' },
+  nixos_desync_desync_held_back: { type: 'gauge', help: 'One series per desync: 1 with stage="gate" or stage="health" while it is held back on its pin (its gate failed, or at runtime), 0 with stage="none" otherwise.', labels: ['desync', 'stage'], collector: 'desyncs' },
   nixos_desync_pin_info: { type: 'gauge', help: 'The pinned nixpkgs of a desync (value 1).', labels: ['desync', 'revision', 'path', 'source'], collector: 'desyncs' },
   // Runs.
   nixos_desync_runs_total: { type: 'counter', help: 'Upgrade runs by result (persisted, survives restarts).', labels: ['result'], collector: 'runs' },

@@ -37,6 +37,9 @@ export function desyncsCollector(): Collector {
         emit('nixos_desync_attempts_total', { ...l, result: 'failed' }, rec?.attempts.failed ?? 0);
         emit('nixos_desync_last_attempt_timestamp_seconds', l, unixSeconds(d.lastAttempt?.at));
         emit('nixos_desync_last_success_timestamp_seconds', l, unixSeconds(d.lastSuccessAt));
+        emit('nixos_desync_desync_runtime_failures_total', l, d.runtimeFailures);
+        // One series per desync (the series budget has room for one, not one per stage).
+        emit('nixos_desync_desync_held_back', { ...l, stage: d.heldBack?.stage ?? 'none' }, bool(d.heldBack !== null));
       }
       if (partial) emitKnownBreaches(s.lastGood, emit);
       return partial ? `${s.stateProblem!.file}: ${s.stateProblem!.message}` : null;

@@ -24,6 +24,17 @@ export const pinSchema = z.object({
 });
 export type Pin = z.infer<typeof pinSchema>;
 
+export const heldBackStageSchema = z.enum(['gate', 'health']);
+export type HeldBackStage = z.infer<typeof heldBackStageSchema>;
+export const heldBackSchema = z.object({
+  stage: heldBackStageSchema,
+  since: iso,
+  reason: z.string(),
+  /** Stage `health`: the earliest time it is activated at a newer revision again. */
+  retryAt: iso.nullable().default(null),
+});
+export type HeldBack = z.infer<typeof heldBackSchema>;
+
 export const desyncRecordSchema = z.object({
   attempts: z.object({ passed: z.number().int().min(0), failed: z.number().int().min(0) }),
   consecutiveFailures: z.number().int().min(0),
@@ -33,6 +44,14 @@ export const desyncRecordSchema = z.object({
   behindSince: iso.nullable(),
   breached: z.boolean(),
   breachReason: z.string().nullable().default(null),
+  /**
+   * Why the desync stays on its pin now (null: it follows the channel): its own gate failed
+   * (`gate`), or it was held back at runtime (`health`, step 8b; `retryAt`: not activated at a
+   * newer revision before then, health.retryAfter). `since`: the start of the hold.
+   */
+  heldBack: heldBackSchema.nullable().default(null),
+  /** Health gate failures attributed to this desync (runtime hold-backs, bisect culprits). */
+  runtimeFailures: z.number().int().min(0).default(0),
 });
 export type DesyncRecord = z.infer<typeof desyncRecordSchema>;
 
@@ -259,5 +278,7 @@ export function emptyDesyncRecord(): DesyncRecord {
     behindSince: null,
     breached: false,
     breachReason: null,
+    heldBack: null,
+    runtimeFailures: 0,
   };
 }

@@ -45,7 +45,7 @@ export function contractSources(s: SystemSources): Record<string, unknown> {
     runId: s.runId,
     builtAt: s.builtAt,
     nixpkgs: { revision: s.nixpkgs.revision, path: s.nixpkgs.path },
-    desyncs: Object.fromEntries(Object.entries(s.desyncs).map(([n, d]) => [n, { revision: d.revision, desyncAge: d.desyncAge, path: d.path }])),
+    desyncs: Object.fromEntries(Object.entries(s.desyncs).map(([n, d]) => [n, { revision: d.revision, desyncAge: d.desyncAge, path: d.path, heldBack: d.heldBack ?? null }])),
   };
 }
 

@@ -10,6 +10,10 @@ export const systemSourcesSchema = z.object({
   /** When the loop committed it (null when only the toplevel's own file says). */
   builtAt: z.iso.datetime({ offset: true }).nullable(),
   nixpkgs: z.object({ revision: z.string(), path: z.string() }),
-  desyncs: z.record(z.string(), z.object({ revision: z.string(), desyncAge: z.number().int().min(0), path: z.string() })),
+  desyncs: z.record(z.string(), z.object({
+    revision: z.string(), desyncAge: z.number().int().min(0), path: z.string(),
+    /** Held back on its pin when this system was built: its gate failed, or at runtime (the run's step 8b), and why. */
+    heldBack: z.object({ stage: z.enum(['gate', 'health']), reason: z.string() }).nullable().optional(),
+  })),
 });
 export type SystemSources = z.infer<typeof systemSourcesSchema>;

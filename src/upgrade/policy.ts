@@ -3,7 +3,7 @@
 // breach when failing at lag ≥ maxLagRebuilds (so 0 = never stay behind) or behind ≥ maxBehind.
 import type { Config } from '../config/schema.js';
 import type { Candidate } from '../nix/adapter.js';
-import { emptyDesyncRecord, type DesyncRecord, type Pin, type RunDesyncOutcome } from '../state/model.js';
+import { emptyDesyncRecord, type DesyncRecord, type HeldBack, type Pin, type RunDesyncOutcome } from '../state/model.js';
 import { parseDuration } from '../util/duration.js';
 
 export interface GateOutcome {
@@ -13,6 +13,8 @@ export interface GateOutcome {
   error?: string;
   /** Where it failed: its gate (default) or, held back at runtime (step 8b), the health gate. */
   stage?: 'gate' | 'health';
+  /** Stage `health`: a failure of this run's health gate (counted; the health.retryAfter clock restarts). */
+  runtimeFailure?: boolean;
 }
 
 export interface Decision {
@@ -42,10 +44,11 @@ export function decide(input: {
   const { config, prevPins, prevRecords, gate, candidate, now } = input;
   const at = now.toISOString();
   const d: Decision = { pins: {}, records: {}, outcomes: [], breached: [], noPin: [] };
-  for (const g of gate) {
-    const cfg = config.desyncs[g.name]!;
-    const prev = prevRecords[g.name] ?? emptyDesyncRecord();
-    const prevPin = prevPins[g.name];
+  for (const gated of gate) {
+    const cfg = config.desyncs[gated.name]!;
+    const prev = prevRecords[gated.name] ?? emptyDesyncRecord();
+    const prevPin = prevPins[gated.name];
+    const g = runtimeHold(gated, prev, prevPin, candidate, now);
     if (g.passed) {
       d.pins[g.name] = { path: candidate.path, storePath: candidate.storePath, revision: candidate.revision, desyncAge: 0, pinnedAt: at };
       d.records[g.name] = {
@@ -56,6 +59,8 @@ export function decide(input: {
         behindSince: null,
         breached: false,
         breachReason: null,
+        heldBack: null,
+        runtimeFailures: prev.runtimeFailures,
       };
       d.outcomes.push({ name: g.name, result: 'passed', lagRebuilds: 0, breached: false, revision: candidate.revision, error: null });
       continue;
@@ -71,6 +76,8 @@ export function decide(input: {
         behindSince: null,
         breached: false,
         breachReason: null,
+        heldBack: null,
+        runtimeFailures: prev.runtimeFailures,
       };
       d.pins[g.name] = { ...prevPin };
       d.outcomes.push({ name: g.name, result: 'failed', lagRebuilds: prevPin.desyncAge, breached: false, revision: prevPin.revision, error: g.error ?? null });
@@ -95,6 +102,8 @@ export function decide(input: {
       behindSince,
       breached,
       breachReason: breached ? reasons.join('; ') : null,
+      heldBack: prevPin ? heldBackOf(g, prev, at, config) : null,
+      runtimeFailures: prev.runtimeFailures + (g.runtimeFailure ? 1 : 0),
     };
     if (!prevPin) {
       d.noPin.push(g.name);
@@ -106,6 +115,30 @@ export function decide(input: {
     d.outcomes.push({ name: g.name, result: 'failed', lagRebuilds: prevPin.desyncAge + 1, breached, revision: prevPin.revision, error: g.error ?? null, ...(g.stage === 'health' ? { stage: 'health' as const } : {}) });
   }
   return oneLag(d, config, prevPins);
+}
+
+/**
+ * A desync held back at runtime whose retry is not due yet stays on its pin whatever its gate
+ * says (health.retryAfter: no rollback storm on every channel bump); once due, it is tried.
+ */
+function runtimeHold(g: GateOutcome, prev: DesyncRecord, prevPin: Pin | undefined, candidate: Candidate, now: Date): GateOutcome {
+  const h = prev.heldBack;
+  if (h?.stage !== 'health' || h.retryAt === null || Date.parse(h.retryAt) <= now.getTime()) return g;
+  if (!prevPin || pinIsCandidate(prevPin, candidate)) return g;
+  const gate = g.passed ? '' : ` (its gate failed too: ${g.error ?? 'failed'})`;
+  return { name: g.name, passed: false, stage: 'health', error: `held back at runtime until ${h.retryAt} (health.retryAfter): ${h.reason}${gate}` };
+}
+
+/** Why a failed desync stays on its pin; a hold that goes on keeps its start and (no new runtime failure) its retry time. */
+function heldBackOf(g: GateOutcome, prev: DesyncRecord, at: string, config: Config): HeldBack {
+  const stage = g.stage ?? 'gate';
+  const since = prev.heldBack?.since ?? at;
+  if (stage === 'gate') return { stage, since, reason: g.error ?? 'its gate failed', retryAt: null };
+  if (g.runtimeFailure) {
+    const retryAt = new Date(Date.parse(at) + parseDuration(config.health.retryAfter)!).toISOString();
+    return { stage, since, reason: g.error ?? 'its health gate failed', retryAt };
+  }
+  return prev.heldBack?.stage === 'health' ? { ...prev.heldBack } : { stage, since, reason: g.error ?? 'held back at runtime', retryAt: null };
 }
 
 const LAG_REASON = '\0lag';

@@ -23,6 +23,10 @@ export interface DesyncStatus {
   lastAttempt: { at: string; result: 'passed' | 'failed'; error?: string } | null;
   lastSuccessAt: string | null;
   configured: boolean;
+  /** Why it stays on its pin (DESIGN.md `heldBack`): its gate failed, or it was held back at runtime (until `retryAt`). */
+  heldBack: { stage: 'gate' | 'health'; since: string; reason: string; retryAt: string | null } | null;
+  /** Health gate failures attributed to it (nixos_desync_desync_runtime_failures_total). */
+  runtimeFailures: number;
 }
 
 export interface StatusDoc {
@@ -86,6 +90,8 @@ export function buildDesyncStatus(name: string, config: Config, state: MachineSt
     lastAttempt: rec?.lastAttempt ?? null,
     lastSuccessAt: rec?.lastSuccessAt ?? null,
     configured: cfg !== undefined,
+    heldBack: pin !== undefined ? (rec?.heldBack ?? null) : null,
+    runtimeFailures: rec?.runtimeFailures ?? 0,
   };
 }
 

@@ -15,6 +15,8 @@ export const DESYNC_METRICS = [
   'nixos_desync_last_attempt_timestamp_seconds',
   'nixos_desync_last_success_timestamp_seconds',
   'nixos_desync_pin_info', // {revision,path}, value 1
+  'nixos_desync_desync_runtime_failures_total',
+  'nixos_desync_desync_held_back', // {stage="gate|health"} 1 while held back, {stage="none"} 0 otherwise
 ] as const;
 
 export const RUN_METRICS = [
@@ -92,6 +94,7 @@ export const ASSUMED_LABELS: Readonly<Record<string, Readonly<Record<string, rea
   ...Object.fromEntries(DESYNC_METRICS.map((m) => [m, { desync: null }])),
   nixos_desync_attempts_total: { desync: null, result: ['passed', 'failed'] },
   nixos_desync_pin_info: { desync: null, revision: null, path: null },
+  nixos_desync_desync_held_back: { desync: null, stage: ['gate', 'health', 'none'] },
   nixos_desync_runs_total: { result: ['success', 'failure', 'breach', 'rolled_back', 'rollback_failed', 'held'] },
   nixos_desync_rollbacks_total: { reason: ['activation', 'health'] },
   nixos_desync_system_source_info: { source: null, revision: null },

@@ -38,7 +38,9 @@ async function samplesAt(d: number): Promise<{ total: number; byFamily: Map<stri
   for (const n of names) {
     const path = `/nix/store/${'0123456789abcdfghijklmnpqrsvwxyz'.slice(0, 32)}-nixpkgs-${n}`;
     state.committed.pins[n] = { path, storePath: path, revision: 'c0ffee0000000000000000000000000000000001', desyncAge: 2, pinnedAt: at };
-    state.desyncs[n] = { ...emptyDesyncRecord(), attempts: { passed: 5, failed: 2 }, consecutiveFailures: 2, lastAttempt: { at, result: 'failed' }, lastSuccessAt: at, behindSince: at };
+    // Held back at runtime, with runtime failures: the two runtime hold-back series are there too.
+    state.desyncs[n] = { ...emptyDesyncRecord(), attempts: { passed: 5, failed: 2 }, consecutiveFailures: 2, lastAttempt: { at, result: 'failed' }, lastSuccessAt: at, behindSince: at,
+      heldBack: { stage: 'health', since: at, reason: 'health: unit x.service (failed)', retryAt: at }, runtimeFailures: 1 };
   }
   state.runs.total = { success: 10, failure: 2, breach: 1, rolled_back: 1, rollback_failed: 1 };
   // A rollback and a health gate happened; the running system was built by the loop from the pins.
@@ -90,6 +92,8 @@ describe('series budget: at most 70 + 14·D samples per host', () => {
     const { total, byFamily } = await samplesAt(d);
     // The per-desync families really are there (the count is not low because something is missing).
     if (d > 0) expect(byFamily.get('nixos_desync_pin_info')).toBe(d);
+    if (d > 0) expect(byFamily.get('nixos_desync_desync_held_back')).toBe(d);
+    if (d > 0) expect(byFamily.get('nixos_desync_desync_runtime_failures_total')).toBe(d);
     expect(byFamily.get('nixos_desync_system_source_info')).toBe(1);
     expect(byFamily.get('nixos_desync_rollbacks_total')).toBe(2);
     expect(byFamily.get('process_resident_memory_bytes')).toBe(1);

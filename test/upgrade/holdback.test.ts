@@ -12,6 +12,13 @@ import type { GateRequest } from '../../src/nix/adapter.js';
 import type { HealthFailure, SystemSide } from '../../src/system/system.js';
 import { CallQueue, candidate, createFakeNix, createFakeRunner, gateReport } from '../helpers/fake-nix.js';
 import { makeConfig, type TestConfig } from '../helpers/upgrade-harness.js';
+import { buildStatus } from '../../src/views/status.js';
+import { renderStatus } from '../../src/cli/status.js';
+import { renderGenerations } from '../../src/cli/generations.js';
+import { contractSources } from '../../src/system/generations.js';
+import type { SystemInfo } from '../../src/system/running.js';
+
+const noSystem: SystemInfo = { generation: null, generationTimestamp: null, generations: 0, rebootRequired: false, activationPending: false };
 
 let dir: string;
 beforeEach(async () => {
@@ -71,11 +78,11 @@ function config(health: Record<string, unknown> = {}): TestConfig {
   });
 }
 
-async function run(cfg: TestConfig, sys: SystemSide, rev: string, lines: string[] = []): Promise<UpgradeResult> {
+async function run(cfg: TestConfig, sys: SystemSide, rev: string, lines: string[] = [], now?: () => Date): Promise<UpgradeResult> {
   const q = new CallQueue();
   const p = runUpgrade({
     config: cfg, nix: createFakeNix(q), run: createFakeRunner(q), store: createStateStore(cfg.stateDir),
-    logger: createLogger({ write: (l) => lines.push(l) }), system: sys, env: { PATH: '/bin' },
+    logger: createLogger({ write: (l) => lines.push(l) }), system: sys, env: { PATH: '/bin' }, ...(now ? { now } : {}),
   });
   (await q.next('updateChannel')).resolve(undefined);
   (await q.next('resolveCandidate')).resolve(candidate(rev));
@@ -113,6 +120,20 @@ describe('runtime hold-back (step 8b)', () => {
     expect(state.value.desyncs.syn!.lastAttempt).toMatchObject({ result: 'failed' });
     expect(state.value.desyncs.syn!.lastAttempt!.error).toContain('health: unit matrix-synapse.service');
     expect(state.value.rejected).toEqual([]);
+    // Visible: the hold (stage health, its evidence, the retry time), the counter, the generation it produced.
+    const held = state.value.desyncs.syn!;
+    expect(held.heldBack).toMatchObject({ stage: 'health', reason: 'health: unit matrix-synapse.service (failed after activation)' });
+    expect(Date.parse(held.heldBack!.retryAt!) - Date.parse(held.heldBack!.since)).toBe(24 * 3600 * 1000);
+    expect(held.runtimeFailures).toBe(1);
+    expect(state.value.desyncs.hm).toMatchObject({ heldBack: null, runtimeFailures: 0 });
+    expect(state.value.systems['/top/hm-r2_syn-r1']!.desyncs.syn).toMatchObject({ revision: 'r1', desyncAge: 1, heldBack: { stage: 'health' } });
+    const doc = buildStatus(cfg, state.value, noSystem, new Date());
+    expect(doc.desyncs.find((d) => d.name === 'syn')).toMatchObject({ heldBack: { stage: 'health', since: held.heldBack!.since }, runtimeFailures: 1 });
+    const text = renderStatus(doc);
+    expect(text).toMatch(/syn\s+r1\s+1\/3 .* held back \(runtime\)/);
+    const gen = { generation: 7, toplevel: '/top/hm-r2_syn-r1', timestamp: null, current: true, booted: false, sources: contractSources(state.value.systems['/top/hm-r2_syn-r1']!) };
+    expect(renderGenerations([gen])).toMatch(/nixpkgs r2, hm r2, syn r1 \(lag 1, held back at runtime\)/);
+    expect(text).toContain(`syn: held back at runtime since ${held.heldBack!.since}, tried again after ${held.heldBack!.retryAt} — health: unit matrix-synapse.service`);
   });
 
   it("a failing desync's own healthChecks entry is attributed to it", async () => {
@@ -183,5 +204,54 @@ describe('runtime hold-back (step 8b)', () => {
     const state = await createStateStore(cfg.stateDir).readState({ repair: false });
     expect(state.value.desyncs.syn).toMatchObject({ breached: true });
     expect(state.value.committed.pins.syn).toMatchObject({ revision: 'r1', desyncAge: 0 });
+  });
+});
+
+describe('health.retryAfter: no rollback storm', () => {
+  it('held back at runtime: not activated at a newer revision before retryAfter; then tried once, held again while it still fails, followed once healthy', async () => {
+    const cfg = makeConfig(join(dir, 'state'), {
+      desyncs: { hm: { requireBuilds: ['home-manager'] }, syn: { requireBuilds: ['matrix-synapse'], units: ['matrix-synapse.service'], maxLagRebuilds: 10 } },
+      health: { settle: '0s', failedUnits: false, retryAfter: '24h' },
+    });
+    let synFixed = false;
+    // matrix-synapse fails at every revision after r1 until it is fixed.
+    const { side, s } = fakeSystem(cfg.stateDir, (revs) => (!synFixed && revs.syn !== 'r1' ? [synUnit] : []));
+    const t0 = Date.parse('2026-03-01T04:00:00.000Z');
+    const at = (h: number) => () => new Date(t0 + h * 3600_000);
+    expect((await run(cfg, side, 'r1', [], at(0))).result).toBe('success');
+    const r2 = await run(cfg, side, 'r2', [], at(1));
+    expect(r2.holdBack).toMatchObject({ activations: 2, healthy: true });
+    expect(s.activations).toHaveLength(3);
+    // r3, an hour later: syn is not activated at r3 at all (1 activation, no rollback), it lags as held.
+    const lines: string[] = [];
+    const r3 = await run(cfg, side, 'r3', lines, at(2));
+    expect(r3.result).toBe('success');
+    expect(r3.holdBack).toBeUndefined();
+    expect(s.activations.slice(3)).toEqual(['/top/hm-r3_syn-r1']);
+    expect(s.rollbacks).toBe(1);
+    expect(r3.desyncs.find((d) => d.name === 'syn')).toMatchObject({ result: 'failed', stage: 'health', lagRebuilds: 2, revision: 'r1' });
+    expect(lines.join('\n')).toMatch(/syn: stays on r1 \(lag 2\/10/);
+    const st3 = (await createStateStore(cfg.stateDir).readState({ repair: false })).value.desyncs.syn!;
+    expect(st3.lastAttempt!.error).toMatch(/^held back at runtime until 2026-03-02T05:00:00.000Z \(health.retryAfter\)/);
+    expect(st3.runtimeFailures).toBe(1);
+    // r4, 25 h after the hold-back: tried once (2 activations), still failing → held again, the clock restarts.
+    const r4 = await run(cfg, side, 'r4', [], at(26));
+    expect(r4.result).toBe('success');
+    expect(r4.holdBack).toMatchObject({ activations: 2, healthy: true, culprits: { syn: [synUnit] } });
+    expect(s.activations.slice(4)).toEqual(['/top/hm-r4_syn-r4', '/top/hm-r4_syn-r1']);
+    const st4 = (await createStateStore(cfg.stateDir).readState({ repair: false })).value.desyncs.syn!;
+    expect(st4.heldBack).toMatchObject({ stage: 'health', since: new Date(t0 + 3600_000).toISOString(), retryAt: new Date(t0 + 50 * 3600_000).toISOString() });
+    expect(st4.runtimeFailures).toBe(2);
+    // Fixed upstream, but the retry is not due: still held (1 activation).
+    synFixed = true;
+    await run(cfg, side, 'r5', [], at(27));
+    expect(s.activations.slice(6)).toEqual(['/top/hm-r5_syn-r1']);
+    // Due: tried, healthy → follows the channel, the hold is cleared.
+    const r6 = await run(cfg, side, 'r6', [], at(51));
+    expect(r6.holdBack).toBeUndefined();
+    expect(s.activations.slice(7)).toEqual(['/top/hm-r6_syn-r6']);
+    const st6 = (await createStateStore(cfg.stateDir).readState({ repair: false })).value;
+    expect(st6.desyncs.syn).toMatchObject({ heldBack: null, runtimeFailures: 2 });
+    expect(st6.committed.pins.syn).toMatchObject({ revision: 'r6', desyncAge: 0 });
   });
 });

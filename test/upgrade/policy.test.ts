@@ -103,3 +103,49 @@ describe('one lag number', () => {
     expect([d.outcomes[0]!.lagRebuilds, d.pins.a!.desyncAge]).toEqual([2, 2]);
   });
 });
+
+describe('heldBack (why a desync stays on its pin)', () => {
+  const config = parseConfig({ desyncs: { a: { maxLagRebuilds: 3 } }, health: { retryAfter: '24h' } });
+  const at = (iso: string) => new Date(iso);
+
+  it('a failed gate holds it at stage gate (since the first failure); passing clears it', () => {
+    const d1 = decide({ config, prevPins: { a: pin(0) }, prevRecords: {}, gate: [{ name: 'a', passed: false, error: 'hm: build failed' }], candidate: cand, now });
+    expect(d1.records.a!.heldBack).toEqual({ stage: 'gate', since: now.toISOString(), reason: 'hm: build failed', retryAt: null });
+    const later = at('2026-01-11T00:00:00Z');
+    const d2 = decide({ config, prevPins: { a: pin(1) }, prevRecords: d1.records, gate: [{ name: 'a', passed: false, error: 'again' }], candidate: cand, now: later });
+    expect(d2.records.a!.heldBack).toEqual({ stage: 'gate', since: now.toISOString(), reason: 'again', retryAt: null });
+    const d3 = decide({ config, prevPins: { a: pin(2) }, prevRecords: d2.records, gate: [{ name: 'a', passed: true }], candidate: cand, now: later });
+    expect(d3.records.a!.heldBack).toBeNull();
+  });
+
+  it('a runtime failure holds it at stage health, counts it, and sets the retry time (health.retryAfter)', () => {
+    const d = decide({ config, prevPins: { a: pin(0) }, prevRecords: {}, gate: [{ name: 'a', passed: false, stage: 'health', runtimeFailure: true, error: 'health: unit x.service (failed)' }], candidate: cand, now });
+    expect(d.records.a!.heldBack).toEqual({ stage: 'health', since: now.toISOString(), reason: 'health: unit x.service (failed)', retryAt: '2026-01-11T00:00:00.000Z' });
+    expect(d.records.a!.runtimeFailures).toBe(1);
+    expect(d.outcomes[0]).toMatchObject({ result: 'failed', stage: 'health', lagRebuilds: 1 });
+  });
+
+  it('before retryAt a passing desync held at runtime stays on its pin (lag + 1, stage health); from retryAt on it follows', () => {
+    const held = decide({ config, prevPins: { a: pin(0) }, prevRecords: {}, gate: [{ name: 'a', passed: false, stage: 'health', runtimeFailure: true, error: 'health: unit x.service (failed)' }], candidate: cand, now }).records;
+    const newer = { ...cand, path: '/nix/store/cccc-newer/nixos', storePath: '/nix/store/cccc-newer', revision: 'newer', id: '/nix/store/cccc-newer/nixos' };
+    const early = decide({ config, prevPins: { a: pin(1) }, prevRecords: held, gate: [{ name: 'a', passed: true }], candidate: newer, now: at('2026-01-10T23:59:00Z') });
+    expect(early.pins.a).toMatchObject({ revision: 'old', desyncAge: 2 });
+    expect(early.outcomes[0]).toMatchObject({ result: 'failed', stage: 'health', lagRebuilds: 2 });
+    expect(early.outcomes[0]!.error).toMatch(/^held back at runtime until 2026-01-11T00:00:00.000Z \(health.retryAfter\): health: unit x.service/);
+    // The hold goes on unchanged: same start, same retry time, no new runtime failure counted.
+    expect(early.records.a!.heldBack).toEqual(held.a!.heldBack);
+    expect(early.records.a!.runtimeFailures).toBe(1);
+    const due = decide({ config, prevPins: { a: pin(2) }, prevRecords: early.records, gate: [{ name: 'a', passed: true }], candidate: newer, now: at('2026-01-11T00:00:00Z') });
+    expect(due.pins.a).toMatchObject({ revision: 'newer', desyncAge: 0 });
+    expect(due.records.a!.heldBack).toBeNull();
+    expect(due.records.a!.runtimeFailures).toBe(1);
+  });
+
+  it('held back again after its retry: the hold keeps its start, the retry time restarts', () => {
+    const first = decide({ config, prevPins: { a: pin(0) }, prevRecords: {}, gate: [{ name: 'a', passed: false, stage: 'health', runtimeFailure: true, error: 'e1' }], candidate: cand, now }).records;
+    const later = at('2026-01-12T00:00:00Z');
+    const again = decide({ config, prevPins: { a: pin(1) }, prevRecords: first, gate: [{ name: 'a', passed: false, stage: 'health', runtimeFailure: true, error: 'e2' }], candidate: cand, now: later });
+    expect(again.records.a!.heldBack).toEqual({ stage: 'health', since: now.toISOString(), reason: 'e2', retryAt: '2026-01-13T00:00:00.000Z' });
+    expect(again.records.a!.runtimeFailures).toBe(2);
+  });
+});

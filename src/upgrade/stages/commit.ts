@@ -50,6 +50,9 @@ function sourcesOf(ctx: RunContext, at: string): SystemSources {
     runId: ctx.res.runId,
     builtAt: at,
     nixpkgs: { revision: c.revision, path: c.path },
-    desyncs: Object.fromEntries(Object.entries(ctx.decision!.pins).map(([n, p]) => [n, { revision: p.revision, desyncAge: p.desyncAge, path: p.path }])),
+    desyncs: Object.fromEntries(Object.entries(ctx.decision!.pins).map(([n, p]) => {
+      const h = ctx.decision!.records[n]?.heldBack ?? null;
+      return [n, { revision: p.revision, desyncAge: p.desyncAge, path: p.path, heldBack: h && { stage: h.stage, reason: h.reason } }];
+    })),
   };
 }

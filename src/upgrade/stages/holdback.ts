@@ -23,12 +23,12 @@ export function healthFailuresOf(err: unknown): HealthFailure[] | null {
   return Array.isArray(f) ? (f as HealthFailure[]) : null;
 }
 
-/** Desyncs that passed their gate and whose pin this run moves (holding back the others changes nothing). */
+/** Desyncs whose pin this run moves (holding back the others changes nothing; a desync held by retryAfter did not move). */
 export function movedDesyncs(ctx: RunContext): Set<string> {
   const moved = new Set<string>();
-  for (const g of ctx.gate) {
-    const prevPin = ctx.prev.committed.pins[g.name];
-    if (g.passed && (prevPin === undefined || !pinIsCandidate(prevPin, ctx.candidate!))) moved.add(g.name);
+  for (const o of ctx.decision!.outcomes) {
+    const prevPin = ctx.prev.committed.pins[o.name];
+    if (o.result === 'passed' && (prevPin === undefined || !pinIsCandidate(prevPin, ctx.candidate!))) moved.add(o.name);
   }
   return moved;
 }
@@ -72,7 +72,7 @@ export async function holdBackStage(ctx: RunContext, err: unknown): Promise<void
   failpoint('holdback-after-rollback');
   const first = ctx.decision!;
   const evidence = (n: string): string => `health: ${a.culprits.get(n)!.map((f) => `${f.kind} ${f.name} (${f.reason})`).join('; ')}`;
-  ctx.gate = ctx.gate.map((g) => (a.culprits.has(g.name) ? { ...g, passed: false, error: evidence(g.name), stage: 'health' as const } : g));
+  ctx.gate = ctx.gate.map((g) => (a.culprits.has(g.name) ? { ...g, passed: false, error: evidence(g.name), stage: 'health' as const, runtimeFailure: true } : g));
   // The same pin rules, budgets and breaches as a failed gate (onBreach "fail" stops here).
   decideStage(ctx);
   try {
