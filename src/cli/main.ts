@@ -19,6 +19,7 @@ const HELP = `nixos-desync ${VERSION} — desync upgrade loop and Prometheus exp
 Usage:
   nixos-desync upgrade      --config FILE [--dry-run] [--json] [--retry]   one run of the loop
   nixos-desync serve        --config FILE [--web.listen-address ADDR] [--web.config.file F]
+                            [--web.systemd-socket] [--web.max-requests N] [--web.disable-exporter-metrics]
   nixos-desync status       --config FILE [--json]
   nixos-desync generations  --config FILE [--json]   which sources each generation was built from
   nixos-desync recover      --config FILE            finish or roll back an interrupted run (boot time)
@@ -45,6 +46,9 @@ export const OPTIONS = {
   retry: { type: 'boolean' },
   'web.listen-address': { type: 'string' },
   'web.config.file': { type: 'string' },
+  'web.systemd-socket': { type: 'boolean' },
+  'web.max-requests': { type: 'string' },
+  'web.disable-exporter-metrics': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -53,7 +57,7 @@ export const ALLOWED: Record<string, string[]> = {
   upgrade: ['config', 'dry-run', 'json', 'retry'],
   generations: ['config', 'json'],
   recover: ['config'],
-  serve: ['config', 'web.listen-address', 'web.config.file'],
+  serve: ['config', 'web.listen-address', 'web.config.file', 'web.systemd-socket', 'web.max-requests', 'web.disable-exporter-metrics'],
   status: ['config', 'json'],
   'check-config': ['config', 'json'],
   'verify-boot': ['config'],
@@ -166,10 +170,16 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
         return out.exitCode;
       }
       case 'serve': {
+        const maxRequests = values['web.max-requests'];
+        // exporter-toolkit's default is 40 concurrent scrapes; 0 means no limit, as there.
+        if (maxRequests !== undefined && !/^[0-9]{1,6}$/.test(maxRequests)) return usage(`--web.max-requests ${JSON.stringify(maxRequests)}: a whole number of requests at once (0 = no limit)`);
         const { serve } = await import('../http/serve.js');
         return await serve(config, {
           listenAddress: values['web.listen-address'],
           webConfigFile: values['web.config.file'],
+          systemdSocket: values['web.systemd-socket'] ?? false,
+          maxRequests: maxRequests === undefined ? undefined : Number(maxRequests),
+          exporterMetrics: !(values['web.disable-exporter-metrics'] ?? false),
           io,
           signal,
         });

@@ -1,7 +1,10 @@
-// The HTTP surface: /metrics (registry content type), /healthz, and the landing page.
+// The HTTP surface: /metrics (text 0.0.4, OpenMetrics when asked for, gzip when accepted),
+// /healthz, and the landing page.
 // No endpoint changes any state.
 import type { Express } from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
 import type { Config } from '../config/schema.js';
 import { buildStatus } from '../views/status.js';
 import type { MetricsExporter } from '../metrics/exporter.js';
@@ -10,6 +13,9 @@ import type { Logger } from '../util/log.js';
 import { errorMessage } from '../util/errors.js';
 import { isProcessAlive } from '../util/proc.js';
 import { renderLanding } from './landing.js';
+import { acceptsGzip, negotiateFormat, OPENMETRICS_CONTENT_TYPE, toOpenMetrics, type ExpositionFormat } from './exposition.js';
+
+const gzipAsync = promisify(gzip);
 
 export interface AppOptions {
   config: Config;
@@ -27,19 +33,39 @@ export interface AppOptions {
 
 /**
  * GET /metrics as a plain node:http handler: requests that share one scrape also share its
- * encoded body (one Buffer, not one per request).
+ * encoded bodies (text 0.0.4 or OpenMetrics, plain or gzip: each made once per rendering).
  */
 export function metricsHandler(exporter: MetricsExporter, log: Logger): (req: IncomingMessage, res: ServerResponse) => void {
   let lastText: string | null = null;
-  let lastBody: Buffer = Buffer.alloc(0);
-  return (_req, res) => {
-    exporter.metrics().then((text) => {
-      if (text !== lastText) {
-        lastText = text;
-        lastBody = Buffer.from(text, 'utf8');
-      }
-      res.writeHead(200, { 'Content-Type': exporter.contentType, 'Cache-Control': 'no-store', 'Content-Length': lastBody.length });
-      res.end(lastBody);
+  let bodies = new Map<string, Promise<Buffer>>();
+  const body = (text: string, format: ExpositionFormat, gzip: boolean): Promise<Buffer> => {
+    if (text !== lastText) {
+      lastText = text;
+      bodies = new Map();
+    }
+    const key = `${format}/${gzip}`;
+    let b = bodies.get(key);
+    if (!b) {
+      const plain = Buffer.from(format === 'openmetrics' ? toOpenMetrics(text) : text, 'utf8');
+      b = gzip ? gzipAsync(plain) : Promise.resolve(plain);
+      const set = bodies;
+      set.set(key, b);
+      b.catch(() => set.delete(key)); // a failed compression is not kept
+    }
+    return b;
+  };
+  return (req, res) => {
+    const format = negotiateFormat(req.headers.accept);
+    const gzip = acceptsGzip(req.headers['accept-encoding']);
+    exporter.metrics().then((text) => body(text, format, gzip)).then((buf) => {
+      res.writeHead(200, {
+        'Content-Type': format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : exporter.contentType,
+        'Cache-Control': 'no-store',
+        Vary: 'Accept, Accept-Encoding',
+        ...(gzip ? { 'Content-Encoding': 'gzip' } : {}),
+        'Content-Length': buf.length,
+      });
+      res.end(buf);
     }, (err: unknown) => {
       log.error('scrape failed', { error: errorMessage(err) });
       res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });

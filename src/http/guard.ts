@@ -11,7 +11,10 @@ import { normalizeSan } from './san.js';
 import type { TlsSettings } from './web-config-tls.js';
 
 export interface HttpLimits {
-  /** Requests being answered at once; more are answered 503 at once (default 32). */
+  /**
+   * Requests being answered at once; more are answered 503 at once (`--web.max-requests`,
+   * default 40 as node_exporter's; Infinity = no limit).
+   */
   maxInFlight: number;
   /** Longest request target accepted, in bytes (default 2048). */
   maxUrlLength: number;
@@ -30,7 +33,7 @@ export interface HttpLimits {
 }
 
 export const DEFAULT_LIMITS: HttpLimits = {
-  maxInFlight: 32,
+  maxInFlight: 40,
   maxUrlLength: 2048,
   maxHeaderSize: 8 * 1024,
   headersTimeoutMs: 10_000,

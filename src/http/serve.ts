@@ -15,6 +15,7 @@ import { createHandler } from './app.js';
 import type { BasicAuth, BcryptCompare } from './basic-auth.js';
 import { clientCertProblem, createGuard, DEFAULT_LIMITS, type GuardStats, type HttpLimits } from './guard.js';
 import type { WebConfig } from './web-config.js';
+import { systemdListenFd } from './systemd-socket.js';
 
 export interface ServeIo {
   stdout: (s: string) => void;
@@ -27,6 +28,12 @@ export interface ServeOptions {
   listenAddress?: string;
   /** Overrides exporter.webConfigFile (`--web.config.file`). */
   webConfigFile?: string;
+  /** Listen on the socket systemd passed (`--web.systemd-socket`) instead of the listen address. */
+  systemdSocket?: boolean;
+  /** Requests answered at once, more get 503 (`--web.max-requests`; 0 = no limit; default 40). */
+  maxRequests?: number;
+  /** False drops the exporter's own process_/nodejs_ series (`--web.disable-exporter-metrics`). */
+  exporterMetrics?: boolean;
   io: ServeIo;
   signal?: AbortSignal;
   /**
@@ -103,14 +110,18 @@ export async function startExporter(config: Config, opts: ServeOptions): Promise
   // Validated in full (YAML, hashes, headers, certificates and keys) before anything starts.
   // web-config (and its YAML parser) loads only when there is a web config to read.
   const web = webConfigFile ? await (await import('./web-config.js')).loadWebConfig(webConfigFile) : null;
-  const limits: HttpLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const limits: HttpLimits = { ...DEFAULT_LIMITS, ...(opts.maxRequests === undefined ? {} : { maxInFlight: opts.maxRequests === 0 ? Infinity : opts.maxRequests }), ...opts.limits };
+  // Checked before anything starts: a missing socket is a clear error, not a hang.
+  const listenFd = opts.systemdSocket ? systemdListenFd(opts.io.env, process.pid) : null;
 
   const model = createHostModel(config, { logger: log.child({ component: 'watch' }), ...opts.model });
   let server: Server | HttpsServer | null = null;
   try {
     await model.ready;
-    const exporter = createMetricsExporter({ config, model, logger: log.child({ component: 'metrics' }), now: opts.now, cacheMs: opts.metricsCacheMs ?? 1000, systemctl: opts.systemctl, env: opts.io.env });
-    const landingDetails = landingDetailsAllowed(listen.host, web);
+    const exporter = createMetricsExporter({ config, model, logger: log.child({ component: 'metrics' }), now: opts.now, cacheMs: opts.metricsCacheMs ?? 1000, systemctl: opts.systemctl, env: opts.io.env,
+      ...(opts.exporterMetrics === false ? { processMetrics: false } : {}) });
+    // A socket from systemd may listen anywhere: details only for authenticated requests then.
+    const landingDetails = landingDetailsAllowed(listenFd === null ? listen.host : undefined, web);
     const app = createHandler({ config, model, exporter, logger: log, version: VERSION, now: opts.now, landingDetails });
     // bcryptjs loads only when there are users to check.
     const auth = web && web.users.size > 0
@@ -171,18 +182,24 @@ export async function startExporter(config: Config, opts: ServeOptions): Promise
     srv.headersTimeout = limits.headersTimeoutMs;
     srv.requestTimeout = limits.requestTimeoutMs;
     srv.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    const where = listenFd === null ? opts.listenAddress ?? config.exporter.listenAddress : `the socket from systemd (fd ${listenFd})`;
     await new Promise<void>((resolve, reject) => {
       srv.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new DesyncError('E_LISTEN', `cannot listen on ${opts.listenAddress ?? config.exporter.listenAddress}: ${err.code ?? errorMessage(err)}`, { cause: err })));
-      srv.listen(listen.port, listen.host, () => resolve());
+        reject(new DesyncError('E_LISTEN', `cannot listen on ${where}: ${err.code ?? errorMessage(err)}`, { cause: err })));
+      if (listenFd === null) srv.listen(listen.port, listen.host, () => resolve());
+      else srv.listen({ fd: listenFd }, () => resolve());
     });
-    const a = srv.address() as AddressInfo;
-    const url = `${tls ? 'https' : 'http'}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/`;
+    const a = srv.address() as AddressInfo | string;
+    // A socket unit may pass a Unix socket (ListenStream=/run/…): its path is the address.
+    const url = typeof a === 'string' ? `${tls ? 'https' : 'http'}+unix:${a}` : `${tls ? 'https' : 'http'}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/`;
     log.info('listening', {
       url,
       tls: tls ? { clientAuth: tls.clientAuth, minVersion: tls.minVersion, maxVersion: tls.maxVersion } : false,
       basicAuthUsers: web?.users.size ?? 0,
       landingPageDetails: landingDetails,
+      systemdSocket: listenFd !== null,
+      maxRequests: Number.isFinite(limits.maxInFlight) ? limits.maxInFlight : 0,
+      exporterMetrics: opts.exporterMetrics !== false,
       webConfigFile: webConfigFile ?? null,
       version: VERSION, stateDir: config.stateDir, profilesDir: config.profilesDir, runDir: config.runDir, prDesyncDir: config.exporter.prDesyncDir });
     opts.onListening?.(url);
