@@ -3,7 +3,8 @@
 // loop builds (a stand-in build), starts nixos-desync-activate@test:<toplevel>.service with
 // `systemctl start` from inside its sandbox (as uid 0 without capabilities: systemd's private
 // socket) and waits for it, runs the health gate, makes the healthy system the boot default
-// through nixos-desync-activate@boot:…, and rolls an unhealthy one back the same way; the
+// through nixos-desync-activate@boot:…, and rolls an unhealthy one back the same way, or holds
+// back the desync whose unit failed (runtime hold-back) and activates the host without it; the
 // DynamicUser exporter reads the monitored upgrade unit with `systemctl show` over D-Bus.
 //
 // What differs from NixOS: the container runs Debian, without Nix. The units are used as
@@ -44,11 +45,16 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
   let units: Record<string, string>;
   const top: Record<string, string> = {};
   const nixpkgsRev: Record<string, string> = {};
-  /** The channel moves to a new nixpkgs and the stand-in build will leave `toplevelPath`. */
-  function nextRun(rev: string, toplevelPath: string): void {
+  /**
+   * The channel moves to a new nixpkgs and the stand-in build will leave `toplevelPath`, or
+   * `heldPath` when the synapse desync's pin is not the candidate (a runtime hold-back's rebuild).
+   */
+  function nextRun(rev: string, toplevelPath: string, heldPath?: string): void {
     rmSync(join(shared, 'channel'));
     symlinkSync(nixpkgsRev[rev]!, join(shared, 'channel'));
     writeFileSync(join(shared, 'next-toplevel'), toplevelPath);
+    rmSync(join(shared, 'next-toplevel-held'), { force: true });
+    if (heldPath !== undefined) writeFileSync(join(shared, 'next-toplevel-held'), heldPath);
     writeFileSync(join(shared, 'activations.log'), '');
   }
   const journal = async (unit: string): Promise<string> => (await c.exec(['journalctl', '--no-pager', '-o', 'cat', '-u', unit])).stdout;
@@ -74,8 +80,9 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
    * (re)starts `startUnits`; `boot` records itself. Every call is logged with the cgroup it
    * ran in (which unit ran it) to the shared directory.
    */
-  function toplevel(name: string, startUnits: string[], sleepAfterTest = 0): string {
+  function toplevel(name: string, startUnits: string[], sleepAfterTest = 0, files: Tree = {}): string {
     return storePath(`nixos-system-${name}`, {
+      ...files,
       'nixos-version': '25.11.20251201.0000000\n',
       'bin/switch-to-configuration': {
         exec: [
@@ -118,20 +125,36 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
       },
     });
     // The channel: a link the test points at a new nixpkgs tree before each run (a new candidate).
-    for (const rev of ['a', 'b', 'c', 'd']) nixpkgsRev[rev] = storePath(`nixpkgs-${rev}`, { '.git-revision': rev.repeat(40) + '\n', 'default.nix': '{ ... }: { }\n' });
+    for (const rev of ['a', 'b', 'c', 'd', 'e']) nixpkgsRev[rev] = storePath(`nixpkgs-${rev}`, { '.git-revision': rev.repeat(40) + '\n', 'default.nix': '{ ... }: { hello = { name = "hello"; }; }\n' });
     const nixpkgs = `${SHARED}/channel`;
     symlinkSync(nixpkgsRev.a!, join(shared, 'channel'));
-    const build = storePath('system-build', { 'bin/build': { exec: `#!/bin/sh\n# nixos-rebuild build stand-in: ./result = the toplevel the test chose\nexec /bin/ln -s "$(/bin/cat ${SHARED}/next-toplevel)" result\n` } });
+    const build = storePath('system-build', {
+      'bin/build': {
+        exec: [
+          '#!/bin/sh',
+          '# nixos-rebuild build stand-in: ./result = the toplevel the test chose; the held-back one when',
+          "# the candidate pin set's synapse.nix does not name the candidate (as a real build would differ).",
+          `top=$(/bin/cat ${SHARED}/next-toplevel)`,
+          `if [ -e ${SHARED}/next-toplevel-held ] && ! /bin/grep -qF "$(/bin/readlink ${SHARED}/channel)" /var/lib/nixos-desync/pins/synapse.nix; then top=$(/bin/cat ${SHARED}/next-toplevel-held); fi`,
+          'exec /bin/ln -s "$top" result',
+          '',
+        ].join('\n'),
+      },
+    });
     top.one = toplevel('one', ['app.service']);
     top.two = toplevel('two', ['app.service']);
     top.bad = toplevel('bad', ['app.service', 'crashing.service']);
     top.slow = toplevel('slow', ['app.service'], 3);
+    // matrix-synapse from the synapse desync: the candidate's crashes once started, the pinned one runs.
+    top.synapseNew = toplevel('synapse-new', ['app.service', 'matrix-synapse.service'], 0, { 'synapse-crashes': '' });
+    top.synapseHeld = toplevel('synapse-held', ['app.service', 'matrix-synapse.service']);
 
     const ev = JSON.parse(execFileSync('nix-instantiate', [
       '--eval', '--strict', '--json', '--read-write-mode', join(HERE, 'eval.nix'), '-A', 'inspect',
       '--argstr', 'nixpkgsLib', nixpkgsLibDir(),
       '--argstr', 'packageDir', pkg,
-      '--argstr', 'nixpkgsPath', nixpkgs,
+      // pkgs.path, also desyncs.synapse.path before its first pin: a tree that exists where this evaluates.
+      '--argstr', 'nixpkgsPath', nixpkgsRev.a!,
       '--arg', 'configModule', join(HERE, 'host-systemd.nix'),
       '--argstr', 'testArgs', JSON.stringify({ systemdPackage: systemd, nixPackage: nix, nixpkgs, build: [`${build}/bin/build`] }),
     ], { env: ENV, encoding: 'utf8' })) as { failedAssertions: string[]; units: Record<string, string>; tmpfiles: string[] };
@@ -152,8 +175,11 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
     c = await bootSystemd({
       units: {
         ...units,
-        'app.service': '[Service]\nExecStart=/bin/sleep infinity\n',
+        // Every activation restarts it: no start rate limit (the tests activate more than 5 times in 10 s).
+        'app.service': '[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sleep infinity\n',
         'crashing.service': '[Service]\nExecStart=/bin/sh -c "sleep 0.3; exit 1"\n',
+        // Its behaviour comes from the running system, as a NixOS unit's ExecStart would.
+        'matrix-synapse.service': '[Service]\nExecStart=/bin/sh -c "if [ -e /run/current-system/synapse-crashes ]; then sleep 0.3; echo synapse: homeserver.yaml: unknown key; exit 1; fi; exec sleep infinity"\n',
         // What exporter.upgradeUnit watches (system.autoUpgrade's unit on a monitor-only host), with its timer.
         'nixos-upgrade.service': '[Service]\nType=oneshot\nExecStart=/bin/true\n',
         'nixos-upgrade.timer': '[Timer]\nOnCalendar=2099-01-01\n',
@@ -214,6 +240,8 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
     const log = await journal('nixos-desync-upgrade.service');
     expect(r.exitCode, log).not.toBe(0);
     expect(log).toMatch(/health\s+FAILED — unit crashing\.service/);
+    // synapse moved in this run too, but crashing.service is not one of its units: no hold-back.
+    expect(log).toMatch(/holdback\s+not applicable \(no desync that moved claims the failures\)/);
     expect(currentSystem()).toBe(top.two);
     expect(activations().map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual([`test ${top.bad!.slice(11)}`, `test ${top.two!.slice(11)}`]);
     expect((await c.exec(['test', '-e', '/nix/var/nix/profiles/system-2-link'])).exitCode).not.toBe(0);
@@ -262,4 +290,29 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
     expect(activations().slice(-1)[0]).toMatch(new RegExp(`^test ${top.two!.slice(11)} .*nixos-desync-activate@test`));
     await c.systemctl('reset-failed', 'nixos-desync-upgrade.service');
   }, 60_000);
+
+  it('runtime hold-back: matrix-synapse.service (the synapse desync\'s unit) fails after the activation; synapse stays on its pin and the host is upgraded', async () => {
+    const pinFile = join(c.root, 'var/lib/nixos-desync/pins/synapse.nix');
+    expect(readFileSync(pinFile, 'utf8')).toContain(nixpkgsRev.b); // pinned by the first healthy run
+    nextRun('e', top.synapseNew!, top.synapseHeld!);
+    const r = await c.systemctl('start', 'nixos-desync-upgrade.service');
+    const log = await journal('nixos-desync-upgrade.service');
+    expect(r.exitCode, log + await journal('nixos-desync-activate@*')).toBe(0);
+    // Attributed by the real `systemctl list-units --failed`, with the unit's own journal lines as evidence.
+    expect(log).toMatch(/holdback\s+synapse: held back at its pin — unit matrix-synapse\.service \(failed after the activation\)/);
+    expect(log).toMatch(/synapse: homeserver\.yaml: unknown key/);
+    expect(log).toMatch(/holdback\s+healthy with synapse held back: the host is upgraded/);
+    // Two activations of the new candidate's systems, one rollback between them, each through the activation unit.
+    expect(activations().map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual([
+      `test ${top.synapseNew!.slice(11)}`, `test ${top.two!.slice(11)}`, `test ${top.synapseHeld!.slice(11)}`, `boot ${top.synapseHeld!.slice(11)}`,
+    ]);
+    expect(currentSystem()).toBe(top.synapseHeld);
+    expect((await c.systemctl('is-active', 'matrix-synapse.service')).stdout.trim()).toBe('active');
+    // synapse lags one rebuild on its old pin; the system follows the new channel revision.
+    const pin = readFileSync(pinFile, 'utf8');
+    expect(pin).toContain(nixpkgsRev.b);
+    expect(pin).toMatch(/desyncAge = 1;/);
+    const profiles = join(c.root, 'nix/var/nix/profiles');
+    expect(readlinkSync(join(profiles, readlinkSync(join(profiles, 'system'))))).toBe(top.synapseHeld);
+  }, 120_000);
 });
