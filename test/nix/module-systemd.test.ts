@@ -16,27 +16,22 @@
 // switch-to-configuration that links /run/current-system and starts units) and the channel's
 // nixpkgs are small directories added to the host's store, which is bound in read-only.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { requireTools } from '../helpers/tools.js';
-import { CLI } from '../helpers/cli.js';
-import { nixpkgsLibDir } from '../helpers/nixpkgs-lib.js';
+import { evaluateUnits, moduleStandins, storePath as addToStore, type Tree } from '../helpers/module-units.js';
 import { bootSystemd, requireSystemd, type SystemdContainer } from '../helpers/systemd.js';
 import { systemdEscapePath } from '../../src/system/nixos.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
 const HERE = fileURLToPath(new URL('./', import.meta.url));
 const HTTP_GET = join(ROOT, 'test/helpers/http-get.mjs');
-const ENV = { ...process.env, NIX_CONFIG: 'sandbox = false\nsubstituters =' };
 /** A test directory bound read-write into the container. */
 const SHARED = '/srv/nixos-desync-test';
 
 const ok = requireTools('nix-instantiate', 'nix-store') && requireSystemd();
-
-type Tree = Record<string, string | { link: string } | { exec: string }>;
 
 describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
   let tmp: string;
@@ -59,21 +54,7 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
   }
   const journal = async (unit: string): Promise<string> => (await c.exec(['journalctl', '--no-pager', '-o', 'cat', '-u', unit])).stdout;
 
-  /** A directory added to the host's store (nix-store --add): a real store path the units can name. */
-  function storePath(name: string, tree: Tree): string {
-    const dir = join(tmp, 'trees', name);
-    for (const [rel, v] of Object.entries(tree)) {
-      const p = join(dir, rel);
-      mkdirSync(dirname(p), { recursive: true });
-      if (typeof v === 'string') writeFileSync(p, v);
-      else if ('link' in v) symlinkSync(v.link, p);
-      else {
-        writeFileSync(p, v.exec);
-        chmodSync(p, 0o755);
-      }
-    }
-    return execFileSync('nix-store', ['--add', dir], { env: ENV, encoding: 'utf8' }).trim();
-  }
+  const storePath = (name: string, tree: Tree): string => addToStore(tmp, name, tree);
 
   /**
    * A NixOS system stand-in: switch-to-configuration `test` links /run/current-system and
@@ -111,19 +92,7 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
     tmp = mkdtempSync(join(tmpdir(), 'nixos-desync-modsd-'));
     shared = mkdtempSync(join(tmpdir(), 'nixos-desync-modsd-shared-'));
     writeFileSync(join(shared, 'activations.log'), '');
-    const pkg = storePath('nixos-desync', { 'bin/nixos-desync': { exec: `#!/bin/sh\nexec ${process.execPath} ${CLI} "$@"\n` } });
-    const systemd = storePath('systemd-debian', { 'bin/systemctl': { link: '/bin/systemctl' }, 'bin/systemd-escape': { link: '/usr/bin/systemd-escape' } });
-    const nix = storePath('nix-standin', {
-      'bin/nix-store': {
-        exec: '#!/bin/sh\n# GC-root registration only (the container has no Nix): --realise P --add-root LINK --indirect\nPATH=$PATH:/usr/bin:/bin\n' +
-          'if [ "$#" = 5 ] && [ "$1" = --realise ] && [ "$3" = --add-root ] && [ "$5" = --indirect ]; then ln -sfn "$2" "$4" && echo "$4" && exit 0; fi\n' +
-          'echo "nix-store stand-in: unsupported: $*" >&2; exit 1\n',
-      },
-      'bin/nix-env': {
-        exec: '#!/bin/sh\n# -p PROFILE --set PATH only\nset -eu\nPATH=$PATH:/usr/bin:/bin\n[ "$#" = 4 ] && [ "$1" = -p ] && [ "$3" = --set ] || { echo "nix-env stand-in: unsupported: $*" >&2; exit 1; }\n' +
-          'mkdir -p "$(dirname "$2")"\nn=$(( $(ls "$2"-*-link 2>/dev/null | wc -l) + 1 ))\nln -sfn "$4" "$2-$n-link"\nln -sfn "$(basename "$2")-$n-link" "$2"\n',
-      },
-    });
+    const { pkg, systemd, nix } = moduleStandins(tmp);
     // The channel: a link the test points at a new nixpkgs tree before each run (a new candidate).
     for (const rev of ['a', 'b', 'c', 'd', 'e']) nixpkgsRev[rev] = storePath(`nixpkgs-${rev}`, { '.git-revision': rev.repeat(40) + '\n', 'default.nix': '{ ... }: { hello = { name = "hello"; }; }\n' });
     const nixpkgs = `${SHARED}/channel`;
@@ -149,24 +118,9 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
     top.synapseNew = toplevel('synapse-new', ['app.service', 'matrix-synapse.service'], 0, { 'synapse-crashes': '' });
     top.synapseHeld = toplevel('synapse-held', ['app.service', 'matrix-synapse.service']);
 
-    const ev = JSON.parse(execFileSync('nix-instantiate', [
-      '--eval', '--strict', '--json', '--read-write-mode', join(HERE, 'eval.nix'), '-A', 'inspect',
-      '--argstr', 'nixpkgsLib', nixpkgsLibDir(),
-      '--argstr', 'packageDir', pkg,
-      // pkgs.path, also desyncs.synapse.path before its first pin: a tree that exists where this evaluates.
-      '--argstr', 'nixpkgsPath', nixpkgsRev.a!,
-      '--arg', 'configModule', join(HERE, 'host-systemd.nix'),
-      '--argstr', 'testArgs', JSON.stringify({ systemdPackage: systemd, nixPackage: nix, nixpkgs, build: [`${build}/bin/build`] }),
-    ], { env: ENV, encoding: 'utf8' })) as { failedAssertions: string[]; units: Record<string, string>; tmpfiles: string[] };
-    expect(ev.failedAssertions).toEqual([]);
+    // pkgs.path, also desyncs.synapse.path before its first pin: a tree that exists where this evaluates.
+    const ev = evaluateUnits(join(HERE, 'host-systemd.nix'), pkg, nixpkgsRev.a!, { systemdPackage: systemd, nixPackage: nix, nixpkgs, build: [`${build}/bin/build`] });
     units = ev.units;
-    // The one change to a generated unit: eval.nix's writeShellScript (no nixpkgs here) is
-    // builtins.toFile, which cannot make an executable; nixpkgs' makes an executable bash
-    // script. So the activation script is run by bash, as its own `#!` would.
-    const act = units['nixos-desync-activate@.service']!;
-    const adapted = act.replace(/^ExecStart=(\/nix\/store\/[a-z0-9]{32}-nixos-desync-activate) %i$/m, 'ExecStart=/bin/bash $1 %i');
-    expect(adapted).not.toBe(act);
-    units = { ...units, 'nixos-desync-activate@.service': adapted };
     expect(Object.keys(units).sort()).toEqual([
       'nixos-desync-activate@.service', 'nixos-desync-exporter.service', 'nixos-desync-recover.service',
       'nixos-desync-upgrade.service', 'nixos-desync-upgrade.timer', 'nixos-desync-verify-boot.service',
