@@ -18,6 +18,7 @@
     ./module/activation.nix # nixos-desync-activate@.service (root, unconfined)
     ./module/recovery.nix # nixos-desync-recover.service (at boot)
     ./module/reboot.nix # reboot.* options, nixos-desync-verify-boot.service, nixos-desync-reboot.timer
+    ./module/rollout.nix # rollout.* options: fleet rollouts in rings (config key `rollout`)
     ./module/exporter.nix # exporter.* options, nixos-desync-exporter.service (dynamic user, read-only)
   ];
 }

@@ -57,7 +57,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
         '--argstr', 'nixpkgsLib', libDir,
         '--argstr', 'packageDir', pkgDir,
         '--argstr', 'nixpkgsPath', fallbackNixpkgs,
-        '--arg', 'configModule', join(HERE, hostModule),
+        '--arg', 'configModule', hostModule.startsWith('/') ? hostModule : join(HERE, hostModule),
         '--argstr', 'testArgs', JSON.stringify(testArgs),
       ],
       { env: ENV, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
@@ -532,6 +532,59 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
       const r = instantiateSystem(host('settings-desyncs.nix', '{ ... }: { services.nixos-desync = { enable = true; settings.desyncs.hm = { }; }; }'));
       expect(r.status).toBe(1);
       expect(r.stderr).toMatch(/Failed assertions:\s+- services\.nixos-desync\.settings: set desyncs and exporter through services\.nixos-desync\.desyncs \/ \.exporter, not settings\./);
+    });
+  });
+
+  describe('rollout.*: typed options for the config key `rollout`, credentials as file paths only', () => {
+    const ring = (body: string): string => `{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.rollout = {\n${body}\n  };\n}\n`;
+
+    it('a ring-2 host with a bearer token file: the config check-config accepts, exactly what the options say', () => {
+      const ev = evaluate(host('rollout-bearer.nix', ring('    enable = true; ring = 2; minHosts = 3; soak = "1d"; onUnreachable = "proceed";\n    prometheus = { url = "https://prometheus.example:9090/prom"; bearerTokenFile = "/run/secrets/prometheus-token"; timeout = "10s"; };')));
+      expect(ev.failedAssertions).toEqual([]);
+      const r = checkConfig(ev.configFile);
+      expect(r.status, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).rollout).toEqual({
+        prometheus: { url: 'https://prometheus.example:9090/prom', bearerTokenFile: '/run/secrets/prometheus-token', basicAuth: null, caFile: null, timeout: '10s' },
+        ring: 2, minHosts: 3, soak: '1d', onUnreachable: 'proceed',
+      });
+    });
+
+    it('basic auth and a CA file; the tool defaults otherwise; no rollout unless enabled', () => {
+      const ev = evaluate(host('rollout-basic.nix', ring('    enable = true;\n    prometheus = { url = "http://10.0.0.5:9090"; basicAuth = { username = "fleet"; passwordFile = "/run/secrets/prom-pw"; }; caFile = "/etc/ssl/fleet-ca.pem"; };')));
+      expect(ev.failedAssertions).toEqual([]);
+      const r = checkConfig(ev.configFile);
+      expect(r.status, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).rollout).toEqual({
+        prometheus: { url: 'http://10.0.0.5:9090', bearerTokenFile: null, basicAuth: { username: 'fleet', passwordFile: '/run/secrets/prom-pw' }, caFile: '/etc/ssl/fleet-ca.pem', timeout: '30s' },
+        ring: 1, minHosts: 1, soak: '6h', onUnreachable: 'hold',
+      });
+      const off = evaluate(host('rollout-off.nix', ring('    prometheus.url = "http://10.0.0.5:9090";')));
+      expect(JSON.parse(checkConfig(off.configFile).stdout).rollout).toBeNull();
+    });
+
+    it('a token file given as a path literal is refused before it is copied into the store', () => {
+      const dir = join(tmp, 'rollout-secret');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'token'), `token-${Date.now()}-${Math.random()}\n`);
+      const file = join(dir, 'host.nix');
+      writeFileSync(file, ring('    enable = true;\n    prometheus = { url = "https://p.example"; bearerTokenFile = ./token; };'));
+      const wouldBe = JSON.parse(execFileSync('nix-instantiate', ['--eval', '--json', '-E', `builtins.path { path = ${join(dir, 'token')}; name = "token"; }`], { env: ENV, encoding: 'utf8' })) as string;
+      const r = spawnSync('nix-instantiate', ['--read-write-mode', ...evalArgs(file), '-A', 'toplevel'], { env: ENV, encoding: 'utf8' });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("error: A definition for option `services.nixos-desync.rollout.prometheus.bearerTokenFile' is not of type `null or absolute path as a string");
+      expect(existsSync(wouldBe)).toBe(false);
+    });
+
+    it.each([
+      ['both credentials', '    enable = true;\n    prometheus = { url = "https://p.example"; bearerTokenFile = "/run/secrets/t"; basicAuth = { username = "u"; passwordFile = "/run/secrets/p"; }; };', /Failed assertions:\s+- services\.nixos-desync\.rollout\.prometheus: set bearerTokenFile or basicAuth, not both/],
+      ['a credential in the store', '    enable = true;\n    prometheus = { url = "https://p.example"; bearerTokenFile = "${builtins.toFile "token" "x"}"; };', /Failed assertions:\s+- services\.nixos-desync\.rollout\.prometheus: a credential file is in the Nix store, which every local user can read/],
+      ['no loop', '    enable = true;\n    prometheus.url = "https://p.example";\n  };\n  services.nixos-desync.upgrade = {\n    enable = false;', /Failed assertions:\s+- services\.nixos-desync\.rollout\.enable needs services\.nixos-desync\.upgrade\.enable/],
+      ['credentials in the URL', '    enable = true;\n    prometheus.url = "https://user:pw@p.example";', /rollout\.prometheus\.url' is not of type `http:\/\/ or https:\/\/ URL without credentials, query or fragment'/],
+      ['a soak that is no duration', '    enable = true;\n    soak = "6 hours";\n    prometheus.url = "https://p.example";', /rollout\.soak' is not of type/],
+    ])('%s: refused with a message that says why', (name, body, message) => {
+      const r = instantiateSystem(host(`rollout-bad-${name.replace(/\W+/g, '-')}.nix`, ring(body)));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(message);
     });
   });
 
