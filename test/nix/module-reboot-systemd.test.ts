@@ -5,7 +5,8 @@
 // generation as the booted system. The loop goes the boot path; a unit of the new system fails
 // at boot → verify-boot fails, boot-complete.target is not reached, the candidate is rejected,
 // the last verified generation is the boot default again and the reboot command runs once; the
-// next boot is healthy. The reboot timer is loaded with the window's next start.
+// next boot is healthy. The reboot timer is loaded with the window's next start, and a required
+// reboot (a new kernel) is done for real by nixos-desync-reboot.service from the loop's sandbox.
 //
 // What stands in for NixOS (besides host-systemd.nix's package, systemd and nix stand-ins):
 // NixOS's stage 2 links /run/booted-system and /run/current-system to the system it boots — here
@@ -13,9 +14,9 @@
 // unit is a unit that starts only when the booted system has a `crash` file; the
 // systemd-bless-boot.service that systemd-boot's generator pulls in (it requires
 // boot-complete.target) is a stand-in that records each blessing; the reboot command only
-// records that it ran (the "reboot" itself is the harness's).
+// records that it ran, and runs the module's default `systemctl reboot` when the test asks.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,11 +24,13 @@ import { requireTools } from '../helpers/tools.js';
 import { evaluateUnits, moduleStandins, storePath } from '../helpers/module-units.js';
 import { bootSystemd, requireSystemd, type SystemdContainer } from '../helpers/systemd.js';
 import { nextWindowStart } from '../../src/reboot/schedule.js';
+import { systemdEscapePath } from '../../src/system/nixos.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
 const HERE = fileURLToPath(new URL('./', import.meta.url));
 const SHARED = '/srv/nixos-desync-test';
 const PROFILE = '/nix/var/nix/profiles/system';
+const STATE = '/var/lib/nixos-desync';
 
 const ok = requireTools('nix-instantiate', 'nix-store') && requireSystemd();
 
@@ -45,10 +48,11 @@ describe.skipIf(!ok)('reboots with the module\'s units in a real systemd: verify
   const activations = (): string[] => readFileSync(join(shared, 'activations.log'), 'utf8').trim().split('\n').filter((l) => l !== '');
 
   /** A NixOS system stand-in; `crash`: a unit of it fails right after the boot. */
-  function toplevel(name: string, crash: boolean): string {
+  function toplevel(name: string, crash: boolean, kernel?: string): string {
     return storePath(tmp, `nixos-system-${name}`, {
       'nixos-version': '25.11.20251201.0000000\n',
       ...(crash ? { crash: '' } : {}),
+      ...(kernel ? { kernel: { link: kernel } } : {}),
       'bin/switch-to-configuration': {
         exec: `#!/bin/sh\nset -eu\ntop=\${0%/bin/switch-to-configuration}\necho "$1 $(/usr/bin/basename "$top")" >> ${SHARED}/activations.log\n` +
           'case "$1" in test) /bin/ln -sfn "$top" /run/current-system ;; boot) ;; *) exit 1 ;; esac\n',
@@ -64,10 +68,15 @@ describe.skipIf(!ok)('reboots with the module\'s units in a real systemd: verify
     for (const rev of ['a', 'b']) top[`nixpkgs-${rev}`] = storePath(tmp, `nixpkgs-${rev}`, { '.git-revision': rev.repeat(40) + '\n', 'default.nix': '{ ... }: { }\n' });
     symlinkSync(top['nixpkgs-a']!, join(shared, 'channel'));
     const build = storePath(tmp, 'system-build', { 'bin/build': { exec: `#!/bin/sh\n# nixos-rebuild build stand-in: ./result = the toplevel the test chose\nexec /bin/ln -s "$(/bin/cat ${SHARED}/next-toplevel)" result\n` } });
-    // Writes where the loop's sandbox may write (/run/nixos-desync): which boot asked for a reboot.
-    const reboot = storePath(tmp, 'reboot-standin', { 'bin/reboot': { exec: '#!/bin/sh\necho "reboot requested while $(/usr/bin/readlink /run/booted-system) runs" >> /run/nixos-desync/reboots.log\n' } });
+    // Records (in the state dir: the loop's sandbox may write it, and it survives a reboot) which
+    // boot asked for a reboot; with the test's flag, then runs the module's default, `systemctl reboot`.
+    const reboot = storePath(tmp, 'reboot-standin', {
+      'bin/reboot': { exec: `#!/bin/sh\necho "reboot requested while $(/usr/bin/readlink /run/booted-system) runs" >> ${STATE}/reboots.log\n[ -e ${SHARED}/real-reboot ] && exec systemctl reboot\nexit 0\n` },
+    });
     top.good = toplevel('good', false);
     top.bad = toplevel('bad', true);
+    // A new kernel: a reboot trigger (the booted systems have none).
+    top.kernel = toplevel('kernel', false, `${storePath(tmp, 'linux-standin', { bzImage: 'a kernel\n' })}/bzImage`);
     const ev = evaluateUnits(join(HERE, 'host-reboot-systemd.nix'), pkg, `${SHARED}/channel`, {
       systemdPackage: systemd, nixPackage: nix, nixpkgs: `${SHARED}/channel`, build: [`${build}/bin/build`], rebootCommand: [`${reboot}/bin/reboot`],
     });
@@ -134,7 +143,7 @@ describe.skipIf(!ok)('reboots with the module\'s units in a real systemd: verify
     // Back through the activation unit: the verified system is the boot default again, and the host reboots once.
     expect(activations().slice(-1)).toEqual([`boot ${top.good!.slice(11)}`]);
     expect(await resolve(PROFILE)).toBe(top.good);
-    expect(readFileSync(join(c.root, 'run/nixos-desync/reboots.log'), 'utf8')).toBe(`reboot requested while ${top.bad} runs\n`);
+    expect(readFileSync(join(c.root, STATE, 'reboots.log'), 'utf8')).toBe(`reboot requested while ${top.bad} runs\n`);
     expect(blessed()).toEqual([top.good]);
     expect(state().reboot.fallbackRebootFor).toBe(top.bad);
   }, 90_000);
@@ -153,13 +162,30 @@ describe.skipIf(!ok)('reboots with the module\'s units in a real systemd: verify
     await c.systemctl('reset-failed', 'nixos-desync-upgrade.service');
   }, 90_000);
 
-  it('the reboot timer is loaded and elapses at the next window start (Sat/Sun 02:00 Europe/Berlin) plus at most its random delay', async () => {
+  it('the reboot timer is loaded and elapses at the next window start (00:00 Europe/Berlin) plus at most its random delay', async () => {
     expect((await c.systemctl('is-active', 'nixos-desync-reboot.timer')).stdout.trim()).toBe('active');
     const r = await c.systemctl('show', '--timestamp=utc', '-p', 'NextElapseUSecRealtime', '--value', 'nixos-desync-reboot.timer');
     const elapse = Date.parse(`${/(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) UTC/.exec(r.stdout)?.slice(1).join('T')}Z`);
-    const start = nextWindowStart({ days: ['Sat', 'Sun'], start: '02:00', end: '05:00', timezone: 'Europe/Berlin' }, new Date())!.getTime();
+    const start = nextWindowStart({ days: null, start: '00:00', end: '00:00', timezone: 'Europe/Berlin' }, new Date())!.getTime();
     expect(elapse, r.stdout).toBeGreaterThanOrEqual(start);
     expect(elapse).toBeLessThan(start + 30 * 60_000);
     expect((await c.systemctl('list-timers', '--all', '--no-pager')).stdout).toContain('nixos-desync-reboot.timer');
   });
+
+  it('a required reboot: nixos-desync-reboot.service reboots the host for real from the loop\'s sandbox (systemctl reboot), into the new kernel', async () => {
+    // The boot default gets a new kernel (through the activation unit, as the loop's boot path does).
+    expect((await c.systemctl('start', `nixos-desync-activate@boot:${systemdEscapePath(top.kernel!)}.service`)).exitCode).toBe(0);
+    writeFileSync(join(shared, 'real-reboot'), '');
+    const leader = c.leader;
+    // The container goes down under the command: its exit status is not the point.
+    await c.systemctl('start', 'nixos-desync-reboot.service').catch(() => null);
+    for (let i = 0; i < 300 && existsSync(`/proc/${leader}`); i++) await new Promise((res) => setTimeout(res, 100));
+    expect(existsSync(`/proc/${leader}`), 'the container did not go down: systemctl reboot failed in the sandbox').toBe(false);
+    rmSync(join(shared, 'real-reboot'));
+    await c.reboot();
+    expect(await resolve('/run/booted-system')).toBe(top.kernel);
+    expect(readFileSync(join(c.root, STATE, 'reboots.log'), 'utf8').trim().split('\n').slice(-1)).toEqual([`reboot requested while ${top.good} runs`]);
+    expect((await c.systemctl('is-active', 'boot-complete.target')).stdout.trim()).toBe('active');
+    expect(state().verified.toplevel).toBe(top.kernel);
+  }, 90_000);
 });
