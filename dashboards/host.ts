@@ -1,13 +1,19 @@
 // The host dashboard (uid nixos-desync-host): one host's pins, lag, runs and system.
 // Generated into dashboards/nixos-desync-host.json by `npm run dashboards`.
 import { BigValueColorMode, BigValueTextMode } from '@grafana/grafana-foundation-sdk/common';
-import type { Dashboard } from '@grafana/grafana-foundation-sdk/dashboard';
+import { MappingType, type Dashboard, type ValueMapping } from '@grafana/grafana-foundation-sdk/dashboard';
 import {
   FAILED_SUCCESS, NO_YES, OK_YELLOW, OUT_OF_DATE, STALE, barGaugePanel, baseDashboard, boolMapping, col,
   dashboardLink, instant, range, render, row, sel, statPanel, tablePanel, timeseriesPanel, type Step,
 } from './panels.js';
 
 const TEXT: Step[] = [['text', null]];
+// nixos_desync_desync_held_back: 1 while held (orange: lagging on purpose), and its stage label.
+const HELD = boolMapping({ text: 'no', color: 'green', index: 0 }, { text: 'yes', color: 'orange', index: 1 });
+const HELD_STAGE: ValueMapping[] = [{
+  type: MappingType.ValueToText,
+  options: { none: { text: '-', index: 0 }, gate: { text: 'its gate', color: 'yellow', index: 1 }, health: { text: 'runtime', color: 'orange', index: 2 } },
+}];
 
 export function hostDashboard(): Dashboard {
   return render(
@@ -158,6 +164,26 @@ export function hostDashboard(): Dashboard {
       .withPanel(timeseriesPanel({
         title: 'Consecutive gate failures', description: 'Failed gates in a row per desync.', w: 12, h: 8,
         queries: [range('A', sel('nixos_desync_consecutive_failures'), '{{desync}}')],
+      }))
+      .withPanel(tablePanel({
+        title: 'Held back',
+        description: 'Why each desync stays on its pin: its gate failed, or held back at runtime (its units or healthChecks failed once activated; tried again after health.retryAfter, `nixos-desync status` says when) — and the health gate failures attributed to it.',
+        w: 12, h: 8,
+        exprs: [
+          sel('nixos_desync_desync_held_back'),
+          // The stage label joined in: one row per desync in the merged table.
+          `${sel('nixos_desync_desync_runtime_failures_total')} + on (job, instance, desync) group_left (stage) (0 * ${sel('nixos_desync_desync_held_back')})`,
+        ],
+        hide: ['job', 'instance'],
+        columns: { desync: 'Desync', stage: 'Held back by', 'Value #A': 'Held back', 'Value #B': 'Runtime failures' },
+        overrides: {
+          'Held back': [col.mappings(HELD), col.background()],
+          'Held back by': [col.mappings(HELD_STAGE), col.colorText()],
+        },
+      }))
+      .withPanel(timeseriesPanel({
+        title: 'Runtime failures', description: 'Health gate failures attributed to each desync (each one a runtime hold-back).', w: 12, h: 8, bars: true,
+        queries: [range('A', `sum by (desync) (increase(${sel('nixos_desync_desync_runtime_failures_total')}[$__rate_interval]))`, '{{desync}}')],
       }))
 
       .withRow(row('Runs'))
