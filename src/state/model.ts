@@ -184,6 +184,18 @@ export const runRecordSchema = runSummarySchema.extend({
   candidate: z.object({ path: z.string(), revision: z.string() }).nullable(),
   desyncs: z.array(runDesyncOutcomeSchema),
   evaluations: z.number().int().min(0).default(0),
+  /** Step 8b ran (a runtime hold-back): the culprits, the activations and builds it took, and a bisect's trials. */
+  holdBack: z.object({
+    culprits: z.array(z.string()),
+    activations: z.number().int().min(0),
+    systemBuilds: z.number().int().min(0),
+    healthy: z.boolean(),
+    bisect: z.object({
+      suspects: z.array(z.string()),
+      trials: z.array(z.object({ held: z.array(z.string()), healthy: z.boolean(), failures: z.array(z.string()) })),
+      culprit: z.string().nullable(),
+    }).optional(),
+  }).optional(),
 });
 export type RunRecord = z.infer<typeof runRecordSchema>;
 

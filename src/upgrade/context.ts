@@ -69,6 +69,18 @@ export interface HoldBackOutcome {
   systemBuilds: number;
   /** The second gate's verdict. */
   healthy: boolean;
+  /** `health.bisect` ran (nothing claimed the failures): each trial and the culprit it found. */
+  bisect?: BisectOutcome;
+}
+
+/** The halving search of step 8b: which trials ran, what each showed, the culprit. */
+export interface BisectOutcome {
+  /** The desyncs that moved (the suspects at the start). */
+  suspects: string[];
+  /** In order: the desyncs held back, healthy or not, and the failures of an unhealthy one. */
+  trials: { held: string[]; healthy: boolean; failures: string[] }[];
+  /** The culprit found (null: none within the bound, or holding it back did not help). */
+  culprit: string | null;
 }
 
 export interface RunContext {

@@ -34,3 +34,6 @@ export const ROLLBACK_FAILPOINTS = ['before-rollback', 'after-rollback'] as cons
 
 /** Reached only in flake mode (src/source/flake.ts expose): both locks kept, flake.lock replaced. */
 export const FLAKE_FAILPOINTS = ['after-flake-lock-kept', 'mid-flake-lock-write', 'after-flake-lock-write'] as const;
+
+/** Reached only in a runtime hold-back (step 8b): back on the verified system, before the rebuild (or the next bisect trial). */
+export const HOLDBACK_FAILPOINTS = ['holdback-after-rollback'] as const;

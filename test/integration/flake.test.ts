@@ -168,7 +168,7 @@ describe.skipIf(!HAVE_NIX)('flake mode with real Nix flakes', () => {
     expect(r.code, r.stderr).toBe(0);
     const res = JSON.parse(r.stdout);
     expect(res.candidate.revision).toBe(rev4);
-    expect(res.evaluations).toBe(1);
+    expect(res.evaluations).toBe(2); // the gate + the system build
     const revs = await lockedRevs(host.lockFile);
     expect(revs).toEqual({ nixpkgs: rev4, 'nixpkgs-home-manager': rev4, 'nixpkgs-synapse': rev4, unrelated: host.revOf('rev1') });
     expect(nodeText(await lockText(host), 'unrelated')).toBe(nodeText(start, 'unrelated'));

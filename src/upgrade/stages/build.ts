@@ -32,6 +32,8 @@ export async function buildStage(ctx: RunContext): Promise<void> {
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true, mode: 0o700 });
   try {
+    // A system build evaluates the system once (nixos-rebuild build); a hold-back's rebuild counts again.
+    ctx.res.evaluations += 1;
     ctx.built = await ctx.system.build(work, ctx.call('system'));
     // What gets activated is exactly this toplevel: rooted with the set before anything else.
     if (ctx.built.toplevel !== null) await ctx.nix.addRoot(ctx.built.toplevel, join(store.setDir(res.runId), 'roots', 'toplevel'), ctx.call('build'));

@@ -35,7 +35,7 @@ async function runGate(ctx: RunContext, names: string[], candidate: Candidate): 
     names.map((n) => ({ desync: n, nixpkgs: candidate.path, attrs: config.desyncs[n]!.requireBuilds, config: config.desyncs[n]!.nixpkgsConfig, system })),
     ctx.call('build'),
   );
-  ctx.res.evaluations = report.evaluations;
+  ctx.res.evaluations += report.evaluations;
   log.info(`gate       built requireBuilds of ${names.length} desync(s) with ${report.evaluations} evaluation(s) (${formatSeconds((performance.now() - s) / 1000)})`,
     { stage: 'gate', evaluations: report.evaluations });
   const out: GateOutcome[] = [];
