@@ -311,8 +311,7 @@ in
 
     # Outside the window a required reboot waits for the next window's start, not for luck.
     systemd.services.nixos-desync-reboot = mkIf (loop && rcfg.enable) (
-      loopCommand "nixos-desync-reboot" "reboot"
-      // {
+      lib.recursiveUpdate (loopCommand "nixos-desync-reboot" "reboot") {
         description = "nixos-desync: reboot if required and allowed (window, alerts), else say why";
         wants = [ "network-online.target" "nix-daemon.socket" ];
         after = [
@@ -322,6 +321,13 @@ in
           "nixos-desync-verify-boot.service"
         ];
         restartIfChanged = false;
+        # `nixos-desync reboot` exits 1 while an alert (or an unreachable Prometheus) blocks it
+        # inside the window, or the lock is held (75): ask again later. Outside the window it
+        # exits 0, so the retries end with the window (kured asks every hour).
+        serviceConfig = {
+          Restart = "on-failure";
+          RestartSec = "15min";
+        };
       }
     );
     systemd.timers.nixos-desync-reboot = mkIf (loop && rcfg.enable) {

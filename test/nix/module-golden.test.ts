@@ -117,6 +117,7 @@ describe.skipIf(!ok)('NixOS module: evaluated output equals the golden snapshot'
       monitor: snapshotOf('host-monitor.nix', {}),
       conflict: snapshotOf('host-conflict.nix', {}),
       flake: snapshotOf('host-flake.nix', { stateDir: join(tmp, 'state'), inputs: flakeInputs }),
+      reboot: snapshotOf('host-reboot.nix', {}),
     };
     const docs = evaluate('docs', 'host-minimal.nix', {}) as { options: unknown; defaultTexts: unknown };
     const snapshot = { hosts, docs: JSON.parse(normalize(JSON.stringify({ options: docs.options, defaultTexts: docs.defaultTexts }))) as unknown };

@@ -170,6 +170,12 @@ describe.skipIf(!ok)('reboots with the module\'s units in a real systemd: verify
     expect(elapse, r.stdout).toBeGreaterThanOrEqual(start);
     expect(elapse).toBeLessThan(start + 30 * 60_000);
     expect((await c.systemctl('list-timers', '--all', '--no-pager')).stdout).toContain('nixos-desync-reboot.timer');
+    // A blocked reboot is asked again (exit 1 inside the window): systemd 252 takes Restart= on a oneshot.
+    expect((await c.systemctl('show', '-p', 'Restart', '-p', 'RestartUSec', 'nixos-desync-reboot.service')).stdout).toBe('Restart=on-failure\nRestartUSec=15min\n');
+    const names = ['nixos-desync-verify-boot.service', 'nixos-desync-reboot.service', 'nixos-desync-reboot.timer'];
+    const v = await c.exec(['systemd-analyze', 'verify', ...names.map((n) => `/etc/systemd/system/${n}`)]);
+    // Only what the Debian container lacks may be reported (NixOS's nix-daemon.socket, network-online's providers).
+    expect((v.stderr + v.stdout).split('\n').filter((l) => l.trim() !== '' && !/nix-daemon\.socket|network-online/.test(l))).toEqual([]);
   });
 
   it('a required reboot: nixos-desync-reboot.service reboots the host for real from the loop\'s sandbox (systemctl reboot), into the new kernel', async () => {

@@ -57,7 +57,7 @@ describe.skipIf(!ok)('NixOS module: reboot options and units (real Nix, nixpkgs 
     JSON.parse(execFileSync(process.execPath, [CLI, 'check-config', '--config', configFile], { env: ENV, encoding: 'utf8' })) as Record<string, unknown>;
   /** [Service] of a unit of the loop's sandbox, without what differs between its commands. */
   const sandbox = (unit: string): Record<string, string[]> => {
-    const { ExecStart: _e, RuntimeDirectory: _r, WorkingDirectory: _w, RemainAfterExit: _a, ...rest } = parseUnit(unit).Service!;
+    const { ExecStart: _e, RuntimeDirectory: _r, WorkingDirectory: _w, RemainAfterExit: _a, Restart: _s, RestartSec: _t, ...rest } = parseUnit(unit).Service!;
     return rest;
   };
 
@@ -102,6 +102,8 @@ describe.skipIf(!ok)('NixOS module: reboot options and units (real Nix, nixpkgs 
     // Never in the middle of a run or of the boot's health gate (both hold the loop's lock).
     expect(reboot.Unit!.After![0]!.split(' ')).toEqual(expect.arrayContaining(['nixos-desync-upgrade.service', 'nixos-desync-verify-boot.service']));
     expect(reboot.Install).toBeUndefined();
+    // Blocked inside the window (exit 1) or the lock held (75): asked again every 15 minutes; outside it exits 0.
+    expect(reboot.Service).toMatchObject({ Restart: ['on-failure'], RestartSec: ['15min'] });
   });
 
   it.skipIf(!requireTools('systemd-analyze'))('the reboot timer fires when the tool\'s schedule opens the window (days, time zone, DST), delayed at random within it', () => {
