@@ -21,6 +21,8 @@ export interface FakeRevision {
   crashes?: string[];
   /** Attributes that build but break the activation (switch-to-configuration fails). */
   breaksActivation?: string[];
+  /** The system's switch inhibitors (nixpkgs' `system.switch.inhibitors`: name → value), written to `<toplevel>/switch-inhibitors`. */
+  switchInhibitors?: Record<string, string>;
 }
 
 export const FAKE_ATTRS = ['hello', 'home-manager', 'matrix-synapse', 'python3Packages.requests', 'firefox', 'linux', 'unfree-tool'] as const;
@@ -84,7 +86,7 @@ let
   linux = ${pkg('linux')};
   python3Packages = { requests = ${pkg('python3Packages.requests')}; };
   unfree-tool = if config.allowUnfree or false then ${pkg('unfree-tool')} else throw "unfree-tool has an unfree license, refusing to evaluate";
-${extra}
+${extra}${rev.switchInhibitors ? `\n  switchInhibitors = ${nixStr(JSON.stringify(rev.switchInhibitors))};` : ''}
   };
 in
 # Overlays as nixpkgs applies them: each sees the final set and the one before it.
@@ -150,7 +152,7 @@ let
 ${lines}
   ];
 in
-derivation {
+derivation ({
   name = "nixos-system-demo";
   system = builtins.currentSystem;
   builder = "/bin/sh";
@@ -163,7 +165,7 @@ derivation {
   # A nixpkgs git checkout without .git-revision says "dirty" (as lib.trivial.revisionWithDefault).
   nixosVersion = let rev = nixpkgs + "/.git-revision"; in
     "26.05.20260102." + (if builtins.pathExists rev then builtins.substring 0 7 (builtins.readFile rev) else "dirty");
-  args = [ "-c" ''
+  args = [ "-c" (''
     mkdir -p $out/bin
     printf %s "$nixosVersion" > $out/nixos-version
     for p in $packages; do echo $p >> $out/packages; done
@@ -172,8 +174,11 @@ derivation {
     ln -s $kernel $out/kernel-modules
     printf '%s' "$switchScript" | sed -e "s|@out@|$out|g" -e "s|@runDir@|$runDir|g" > $out/bin/switch-to-configuration
     chmod +x $out/bin/switch-to-configuration
-  '' ];
-}
+  '' + (if pkgs ? switchInhibitors then ''
+    printf '%s' "$switchInhibitors" > $out/switch-inhibitors
+  '' else "")) ];
+  # nixpkgs' system.switch.inhibitors (only on revisions that declare some: other toplevels stay byte-identical).
+} // (if pkgs ? switchInhibitors then { inherit (pkgs) switchInhibitors; } else { }))
 `;
 }
 
@@ -212,6 +217,8 @@ case "$action" in
   test|switch)
     # A host whose activation of this toplevel breaks (tests of a failing rollback): <runDir>/refuse-activation lists it.
     if [ -e "$run/refuse-activation" ] && grep -qxF "$top" "$run/refuse-activation"; then echo "error: activating $top failed (listed in $run/refuse-activation)" >&2; exit 1; fi
+    # As nixpkgs' pre-switch check (simplified: the whole file): no live switch across changed switch inhibitors.
+    if [ -e "$top/switch-inhibitors" ] && [ -e "$run/current-system/switch-inhibitors" ] && ! cmp -s "$top/switch-inhibitors" "$run/current-system/switch-inhibitors"; then echo "error: the switch inhibitors of $top differ from the running system's: refusing to switch live, reboot into it" >&2; exit 1; fi
     ln -sfn "$top" "$run/current-system.tmp" && mv -T "$run/current-system.tmp" "$run/current-system"
     [ -e "$run/booted-system" ] || ln -s "$top" "$run/booted-system"
     echo "$action $top" >> "$run/activations"

@@ -93,7 +93,9 @@ async function decide(deps: VerifyBootDeps, state: MachineState, now: () => Date
     // Checked at boot; by hand later, a live activation since the boot is the loop's to judge.
     return { ...base, exitCode: 0, result: 'skipped', message: `the running system ${running ?? '(none)'} is not the booted one ${booted} (activated live since the boot): nothing to verify` };
   }
-  const fellBack = expected !== null && booted !== expected;
+  // Fell back: a candidate waited for this boot and another system booted. Without one, the booted system alone is judged
+  // (an entry picked by hand, or the host back on a candidate verify-boot already rejected).
+  const fellBack = pending !== null && booted !== pending.toplevel;
   const report = await health(deps, booted, pending?.previous ?? null);
   const healthy = report.ok;
   for (const f of report.failures) log.info(`verify-boot FAILED — ${f.kind} ${f.name}: ${f.reason}`, { stage: 'verify-boot', kind: f.kind, name: f.name });
@@ -145,6 +147,7 @@ function rejectBootCandidate(state: MachineState, toplevel: string, reason: Roll
   const c = p?.toplevel === toplevel && p.candidate !== null ? { id: p.candidate.id, path: p.candidate.path, revision: p.candidate.revision, runId: p.runId } : null;
   const src = state.systems[toplevel];
   const entry = c ?? (src ? { id: null, path: src.nixpkgs.path, revision: src.nixpkgs.revision, runId: src.runId ?? 'verify-boot' } : null);
-  if (entry === null) return;
+  // Already rejected (e.g. the host came back to it): the first verdict, with its identity, stays.
+  if (entry === null || state.rejected.some((e) => e.path === entry.path && e.revision === entry.revision)) return;
   state.rejected = withRejected(state.rejected, { ...entry, at, reason });
 }

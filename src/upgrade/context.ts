@@ -7,7 +7,7 @@ import type { Source } from '../source/source.js';
 import type { StateProblem, StateStore } from '../state/store.js';
 import type { Journal, MachineState, RunDesyncOutcome, RunResult as RunOutcome } from '../state/model.js';
 import type { BuiltSystem, HealthFailure, SystemSide } from '../system/system.js';
-import type { HoldReason, RollbackReason } from '../state/model.js';
+import type { HoldReason, RebootBlock, RollbackReason } from '../state/model.js';
 import { DesyncError } from '../util/errors.js';
 import type { Runner } from '../util/exec.js';
 import { parseDuration } from '../util/duration.js';
@@ -57,6 +57,10 @@ export interface UpgradeResult {
   held?: { reason: HoldReason; message: string };
   /** Step 8b ran (a runtime hold-back): the culprits, their evidence, the extra activation. */
   holdBack?: HoldBackOutcome;
+  /** Step 9b: a reboot was required after the commit: whether the run reboots the host, else why not. */
+  reboot?: { blocked: RebootBlock | null; message: string; rebooting: boolean; error?: string };
+  /** The built system went the boot path (not activated live): why. */
+  bootPath?: string;
 }
 
 /** What the run did at step 8b (runtime hold-back): the upgrade's output and `--json`. */
@@ -115,6 +119,8 @@ export interface RunContext {
   activated: boolean;
   /** True once state.json names this run's set as committed. */
   committed: boolean;
+  /** Why the built system goes the boot path (not activated live; its health gate runs at boot), or null. */
+  bootPath: string | null;
   saveJournal(patch: Partial<Journal>): Promise<void>;
   /** Call options with the timeout `timeouts[key]`, the run's abort signal and child tracking. */
   call(key: keyof Config['timeouts']): CallOptions;

@@ -20,7 +20,8 @@ import { activateStage } from './stages/activate.js';
 import { verifyStage } from './stages/verify.js';
 import { holdBackStage } from './stages/holdback.js';
 import { recordRun } from './stages/record.js';
-import { rebootStage } from './stages/reboot.js';
+import { rebootAfterRun, rebootStage } from './stages/reboot.js';
+import { bootPathStage } from './stages/boot-path.js';
 import { rollbackRun } from './stages/rollback.js';
 import { holdRun, rolloutStage } from './stages/rollout.js';
 import { abandonCandidateSet } from './stages/restore.js';
@@ -63,7 +64,8 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
       decideStage(ctx);
       await stage(ctx, 'system_build', buildStage);
       failpoint('after-system-build');
-      if (ctx.system.gated) {
+      if (ctx.system.gated) await bootPathStage(ctx);
+      if (ctx.system.gated && ctx.bootPath === null) {
         await stage(ctx, 'activate', activateStage);
         // Step 8b: a failure claimed by desyncs that moved holds those back and tries once more.
         await stage(ctx, 'health', verifyStage).catch((err: unknown) => holdBackStage(ctx, err));
@@ -81,6 +83,8 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
     return res;
   } finally {
     await lock.release();
+    // Step 9b's reboot: only once the run is recorded and the lock released (it may end this process).
+    if (res.reboot?.rebooting) await rebootAfterRun(deps, res);
   }
 }
 
@@ -160,7 +164,7 @@ async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, d
   const ctx: RunContext = {
     config, nix: deps.nix, run: deps.run, store, log, source, system, env, signal: deps.signal, now, dryRun, retry, res,
     prev, next: structuredClone(prev), journal,
-    candidate: null, gate: [], decision: null, built: null, previous: null, baseline: [], activated: false, committed: false,
+    candidate: null, gate: [], decision: null, built: null, previous: null, baseline: [], activated: false, committed: false, bootPath: null,
     saveJournal,
     call: (key) => ({ timeoutMs: timeoutMs(config, key), signal: deps.signal, onSpawn }),
     uninterruptible: (key) => ({ timeoutMs: timeoutMs(config, key), onSpawn }),

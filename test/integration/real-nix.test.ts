@@ -17,6 +17,7 @@ import { defineExporterDemoSuite } from './exporter-demo.suite.js';
 import { defineActivationSuite } from './activation.suite.js';
 import { defineIdentitySuite } from './identity.suite.js';
 import { defineRollbackSuite } from './rollback.suite.js';
+import { defineRebootSuite } from './reboot.suite.js';
 
 const HAVE_NIX = requireTools('nix-build', 'nix-instantiate', 'nix-store', 'nix-env', 'nix-channel', 'nix-collect-garbage', 'tar', 'xz');
 const env = { ...process.env, ...NIX_ENV };
@@ -286,4 +287,5 @@ if (HAVE_NIX) defineActivationSuite(() => root);
 if (HAVE_NIX) defineRollbackSuite(() => root);
 if (HAVE_NIX) defineFaultSuite(() => root);
 if (HAVE_NIX) defineIdentitySuite(() => root);
+if (HAVE_NIX) defineRebootSuite(() => root);
 defineExporterDemoSuite();

@@ -10,6 +10,7 @@ import { failpoint } from '../../util/failpoint.js';
 import { withoutRejected } from '../../state/rejected.js';
 import type { RunContext } from '../context.js';
 import { adoptedAt } from './rollout.js';
+import { pendingBoot } from './boot-path.js';
 
 export async function commitStage(ctx: RunContext): Promise<void> {
   const { store, res, decision, next, config, system, log } = ctx;
@@ -24,8 +25,10 @@ export async function commitStage(ctx: RunContext): Promise<void> {
     next.systems[toplevel] = sourcesOf(ctx, at);
     next.rollout.adopted = adoptedAt(ctx.prev, ctx.candidate!, at);
   }
-  // Healthy and committed: the verified system from now on (what later rollbacks return to).
-  if (toplevel !== null && system.gated) next.verified = { toplevel, at, runId: res.runId, how: 'health' };
+  // Healthy and committed: the verified system from now on (what later rollbacks return to); a boot-path system only once verify-boot passed.
+  if (toplevel !== null && system.gated && ctx.bootPath === null) next.verified = { toplevel, at, runId: res.runId, how: 'health' };
+  if (toplevel !== null && system.mode !== null) next.reboot.pending = await pendingBoot(ctx, toplevel, at);
+  if (ctx.bootPath !== null) res.bootPath = ctx.bootPath;
   await store.writeState(next, 'mid-state-write');
   ctx.committed = true;
   failpoint('after-commit');
