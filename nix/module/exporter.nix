@@ -1,5 +1,6 @@
 # The Prometheus exporter: its options (exporter.*), nixos-desync-exporter.service
-# (`nixos-desync serve`: a dynamic user, read-only) and its firewall port.
+# (`nixos-desync serve`: a dynamic user, read-only), its socket unit when socket-activated,
+# and its firewall port.
 {
   config,
   lib,
@@ -17,6 +18,7 @@ let
     secretPath
     ;
   configFile = cfg.configFile;
+  socketActivation = cfg.exporter.socketActivation;
 in
 {
   options.services.nixos-desync.exporter = {
@@ -46,6 +48,15 @@ in
         copy the TLS key and password hashes into the world-readable store; store paths
         are refused). Handed to the service as a systemd credential, so it may be readable
         by root only; files it names must be readable by the service's dynamic user.
+      '';
+    };
+    socketActivation = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Socket activation: systemd listens on `listenAddress`:`port`
+        (nixos-desync-exporter.socket) and starts the exporter with the socket
+        (`serve --web.systemd-socket`) on the first connection; the exporter binds nothing itself.
       '';
     };
     openFirewall = mkOption {
@@ -96,24 +107,33 @@ in
   };
 
   config = mkIf cfg.enable {
+    # Socket activation: the socket unit owns the address; the service takes it as fd 3.
+    systemd.sockets.nixos-desync-exporter = mkIf (cfg.exporter.enable && socketActivation) {
+      description = "nixos-desync Prometheus exporter socket";
+      wantedBy = [ "sockets.target" ];
+      listenStreams = [ listenAddress ];
+    };
     systemd.services.nixos-desync-exporter = mkIf cfg.exporter.enable {
       description = "nixos-desync Prometheus exporter";
-      wantedBy = [ "multi-user.target" ];
-      after = [ "network.target" ];
+      # Socket activation: started by its socket (on the first connection), not at boot.
+      wantedBy = lib.optional (!socketActivation) "multi-user.target";
+      requires = lib.optional socketActivation "nixos-desync-exporter.socket";
+      after = [ "network.target" ] ++ lib.optional socketActivation "nixos-desync-exporter.socket";
       # A small V8 young generation keeps RSS under 100 MB under scrape load (docs/benchmarks.md).
       environment.NODE_OPTIONS = "--max-semi-space-size=2";
       # `systemctl show <upgradeUnit>` (read-only, over the system bus: no privilege needed).
       path = lib.optional (cfg.exporter.upgradeUnit != null) config.systemd.package;
       serviceConfig = sandboxCommon // {
         ExecStart =
-          escapeExecArgs [
-            "${cfg.package}/bin/nixos-desync"
-            "serve"
-            "--config"
-            configFile
-            "--web.listen-address"
-            listenAddress
-          ]
+          escapeExecArgs (
+            [
+              "${cfg.package}/bin/nixos-desync"
+              "serve"
+              "--config"
+              configFile
+            ]
+            ++ (if socketActivation then [ "--web.systemd-socket" ] else [ "--web.listen-address" listenAddress ])
+          )
           # %d = $CREDENTIALS_DIRECTORY (a systemd specifier, so not escaped).
           + lib.optionalString (cfg.exporter.webConfigFile != null) " --web.config.file %d/web-config";
         LoadCredential = lib.optional (cfg.exporter.webConfigFile != null) "web-config:${cfg.exporter.webConfigFile}";

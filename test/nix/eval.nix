@@ -198,9 +198,14 @@ let
   renderTimer =
     t: "[Unit]\n${attrsToSection (unitSection t)}\n[Timer]\n${attrsToSection t.timerConfig}" + installSection t;
 
+  # NixOS renders listenStreams as one ListenStream= line each (systemd-unit-options.nix).
+  renderSocket =
+    k: "[Unit]\n${attrsToSection (unitSection k)}\n[Socket]\n${attrsToSection ({ ListenStream = k.listenStreams; } // k.socketConfig)}" + installSection k;
+
   units =
     lib.mapAttrs' (n: s: lib.nameValuePair "${n}.service" (renderService s)) cfg.systemd.services
-    // lib.mapAttrs' (n: t: lib.nameValuePair "${n}.timer" (renderTimer t)) cfg.systemd.timers;
+    // lib.mapAttrs' (n: t: lib.nameValuePair "${n}.timer" (renderTimer t)) cfg.systemd.timers
+    // lib.mapAttrs' (n: k: lib.nameValuePair "${n}.socket" (renderSocket k)) cfg.systemd.sockets;
 
   nd = cfg.services.nixos-desync;
   ndOptions = eval.options.services.nixos-desync;

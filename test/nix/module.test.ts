@@ -588,6 +588,35 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     });
   });
 
+  it.skipIf(!requireTools('systemd-socket-activate'))('exporter.socketActivation: a socket unit on the exporter address, and the service serves on the socket systemd passes it', async () => {
+    expect(Object.keys(evaluate('host-minimal.nix').units).filter((u) => u.endsWith('.socket'))).toEqual([]);
+    const port = await freePort();
+    const stateDir = join(tmp, 'socket-state');
+    const ev = evaluate(host('socket.nix', `{ ... }: {\n  services.nixos-desync = {\n    enable = true;\n    exporter = { socketActivation = true; port = ${port}; };\n    settings.stateDir = "${stateDir}";\n  };\n}\n`));
+    expect(ev.failedAssertions).toEqual([]);
+    const sock = parseUnit(ev.units['nixos-desync-exporter.socket']!);
+    expect(sock.Socket).toEqual({ ListenStream: [`127.0.0.1:${port}`] });
+    expect(sock.Install).toEqual({ WantedBy: ['sockets.target'] });
+    const svc = parseUnit(ev.units['nixos-desync-exporter.service']!);
+    // Started by its socket, not at boot; it never binds the address itself.
+    expect(svc.Install).toBeUndefined();
+    expect(svc.Unit!.Requires).toEqual(['nixos-desync-exporter.socket']);
+    const argv = execArgv(single(svc, 'Service', 'ExecStart')!);
+    expect(argv.slice(1)).toEqual(['serve', '--config', ev.configFile, '--web.systemd-socket']);
+    // What systemd does with these two units: listen on ListenStream, then start ExecStart with the socket.
+    const child = spawn('systemd-socket-activate', ['-l', sock.Socket!.ListenStream![0]!, ...argv], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    child.stderr!.on('data', (b: Buffer) => void (log += b.toString()));
+    try {
+      for (let i = 0; i < 400 && !/Listening on/.test(log); i++) await new Promise((r) => setTimeout(r, 25));
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(20_000) });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toMatch(/^nixos_desync_build_info\{version=/m);
+    } finally {
+      child.kill('SIGTERM');
+    }
+  }, 60_000);
+
   describe('checkConfig: the generated config is validated by `nixos-desync check-config` when the system is built', () => {
     const bad = '{ ... }: {\n  services.nixos-desync.enable = true;\n  services.nixos-desync.desyncs.home-manager.requireBuilds = [ "python3Packages..requests" ];\n  services.nixos-desync.settings.onBreach = "explode";\n}\n';
 

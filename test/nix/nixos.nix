@@ -69,6 +69,10 @@ let
   timerOptions = commonUnit // {
     timerConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
   };
+  socketOptions = commonUnit // {
+    listenStreams = list types.str;
+    socketConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
+  };
 in
 {
   options = {
@@ -86,6 +90,7 @@ in
     };
     systemd.services = mkOption { type = types.attrsOf (types.submodule { options = serviceOptions; }); default = { }; };
     systemd.timers = mkOption { type = types.attrsOf (types.submodule { options = timerOptions; }); default = { }; };
+    systemd.sockets = mkOption { type = types.attrsOf (types.submodule { options = socketOptions; }); default = { }; };
     systemd.tmpfiles.rules = list types.str;
     systemd.package = mkOption { type = types.package; };
     networking.firewall.allowedTCPPorts = list types.port;
