@@ -21,7 +21,7 @@ import {
   type RunRecord,
 } from './model.js';
 import { parsePinFile, renderPinFile } from './pinfile.js';
-import { checkSafeDir } from './safe-dir.js';
+import { checkSafeDir, checkStateDir } from './safe-dir.js';
 
 export interface StateProblem {
   file: string;
@@ -131,13 +131,14 @@ export function createStateStore(stateDir: string) {
         const e = err as NodeJS.ErrnoException;
         throw new DesyncError('E_STATE', `cannot create the state directory ${stateDir}: ${e.code ?? errorMessage(err)}${e.path && e.path !== stateDir ? ` (at ${e.path})` : ''}; check stateDir in the config`, { cause: err });
       }
-      await checkSafeDir(stateDir);
+      await checkStateDir(stateDir);
     },
 
     /** The state directory, if it exists, is safe (read-only check, for dry runs and readers). */
     async checkDir(): Promise<boolean> {
       try {
         await checkSafeDir(stateDir);
+        await checkStateDir(stateDir);
         return true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;

@@ -25,6 +25,8 @@ export interface Decision {
   breached: string[];
   /** Desyncs that failed and have no known-good pin to stay on. */
   noPin: string[];
+  /** Each breach's reasons, the lag one as a placeholder worded by oneLag (it depends on whether the run rebuilds). */
+  breachParts: Record<string, string[]>;
 }
 
 export function maxBehindSeconds(maxBehind: string | null): number | null {
@@ -43,7 +45,7 @@ export function decide(input: {
 }): Decision {
   const { config, prevPins, prevRecords, gate, candidate, now } = input;
   const at = now.toISOString();
-  const d: Decision = { pins: {}, records: {}, outcomes: [], breached: [], noPin: [] };
+  const d: Decision = { pins: {}, records: {}, outcomes: [], breached: [], noPin: [], breachParts: {} };
   for (const gated of gate) {
     const cfg = config.desyncs[gated.name]!;
     const prev = prevRecords[gated.name] ?? emptyDesyncRecord();
@@ -94,6 +96,7 @@ export function decide(input: {
       reasons.push(`behind ${Math.round(behindSec)}s ≥ maxBehind ${cfg.maxBehind}`);
     }
     const breached = reasons.length > 0;
+    if (breached) d.breachParts[g.name] = reasons;
     d.records[g.name] = {
       attempts: { passed: prev.attempts.passed, failed: prev.attempts.failed + 1 },
       consecutiveFailures: prev.consecutiveFailures + 1,
@@ -114,7 +117,8 @@ export function decide(input: {
     if (breached) d.breached.push(g.name);
     d.outcomes.push({ name: g.name, result: 'failed', lagRebuilds: prevPin.desyncAge + 1, breached, revision: prevPin.revision, error: g.error ?? null, ...(g.stage === 'health' ? { stage: 'health' as const } : {}) });
   }
-  return oneLag(d, config, prevPins);
+  const stops = d.noPin.length > 0 || (d.breached.length > 0 && config.onBreach === 'fail');
+  return oneLag(d, config, prevPins, stops);
 }
 
 /**
@@ -149,17 +153,21 @@ const LAG_REASON = '\0lag';
  * that stops here (a breach with onBreach "fail", a desync with no pin) rebuilds nothing, so a
  * failed desync keeps its committed lag and the breach reads "lag N ≥ maxLagRebuilds M";
  * a run that goes on counts itself, and the same breach reads "lag N+1 > maxLagRebuilds M".
+ * A run that went on but ends without committing (a failed build, a rollback) is worded again
+ * with `stops` (decide.ts settleUncommitted): its pins were not kept, so its lags were not either.
  */
-function oneLag(d: Decision, config: Config, prevPins: Record<string, Pin>): Decision {
-  const stops = d.noPin.length > 0 || (d.breached.length > 0 && config.onBreach === 'fail');
+export function oneLag(d: Decision, config: Config, prevPins: Record<string, Pin>, stops: boolean): Decision {
   for (const o of d.outcomes) {
     const prevPin = prevPins[o.name];
     const rec = d.records[o.name]!;
     if (o.result !== 'failed' || !prevPin || d.noPin.includes(o.name)) continue;
-    if (stops && rec.behindSince !== null) o.lagRebuilds = prevPin.desyncAge;
-    if (rec.breachReason?.includes(LAG_REASON)) {
-      const max = config.desyncs[o.name]!.maxLagRebuilds;
-      rec.breachReason = rec.breachReason.replace(LAG_REASON, stops ? `lag ${o.lagRebuilds} ≥ maxLagRebuilds ${max}` : `lag ${o.lagRebuilds} > maxLagRebuilds ${max}`);
+    // behindSince null: the pin already is the candidate, its lag does not move either way.
+    if (rec.behindSince !== null) o.lagRebuilds = stops ? prevPin.desyncAge : prevPin.desyncAge + 1;
+    const parts = d.breachParts[o.name];
+    if (parts) {
+      const max = config.desyncs[o.name]?.maxLagRebuilds;
+      const lag = stops ? `lag ${o.lagRebuilds} ≥ maxLagRebuilds ${max}` : `lag ${o.lagRebuilds} > maxLagRebuilds ${max}`;
+      rec.breachReason = parts.map((r) => (r === LAG_REASON ? lag : r)).join('; ');
     }
   }
   return d;

@@ -13,7 +13,7 @@ import { verifiedBaselineStage } from './stages/baseline.js';
 import { fetchStage } from './stages/fetch.js';
 import { candidateStage } from './stages/candidate.js';
 import { gateStage } from './stages/gate.js';
-import { decideStage } from './stages/decide.js';
+import { decideStage, settleUncommitted } from './stages/decide.js';
 import { buildStage } from './stages/build.js';
 import { commitStage } from './stages/commit.js';
 import { activateStage } from './stages/activate.js';
@@ -206,6 +206,7 @@ async function fail(ctx: RunContext, err: unknown): Promise<void> {
   } else if (!ctx.dryRun && !ctx.committed && ctx.journal.candidateSetId !== null) {
     await abandonCandidateSet(ctx);
   }
+  settleUncommitted(ctx);
   res.error = resultError(err, message);
   ctx.log.error(res.error.message, { code: res.error.code });
 }

@@ -27,6 +27,26 @@ export interface DesyncStatus {
   heldBack: { stage: 'gate' | 'health'; since: string; reason: string; retryAt: string | null } | null;
   /** Health gate failures attributed to it (nixos_desync_desync_runtime_failures_total). */
   runtimeFailures: number;
+  /** Whose desync it is: the loop's (state.json), or the desync proposal's own state file (exporter.prDesyncDir). */
+  source: 'loop' | 'pr';
+  /** Its last gate passed, but that run did not commit (build failure, rollback): still on its pin. */
+  passedUncommitted: boolean;
+}
+
+/** A desync proposal's state file, as watch/pr-desync.ts reads it. */
+export interface PrDesyncInput {
+  name: string;
+  desyncAge: number;
+  path: string;
+  revision: string;
+}
+
+/** The run lock and the run journal as `status` finds them. */
+export interface RunActivity {
+  /** A live process holds the run lock: its pid, since when, and (from its journal) its run id and stage. */
+  inProgress: { pid: number; since: string | null; runId: string | null; stage: string | null } | null;
+  /** A run died and left its journal: `recover` (or the next run) finishes or rolls it back. */
+  interrupted: { runId: string; stage: string; startedAt: string } | null;
 }
 
 export interface StatusDoc {
@@ -58,8 +78,13 @@ export interface StatusDoc {
   /** The last rollback, and the candidates rollbacks rejected, oldest first (each skipped until --retry). */
   rollback: MachineState['rollbacks']['last'];
   rejected: MachineState['rejected'];
-  lastRun: { at: string; result: string; durationSeconds: number; error: string | null } | null;
+  /** `at`: when it started; `finishedAt`: when it ended. */
+  lastRun: { at: string; finishedAt: string; result: string; durationSeconds: number; error: string | null } | null;
+  /** When the last successful run ended. */
   lastSuccessfulRunAt: string | null;
+  run: RunActivity;
+  /** Why exporter.prDesyncDir's files could not all be read (they are left out), else empty. */
+  prProblems: string[];
   runsTotal: MachineState['runs']['total'];
   stateProblems: StateProblem[];
 }
@@ -92,14 +117,31 @@ export function buildDesyncStatus(name: string, config: Config, state: MachineSt
     configured: cfg !== undefined,
     heldBack: pin !== undefined ? (rec?.heldBack ?? null) : null,
     runtimeFailures: rec?.runtimeFailures ?? 0,
+    source: 'loop',
+    passedUncommitted: pin !== undefined && lag > 0 && rec?.lastAttempt?.result === 'passed',
+  };
+}
+
+/** A proposal desync as the exporter's pr_compat collector exports it: budget exporter.prMaxDesyncAge, breached at or over it. */
+export function prDesyncStatus(d: PrDesyncInput, config: Config): DesyncStatus {
+  const max = config.exporter.prMaxDesyncAge;
+  return {
+    name: d.name, revision: d.revision, path: d.path, lagRebuilds: d.desyncAge, maxLagRebuilds: max, behindSeconds: 0, maxBehindSeconds: null,
+    breached: max !== null && d.desyncAge >= max, breachReason: max !== null && d.desyncAge >= max ? `desyncAge ${d.desyncAge} ≥ maxDesyncAge ${max}` : null,
+    inSync: d.desyncAge === 0, consecutiveFailures: 0, lastAttempt: null, lastSuccessAt: null, configured: true, heldBack: null, runtimeFailures: 0, source: 'pr', passedUncommitted: false,
   };
 }
 
 export function buildStatus(config: Config, state: MachineState, sys: SystemInfo, now: Date, problems: StateProblem[] = [],
-  running: { toplevel: string | null; sources: SystemSources | null; unverified?: string | null } = { toplevel: null, sources: null }, rebootReasons: RebootReason[] = []): StatusDoc {
+  running: { toplevel: string | null; sources: SystemSources | null; unverified?: string | null } = { toplevel: null, sources: null }, rebootReasons: RebootReason[] = [],
+  more: { run?: RunActivity; pr?: { desyncs: PrDesyncInput[]; problems: string[] } } = {}): StatusDoc {
   const last = state.runs.last;
+  const names = desyncNames(config, state);
+  // As the metrics: a proposal file counts for a name the loop has no pin for.
+  const pr = (more.pr?.desyncs ?? []).filter((d) => !Object.hasOwn(state.committed.pins, d.name));
   return {
-    desyncs: desyncNames(config, state).map((n) => buildDesyncStatus(n, config, state, now)),
+    desyncs: [...names.filter((n) => !pr.some((d) => d.name === n)).map((n) => buildDesyncStatus(n, config, state, now)), ...pr.map((d) => prDesyncStatus(d, config))]
+      .sort((a, b) => a.name.localeCompare(b.name)),
     system: {
       generation: sys.generation,
       generationTimestamp: sys.generationTimestamp ? sys.generationTimestamp.toISOString() : null,
@@ -122,8 +164,10 @@ export function buildStatus(config: Config, state: MachineState, sys: SystemInfo
     },
     rollback: state.rollbacks.last,
     rejected: state.rejected,
-    lastRun: last ? { at: last.at, result: last.result, durationSeconds: last.durationSeconds, error: last.error } : null,
+    lastRun: last ? { at: last.at, finishedAt: last.finishedAt, result: last.result, durationSeconds: last.durationSeconds, error: last.error } : null,
     lastSuccessfulRunAt: state.runs.lastSuccessAt,
+    run: more.run ?? { inProgress: null, interrupted: null },
+    prProblems: more.pr?.problems ?? [],
     runsTotal: state.runs.total,
     stateProblems: problems,
   };

@@ -1,32 +1,17 @@
-// What the exporter trusts under <stateDir>, by the same rule as the loop (sshd StrictModes):
-// the directory, `sets/` and the state files must be real (not symlinks), owned by root or by
-// this user, and not group/world-writable. An untrusted state is reported (a failing
-// collector with the reason), never exported as if it were true. Also: who holds the run lock.
+// What the exporter trusts under <stateDir>: the loop's own rule (state/safe-dir.ts), checked
+// from outside. An untrusted state is reported (a failing collector with the reason), never
+// exported as if it were true. Also: who holds the run lock.
 import { lstat, readFile } from 'node:fs/promises';
 import { uptime } from 'node:os';
 import { join } from 'node:path';
 import { staleReason, type LockOwner } from '../state/lock.js';
+import { stateDirProblem } from '../state/safe-dir.js';
 import { bootId, bootTimeMs } from '../util/proc.js';
-
-const STATE_FILES = ['state.json', 'history.json', 'journal.json'];
 
 /** Why `<stateDir>` cannot be trusted, or null. A missing directory is not this check's business. */
 export async function stateTrustProblem(stateDir: string, uid: number | undefined = process.geteuid?.()): Promise<string | null> {
-  const entries: Array<[string, 'dir' | 'file']> = [[stateDir, 'dir'], [join(stateDir, 'sets'), 'dir'], ...STATE_FILES.map((f) => [join(stateDir, f), 'file'] as [string, 'file'])];
-  for (const [path, kind] of entries) {
-    const st = await lstat(path).catch(() => null);
-    if (!st) continue; // missing: a fresh host, or nothing to trust yet
-    if (st.isSymbolicLink()) return `${path} is a symlink; the upgrade loop refuses to use it and its content is not exported`;
-    if (kind === 'dir' && !st.isDirectory()) return `${path} is not a directory`;
-    if (kind === 'file' && !st.isFile()) return `${path} is not a regular file`;
-    if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
-      return `${path} is owned by uid ${st.uid}, not by root or the exporter's user (uid ${uid}); the upgrade loop refuses to run until it is fixed (chown root)`;
-    }
-    if ((st.mode & 0o022) !== 0) {
-      return `${path} is group- or world-writable (mode ${(st.mode & 0o777).toString(8)}); the upgrade loop refuses to run until it is fixed (chmod go-w ${path})`;
-    }
-  }
-  return null;
+  const problem = await stateDirProblem(stateDir, { uid, who: "the exporter's user" });
+  return problem === null ? null : `${problem}; the upgrade loop refuses to run until it is fixed, and nothing from it is exported`;
 }
 
 export interface LockHolder {

@@ -7,7 +7,7 @@ import type { HealthFailure } from '../../system/system.js';
 import { isDesyncError } from '../../util/errors.js';
 import { bisectResult, nextTrial, recordTrial, startBisect } from '../attribution.js';
 import type { BisectOutcome, HoldBackOutcome, RunContext } from '../context.js';
-import { uncommittedRecords } from './decide.js';
+import { keepFirstDecision } from './decide.js';
 import { backToVerified, describeFailures, tryWithHeld, type TryResult } from './trial.js';
 
 /** At most this many halving trials (32 suspects), plus one to confirm the culprit: bounded live activations. */
@@ -34,7 +34,7 @@ export async function bisectStage(ctx: RunContext, err: unknown, failures: Healt
   let runningHeld: string[] = [];
   const blameNobody = (e: unknown): never => {
     // A breach of a held desync at its budget is recorded as for a failed gate; otherwise nobody is blamed.
-    if (!isDesyncError(e, 'E_BREACH')) ctx.next.desyncs = uncommittedRecords(ctx.prev.desyncs, first);
+    if (!isDesyncError(e, 'E_BREACH')) keepFirstDecision(ctx, first);
     throw e;
   };
   const trial = async (held: string[]): Promise<TryResult> => {

@@ -2,7 +2,7 @@
 // or, with onBreach "fail", on a breach.
 import { DesyncError } from '../../util/errors.js';
 import { formatSeconds } from '../../util/duration.js';
-import { decide, type Decision } from '../policy.js';
+import { decide, oneLag, type Decision } from '../policy.js';
 import type { DesyncRecord } from '../../state/model.js';
 import type { RunContext } from '../context.js';
 
@@ -26,9 +26,8 @@ export function decideStage(ctx: RunContext): void {
         { stage: 'decide', desync: o.name, lag: o.lagRebuilds, breached: o.breached });
     }
   }
-  // Records move with the pins: until the commit, only failed desyncs' records change (a
-  // failure never moves a pin, and a breach must show whatever happens next); a passed
-  // desync's record follows its pin at the commit (commit.ts).
+  // Every gate verdict is recorded whatever happens next (a breach must show; a passed gate
+  // ends a breach); the pins move only at the commit (commit.ts).
   if (!ctx.dryRun) ctx.next.desyncs = uncommittedRecords(ctx.prev.desyncs, decision);
 
   if (decision.noPin.length > 0) {
@@ -44,11 +43,42 @@ export function decideStage(ctx: RunContext): void {
   }
 }
 
-/** Desync records as they stand when this run's pins are not committed. */
+/**
+ * Desync records as they stand when this run's pins are not committed: each gate's verdict
+ * counts (attempts, last attempt; a passed gate ends a breach, DESIGN.md step 6), while what
+ * belongs to the pin stays with it: the lag, and the behind clock of a pin that did not move.
+ */
 export function uncommittedRecords(prev: Record<string, DesyncRecord>, decision: Decision): Record<string, DesyncRecord> {
   const out: Record<string, DesyncRecord> = { ...prev };
   for (const o of decision.outcomes) {
-    if (o.result === 'failed') out[o.name] = decision.records[o.name]!;
+    const rec = decision.records[o.name]!;
+    out[o.name] = o.result === 'failed' ? rec : { ...rec, behindSince: prev[o.name]?.behindSince ?? null };
   }
   return out;
+}
+
+/**
+ * A run that decided but ends without committing (build failure, rollback): its pins were not
+ * kept, so neither were its lags. The outcomes, breach reasons and records say the committed
+ * lag (one number in the output, the result, status and the metrics), and the output says so.
+ */
+export function settleUncommitted(ctx: RunContext): void {
+  const decision = ctx.decision;
+  if (decision === null || ctx.committed || ctx.dryRun) return;
+  const planned = new Map(decision.outcomes.map((o) => [o.name, o.lagRebuilds]));
+  oneLag(decision, ctx.config, ctx.prev.committed.pins, true);
+  ctx.res.desyncs = decision.outcomes;
+  ctx.next.desyncs = uncommittedRecords(ctx.prev.desyncs, decision);
+  for (const o of decision.outcomes) {
+    if (planned.get(o.name) === o.lagRebuilds) continue;
+    const max = ctx.config.desyncs[o.name]?.maxLagRebuilds;
+    ctx.log.info(`pin        ${o.name}: not committed (the run failed): stays at lag ${o.lagRebuilds}/${max ?? '∞'}`, { stage: 'decide', desync: o.name, lag: o.lagRebuilds });
+  }
+}
+
+/** A hold-back or bisect that blames nobody: the run goes on with the first decision (its outcomes, records; fail() settles the lags). */
+export function keepFirstDecision(ctx: RunContext, first: Decision): void {
+  ctx.decision = first;
+  ctx.res.desyncs = first.outcomes;
+  ctx.next.desyncs = uncommittedRecords(ctx.prev.desyncs, first);
 }

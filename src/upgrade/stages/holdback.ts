@@ -8,7 +8,7 @@ import { isDesyncError } from '../../util/errors.js';
 import { attribute, holdBackApplies, type DesyncClaims } from '../attribution.js';
 import type { HoldBackOutcome, RunContext } from '../context.js';
 import { pinIsCandidate } from '../policy.js';
-import { uncommittedRecords } from './decide.js';
+import { keepFirstDecision } from './decide.js';
 import { indent } from './gate.js';
 import { bisectStage } from './bisect.js';
 import { backToVerified, describeFailures, healthFailuresOf, tryWithHeld } from './trial.js';
@@ -60,14 +60,15 @@ export async function holdBackStage(ctx: RunContext, err: unknown): Promise<void
   const r = await tryWithHeld(ctx, ctx.gate, new Set(culprits), (n) => `health: ${describeFailures(a.culprits.get(n)!)}`, outcome)
     .catch((e: unknown) => {
       // A breach of a culprit at its budget is recorded as for a failed gate; anything else blames nobody.
-      if (!isDesyncError(e, 'E_BREACH')) ctx.next.desyncs = uncommittedRecords(ctx.prev.desyncs, first);
+      if (!isDesyncError(e, 'E_BREACH')) keepFirstDecision(ctx, first);
       throw e;
     });
   if (!r.healthy) {
     // Not the culprits after all: their records stay as the gate left them; step 8 rejects the candidate.
-    ctx.next.desyncs = uncommittedRecords(ctx.prev.desyncs, first);
+    keepFirstDecision(ctx, first);
     throw r.err;
   }
   outcome.healthy = true;
   ctx.log.info(`holdback   healthy with ${culprits.join(', ')} held back: the host is upgraded`, { stage: 'health', result: 'passed' });
 }
+
