@@ -37,6 +37,8 @@ export interface Io {
   stdout: (s: string) => void;
   stderr: (s: string) => void;
   env: NodeJS.ProcessEnv;
+  /** stderr is a terminal: long commands get a live progress line there. */
+  stderrIsTTY?: boolean;
 }
 
 export const OPTIONS = {
@@ -139,7 +141,8 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
         const logger = createLogger({ write: json ? io.stderr : io.stdout, format: 'text' });
         // Loaded here: `serve` (the long-running process) never holds the upgrade path.
         const [{ runUpgrade }, { upgradeDeps }] = await Promise.all([import('../upgrade/run.js'), import('../wire.js')]);
-        const res = await runUpgrade(upgradeDeps(config, logger, io.env, signal), { dryRun: values['dry-run'] ?? false, retry: values.retry ?? false });
+        const progress = { live: io.stderrIsTTY ? { write: io.stderr } : null };
+        const res = await runUpgrade(upgradeDeps(config, logger, io.env, signal, progress), { dryRun: values['dry-run'] ?? false, retry: values.retry ?? false });
         if (json) io.stdout(JSON.stringify(res, null, 2) + '\n');
         else io.stdout(`run ${res.result}${res.dryRun ? ' (dry run)' : ''} in ${res.durationSeconds.toFixed(1)}s — exit ${res.exitCode}\n`);
         return res.exitCode;
@@ -261,6 +264,7 @@ if (isEntry) {
     stdout: (s) => process.stdout.write(s),
     stderr: (s) => process.stderr.write(s),
     env: process.env,
+    stderrIsTTY: process.stderr.isTTY === true,
   }, ac.signal).then((code) => {
     process.exitCode = code;
   }, (err: unknown) => {

@@ -18,6 +18,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Called with the child's process group id once it started (for crash recovery). */
   onSpawn?: (pgid: number) => void;
+  /** Called with each chunk of output as it arrives (progress: util/heartbeat.ts). */
+  onOutput?: (chunk: Buffer, stream: 'stdout' | 'stderr') => void;
 }
 
 export interface RunResult {
@@ -122,8 +124,14 @@ export const runCommand: Runner = async (argv, opts) => {
   }
   const out = new TailBuffer(maxBytes);
   const err = new TailBuffer(maxBytes);
-  child.stdout?.on('data', (b: Buffer) => out.push(b));
-  child.stderr?.on('data', (b: Buffer) => err.push(b));
+  child.stdout?.on('data', (b: Buffer) => {
+    out.push(b);
+    opts.onOutput?.(b, 'stdout');
+  });
+  child.stderr?.on('data', (b: Buffer) => {
+    err.push(b);
+    opts.onOutput?.(b, 'stderr');
+  });
 
   const r = await child;
   if (r.failed && r.exitCode === undefined && r.signal === undefined && !r.timedOut && !r.isCanceled) {
