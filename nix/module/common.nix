@@ -7,7 +7,7 @@
   pkgs,
 }:
 let
-  inherit (lib) types;
+  inherit (lib) mkOption types;
   cfg = config.services.nixos-desync;
 in
 rec {
@@ -37,6 +37,83 @@ rec {
     merge = lib.mergeEqualOption;
   };
   inStore = p: lib.hasPrefix "${builtins.storeDir}/" (toString p);
+
+  # ---- Prometheus, as the loop asks it (`rollout.prometheus`, `reboot.blockOnAlerts.prometheus`:
+  # src/config/schema.ts prometheusEndpoint); credentials are files read at run time, never in
+  # the store or the generated config. `key` is the config key, `what` leads the URL's text.
+  # http(s), no credentials, no query or fragment (a path prefix is fine).
+  prometheusUrl = types.strMatching "https?://[^@?#[:space:]]+" // {
+    description = "http:// or https:// URL without credentials, query or fragment";
+  };
+  prometheusOptions = key: what: {
+    url = mkOption {
+      type = prometheusUrl;
+      example = "https://prometheus.example:9090";
+      description = "${what} Config key `${key}.url`.";
+    };
+    bearerTokenFile = mkOption {
+      type = types.nullOr secretPath;
+      default = null;
+      example = "/run/secrets/prometheus-token";
+      description = ''
+        A file holding a bearer token, read by the loop (root) at each run; outside the Nix
+        store, given as a string. Config key `${key}.bearerTokenFile`.
+      '';
+    };
+    basicAuth = mkOption {
+      type = types.nullOr (
+        types.submodule {
+          options = {
+            username = mkOption {
+              type = types.strMatching "[^:[:cntrl:]]+";
+              description = "Basic auth user name.";
+            };
+            passwordFile = mkOption {
+              type = secretPath;
+              example = "/run/secrets/prometheus-password";
+              description = "A file holding the password, read at each run; outside the Nix store, given as a string.";
+            };
+          };
+        }
+      );
+      default = null;
+      description = "Basic auth for Prometheus (exclusive with `bearerTokenFile`). Config key `${key}.basicAuth`.";
+    };
+    caFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/etc/ssl/fleet-ca.pem";
+      description = "CA certificate(s) to verify Prometheus' TLS certificate with, instead of the system's. Config key `${key}.caFile`.";
+    };
+    timeout = mkOption {
+      type = duration;
+      default = "30s";
+      description = "Time limit of the query. Config key `${key}.timeout`.";
+    };
+  };
+  prometheusJson = p: {
+    inherit (p) url bearerTokenFile timeout;
+    basicAuth = if p.basicAuth == null then null else { inherit (p.basicAuth) username passwordFile; };
+    caFile = if p.caFile == null then null else toString p.caFile;
+  };
+  prometheusAssertions =
+    key: p:
+    let
+      secrets = lib.filter (s: s != null) [
+        p.bearerTokenFile
+        (if p.basicAuth == null then null else p.basicAuth.passwordFile)
+      ];
+    in
+    [
+      {
+        assertion = p.bearerTokenFile == null || p.basicAuth == null;
+        message = "services.nixos-desync.${key}: set bearerTokenFile or basicAuth, not both (one Authorization header).";
+      }
+      {
+        assertion = !lib.any inStore secrets;
+        message = "services.nixos-desync.${key}: a credential file is in the Nix store, which every local user can read. Keep it outside the store (e.g. /run/secrets/… from agenix or sops-nix) and give its path as a string.";
+      }
+    ];
 
   stateDir = cfg.settings.stateDir or "/var/lib/nixos-desync";
 

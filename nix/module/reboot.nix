@@ -18,7 +18,9 @@ let
   common = import ./common.nix { inherit config lib pkgs; };
   inherit (common)
     cfg
-    jsonFormat
+    prometheusOptions
+    prometheusJson
+    prometheusAssertions
     escapeExecArgs
     loopEnvironment
     upgradePath
@@ -84,8 +86,17 @@ let
 
   # The config keys that have typed options above (docs/nixos.md "Reboots": the names' mapping).
   typedKeys = [ "enable" "window" "triggers" "blockOnAlerts" ];
+  block = rcfg.blockOnAlerts;
   rebootJson = {
-    inherit (rcfg) enable triggers blockOnAlerts;
+    inherit (rcfg) enable triggers;
+    blockOnAlerts =
+      if block == null then
+        null
+      else
+        {
+          inherit (block) alertFilter firingOnly;
+          prometheus = prometheusJson block.prometheus;
+        };
     window =
       if window == null then
         null
@@ -212,14 +223,7 @@ in
       type = types.nullOr (
         types.submodule {
           options = {
-            prometheus = mkOption {
-              type = types.either types.str (types.attrsOf jsonFormat.type);
-              example = "http://prometheus.example:9090";
-              description = ''
-                The Prometheus to ask (`/api/v1/alerts`): a URL, or an object with `url` and
-                credentials as files (docs/configuration.md "Asking Prometheus").
-              '';
-            };
+            prometheus = prometheusOptions "reboot.blockOnAlerts.prometheus" "The Prometheus whose firing alerts (`/api/v1/alerts`) block a reboot.";
             alertFilter = mkOption {
               type = types.str;
               default = ".+";
@@ -267,7 +271,8 @@ in
         assertion = window == null || delaySeconds rcfg.randomizedDelaySec < windowMinutes window * 60;
         message = "services.nixos-desync.reboot.randomizedDelaySec = \"${rcfg.randomizedDelaySec}\" is not shorter than the reboot window (${if window == null then "" else "${window.lower}–${window.upper}, ${toString (windowMinutes window)} minutes"}): a delayed reboot would land outside it and be refused. Make it shorter than the window.";
       }
-    ];
+    ]
+    ++ lib.optionals (block != null) (prometheusAssertions "reboot.blockOnAlerts.prometheus" block.prometheus);
 
     systemd.tmpfiles.rules = lib.optionals loop [
       "d ${sentinelDir} 0755 root root - -"

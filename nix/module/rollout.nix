@@ -14,30 +14,17 @@ let
   inherit (common)
     cfg
     duration
-    inStore
-    secretPath
+    prometheusOptions
+    prometheusJson
+    prometheusAssertions
     ;
   rcfg = cfg.rollout;
   p = rcfg.prometheus;
 
-  # What the tool accepts (src/config/schema.ts prometheusEndpoint): http(s), no credentials,
-  # no query or fragment (a path prefix is fine).
-  url = types.strMatching "https?://[^@?#[:space:]]+" // {
-    description = "http:// or https:// URL without credentials, query or fragment";
-  };
-
   rolloutJson = {
     inherit (rcfg) ring minHosts soak onUnreachable;
-    prometheus = {
-      inherit (p) url bearerTokenFile timeout;
-      basicAuth = if p.basicAuth == null then null else { inherit (p.basicAuth) username passwordFile; };
-      caFile = if p.caFile == null then null else toString p.caFile;
-    };
+    prometheus = prometheusJson p;
   };
-  secrets = lib.filter (s: s != null) [
-    p.bearerTokenFile
-    (if p.basicAuth == null then null else p.basicAuth.passwordFile)
-  ];
 in
 {
   options.services.nixos-desync.rollout = {
@@ -76,52 +63,7 @@ in
         `proceed` without the fleet's word. Config key `rollout.onUnreachable`.
       '';
     };
-    prometheus = {
-      url = mkOption {
-        type = url;
-        example = "https://prometheus.example:9090";
-        description = "The fleet's Prometheus (the loop queries `/api/v1/query` only). Config key `rollout.prometheus.url`.";
-      };
-      bearerTokenFile = mkOption {
-        type = types.nullOr secretPath;
-        default = null;
-        example = "/run/secrets/prometheus-token";
-        description = ''
-          A file holding a bearer token, read by the loop (root) at each run; outside the Nix
-          store, given as a string. Config key `rollout.prometheus.bearerTokenFile`.
-        '';
-      };
-      basicAuth = mkOption {
-        type = types.nullOr (
-          types.submodule {
-            options = {
-              username = mkOption {
-                type = types.strMatching "[^:[:cntrl:]]+";
-                description = "Basic auth user name.";
-              };
-              passwordFile = mkOption {
-                type = secretPath;
-                example = "/run/secrets/prometheus-password";
-                description = "A file holding the password, read at each run; outside the Nix store, given as a string.";
-              };
-            };
-          }
-        );
-        default = null;
-        description = "Basic auth for Prometheus (exclusive with `bearerTokenFile`). Config key `rollout.prometheus.basicAuth`.";
-      };
-      caFile = mkOption {
-        type = types.nullOr types.path;
-        default = null;
-        example = "/etc/ssl/fleet-ca.pem";
-        description = "CA certificate(s) to verify Prometheus' TLS certificate with, instead of the system's. Config key `rollout.prometheus.caFile`.";
-      };
-      timeout = mkOption {
-        type = duration;
-        default = "30s";
-        description = "Time limit of the query. Config key `rollout.prometheus.timeout`.";
-      };
-    };
+    prometheus = prometheusOptions "rollout.prometheus" "The fleet's Prometheus (the loop queries `/api/v1/query` only).";
   };
 
   config = mkIf (cfg.enable && rcfg.enable) {
@@ -131,14 +73,7 @@ in
         assertion = cfg.upgrade.enable;
         message = "services.nixos-desync.rollout.enable needs services.nixos-desync.upgrade.enable: the rollout gates the loop's upgrades.";
       }
-      {
-        assertion = p.bearerTokenFile == null || p.basicAuth == null;
-        message = "services.nixos-desync.rollout.prometheus: set bearerTokenFile or basicAuth, not both (one Authorization header).";
-      }
-      {
-        assertion = !lib.any inStore secrets;
-        message = "services.nixos-desync.rollout.prometheus: a credential file is in the Nix store, which every local user can read. Keep it outside the store (e.g. /run/secrets/… from agenix or sops-nix) and give its path as a string.";
-      }
-    ];
+    ]
+    ++ prometheusAssertions "rollout.prometheus" p;
   };
 }

@@ -16,7 +16,10 @@
       fixedRandomDelay = true;
       triggers = [ "kernel" "initrd" "switch-inhibitors" ];
       blockOnAlerts = {
-        prometheus = "http://prometheus.example:9090";
+        prometheus = {
+          url = "http://prometheus.example:9090";
+          bearerTokenFile = "/run/secrets/prometheus-token";
+        };
         alertFilter = "^(NodeDown|Backup.*)$";
       };
     };

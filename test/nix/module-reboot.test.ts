@@ -88,7 +88,7 @@ describe.skipIf(!ok)('NixOS module: reboot options and units (real Nix, nixpkgs 
       // /run is read-only for the loop: the sentinel is in its own directory, linked from /run/reboot-required.
       sentinel: '/run/nixos-desync/reboot-required',
       blockOnAlerts: {
-        prometheus: { url: 'http://prometheus.example:9090', bearerTokenFile: null, basicAuth: null, caFile: null, timeout: '30s' },
+        prometheus: { url: 'http://prometheus.example:9090', bearerTokenFile: '/run/secrets/prometheus-token', basicAuth: null, caFile: null, timeout: '30s' },
         alertFilter: '^(NodeDown|Backup.*)$',
         firingOnly: true,
       },
@@ -213,6 +213,12 @@ describe.skipIf(!ok)('NixOS module: reboot options and units (real Nix, nixpkgs 
       typeError('window = { lower = "02:00"; upper = "24:00"; };', 'window.upper', '24-hour local time HH:MM');
       typeError('window = { lower = "02:00"; upper = "05:00"; days = [ "Monday" ]; };', 'window.days."[definition 1-entry 1]"', 'one of "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"');
       typeError('enable = true; randomizedDelaySec = "1h 30min";', 'randomizedDelaySec', 'time span: 0, or a number followed by s, sec, m, min, h or hr (30m, 45min, 2h)');
+      // Prometheus credentials are files outside the store, as for rollout.prometheus (the same options).
+      typeError('enable = true; blockOnAlerts.prometheus = { url = "http://p.example"; bearerTokenFile = ./token; };', 'blockOnAlerts.prometheus.bearerTokenFile', 'null or absolute path as a string (not a path literal: that would copy the file into the world-readable Nix store)');
+      expect(failed('{ ... }: { services.nixos-desync = { enable = true; reboot.blockOnAlerts.prometheus = { url = "http://p.example"; bearerTokenFile = "${builtins.toFile "token" "x"}"; }; }; }')).toContain(
+        'services.nixos-desync.reboot.blockOnAlerts.prometheus: a credential file is in the Nix store, which every local user can read.',
+      );
+      typeError('blockOnAlerts.prometheus.url = "http://user:pw@p.example";', 'blockOnAlerts.prometheus.url', 'http:// or https:// URL without credentials, query or fragment');
       typeError('triggers = [ "kernel-version" ];', 'triggers."[definition 1-entry 1]"', 'one of "kernel", "initrd", "kernel-modules", "firmware", "kernel-params", "switch-inhibitors"');
     });
   });
