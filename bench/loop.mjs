@@ -27,6 +27,7 @@
 // commands it ran (every Runner call is timed where it is made).
 import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
+import { calibrate as calibrateEval, countEvaluations as countEvaluationsOf, timedRunner as timedRunnerOf } from './loop-common.mjs';
 import { realpathSync } from 'node:fs';
 import { tmpdir, cpus, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -54,52 +55,11 @@ process.env.NIX_CONFIG ??= 'sandbox = false\nsubstituters =';
 const env = process.env;
 const log = (s) => process.stderr.write(`loop: ${s}\n`);
 
-// ---------------------------------------------------------------- calibration
-// `(import ./rev {}).hello.name` does not force the fake's `cost` (a derivation's name is
-// read without instantiating it); `.drvPath` does, like any real evaluation of a package.
-async function timeEval(dir, cost) {
-  await writeFakeNixpkgs(join(dir, `cal${cost}`), { label: `cal${cost}`, evalCost: cost });
-  let best = Infinity; // best of 3: calibration should not follow momentary load
-  for (let k = 0; k < 3; k++) {
-    const t = process.hrtime.bigint();
-    execFileSync('nix-instantiate', ['--eval', '-E', `(import ${join(dir, `cal${cost}`)} {}).hello.drvPath`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    best = Math.min(best, Number(process.hrtime.bigint() - t) / 1e9);
-  }
-  return best;
-}
-async function calibrate(dir) {
-  let cost = 1_000_000;
-  let t = await timeEval(dir, cost);
-  for (let i = 0; i < 3; i++) {
-    cost = Math.max(10_000, Math.round((cost * EVAL_SECONDS) / Math.max(t, 0.02)));
-    t = await timeEval(dir, cost);
-    if (Math.abs(t - EVAL_SECONDS) / EVAL_SECONDS < 0.1) break;
-  }
-  return { evalCost: cost, evalSeconds: t };
-}
-
-// ---------------------------------------------------------------- timed runner
-function timedRunner() {
-  const calls = [];
-  const run = async (argv, opts) => {
-    const t = process.hrtime.bigint();
-    const r = await runCommand(argv, opts);
-    calls.push({ argv: [...argv], ms: Number(process.hrtime.bigint() - t) / 1e6, exitCode: r.exitCode });
-    return r;
-  };
-  return { run, calls };
-}
-const isRebuild = (argv) => argv.includes(FAKE_REBUILD);
+// ---------------------------------------------------------------- calibration, timed runner
+const calibrate = (dir) => calibrateEval(dir, EVAL_SECONDS, writeFakeNixpkgs, env);
+const timedRunner = () => timedRunnerOf(runCommand);
 // The default activation evaluates nothing (it activates the result of system.build).
-function countEvaluations(calls) {
-  let gate = 0;
-  let system = 0;
-  for (const c of calls) {
-    if (c.argv[0] === 'nix-instantiate' || c.argv[0] === 'nix-build') gate += 1;
-    else if (isRebuild(c.argv)) system += 1;
-  }
-  return { gate, system, total: gate + system };
-}
+const countEvaluations = (calls) => countEvaluationsOf(calls, FAKE_REBUILD);
 
 // ---------------------------------------------------------------- hosts
 function desyncSetup(n) {
