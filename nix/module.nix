@@ -20,5 +20,6 @@
     ./module/reboot.nix # reboot.* options, nixos-desync-verify-boot.service, nixos-desync-reboot.timer
     ./module/rollout.nix # rollout.* options: fleet rollouts in rings (config key `rollout`)
     ./module/exporter.nix # exporter.* options, nixos-desync-exporter.service (dynamic user, read-only)
+    ./module/alerts.nix # alerts.*: the shipped rule files with your runbook links
   ];
 }

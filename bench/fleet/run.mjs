@@ -219,7 +219,7 @@ async function runHead(H, D) {
     r.expositionBytes = total;
     r.scrapeTargets = PARTS;
     server = createHttpServer((req, res) => {
-      const i = Number(new URL(req.url, 'http://x').searchParams.get('part') ?? 0);
+      const i = Number(new URL(req.url, 'http://localhost').searchParams.get('part') ?? 0);
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
       res.end(bodies[i] ?? '');
     });

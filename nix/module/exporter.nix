@@ -79,8 +79,8 @@ in
       defaultText = literalExpression ''if config.system.autoUpgrade.enable then "nixos-upgrade.service" else null'';
       example = "nixos-upgrade.service";
       description = ''
-        A systemd unit whose runs are exported (`nixos_desync_upgrade_unit_*`, alert
-        NixosDesyncUpgradeFailing), read with `systemctl show`. Set to system.autoUpgrade's
+        A systemd unit whose runs are exported (`nixos_desync_upgrade_unit_*`, alerts
+        NixosDesyncUpgradeFailing and NixosDesyncUpgradeStale), read with `systemctl show`. Set to system.autoUpgrade's
         unit when that is on: the monitor-only first step (`upgrade.enable = false`).
       '';
     };

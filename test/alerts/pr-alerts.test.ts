@@ -13,7 +13,7 @@ import { requireTools } from '../helpers/tools.js';
 import { startTestExporter, type StartedExporter } from '../fixtures/exporter/start.js';
 
 const RULES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../alerts/nixos-desync.rules.yml');
-const RUNBOOK = 'https://github.bileizhen.workers.dev/nixos-desync/nixos-desync/blob/main/docs/runbooks.md';
+const RUNBOOK = 'https://nixos-desync.invalid/docs/runbooks.md';
 
 /** `name{labels} value` lines of an exposition → promtool input series (constant for an hour). */
 function inputSeries(text: string): Array<{ series: string; values: string }> {

@@ -18,7 +18,7 @@ const PROM_EXAMPLE = path.join(ROOT, 'alerts/examples/prometheus.yml');
 const ABSENT_EXAMPLE = path.join(ROOT, 'alerts/examples/exporter-absent.rules.yml');
 const AM_EXAMPLE = path.join(ROOT, 'alerts/examples/alertmanager.yml');
 const RUNBOOKS = path.join(ROOT, 'docs/runbooks.md');
-const RUNBOOK_BASE = 'https://github.bileizhen.workers.dev/nixos-desync/nixos-desync/blob/main/docs/runbooks.md';
+const RUNBOOK_BASE = 'https://nixos-desync.invalid/docs/runbooks.md';
 
 /** The alert names of the contract (fixed) and the severities we ship. */
 const ALERTS: Record<string, string> = {

@@ -257,6 +257,12 @@ in
     }) nd.desyncs;
   };
 
+  # alerts.ruleFiles: each generated rule file's text (test/nix/module-alerts.test.ts).
+  alerts = map (f: {
+    path = toString f;
+    text = builtins.readFile f;
+  }) nd.alerts.ruleFiles;
+
   docs = {
     # Forces every description, type, default and example, as options.json does.
     json = toJSON docList;
