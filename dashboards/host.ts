@@ -6,6 +6,9 @@ import {
   FAILED_SUCCESS, NO_YES, OK_YELLOW, OUT_OF_DATE, STALE, barGaugePanel, baseDashboard, boolMapping, col,
   dashboardLink, instant, range, render, row, sel, statPanel, tablePanel, timeseriesPanel, type Step,
 } from './panels.js';
+import {
+  corruptFilesStat, healthGateStat, healthOverTimePanel, lastRollbackStat, rollbacksPanel, runningSourcesTable, unverifiedStat,
+} from './host-safety.js';
 
 const TEXT: Step[] = [['text', null]];
 // nixos_desync_desync_held_back: 1 while held (orange: lagging on purpose), and its stage label.
@@ -20,7 +23,7 @@ export function hostDashboard(): Dashboard {
     baseDashboard({
       uid: 'nixos-desync-host',
       title: 'nixos-desync / Host',
-      description: 'One host: pins and revisions, lag over time, run outcomes and stage durations, generations.',
+      description: 'One host: pins and revisions, lag over time, health gate and rollbacks, run outcomes and stage durations, generations.',
       multi: false,
     })
       .link(dashboardLink('Fleet', 'nixos-desync-fleet'))
@@ -58,6 +61,15 @@ export function hostDashboard(): Dashboard {
         query: instant('A', sel('nixos_desync_system_activation_pending')),
         steps: OK_YELLOW, mappings: NO_YES,
       }))
+
+      .withRow(row('Health gate, rollbacks and state'))
+      .withPanel(unverifiedStat())
+      .withPanel(healthGateStat())
+      .withPanel(lastRollbackStat())
+      .withPanel(corruptFilesStat())
+      .withPanel(runningSourcesTable())
+      .withPanel(rollbacksPanel())
+      .withPanel(healthOverTimePanel())
 
       .withRow(row('Upgrades and nixpkgs (any host, loop or not)'))
       .withPanel(statPanel({

@@ -209,9 +209,11 @@ export function statPanel(
     mappings?: dashboard.ValueMapping[];
     colorMode?: common.BigValueColorMode;
     textMode?: common.BigValueTextMode;
+    /** Shown instead of "No data" where an absent series has a meaning ("never"). */
+    noValue?: string;
   },
 ): stat.PanelBuilder {
-  return new stat.PanelBuilder()
+  const p = new stat.PanelBuilder()
     .title(o.title)
     .description(o.description)
     .datasource(DS)
@@ -229,6 +231,8 @@ export function statPanel(
     .orientation(common.VizOrientation.Auto)
     .height(o.h)
     .span(o.w);
+  if (o.noValue !== undefined) p.noValue(o.noValue);
+  return p;
 }
 
 /** Lines (or stacked bars) over time with a table legend of last and max values. */

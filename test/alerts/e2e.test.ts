@@ -7,11 +7,11 @@
 // test/integration/real-nix.test.ts because of garbage-collection races). Every process is
 // spawned from an argv array, stopped by its PID (SIGTERM, SIGKILL after 5 s), and its
 // logs are printed when anything fails.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,7 @@ import { emptyState, type MachineState, type Pin } from '../../src/state/model.j
 import { createStateStore } from '../../src/state/store.js';
 import { buildSystemGenerations, FIXTURE_DIR, RUNNING_SOURCES } from '../fixtures/exporter/build.js';
 import { FAILED_UPGRADE_UNIT, makeSystemctl } from '../fixtures/exporter/systemctl.js';
+import { sleep, startPrometheus, startProc, startReady, type Proc } from '../helpers/prometheus.js';
 import { requireTools } from '../helpers/tools.js';
 import { queries, type Json } from './grafana.js';
 import { substituteGrafanaVariables } from './promql.js';
@@ -35,81 +36,19 @@ const JOB = 'nixos-desync';
 
 /** The whole file must stay well under a minute, even when every wait runs to its limit. */
 const FILE_BUDGET_MS = 55_000;
-const KILL_GRACE_MS = 5_000;
 const LOG_LIMIT = 64 * 1024;
 
 // ---------------------------------------------------------------------------------------
-// Processes, ports, waits
-
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  log: string[];
-  exited: Promise<void>;
-  exit: { code: number | null; signal: NodeJS.Signals | null } | null;
-}
+// Processes and waits (start-up and stop: test/helpers/prometheus.ts)
 
 let fileDeadline = Date.now() + FILE_BUDGET_MS;
 const procs: Proc[] = [];
 
-function start(name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Proc {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-  const p: Proc = { name, child, log: [], exit: null, exited: Promise.resolve() };
-  let size = 0;
-  const keep = (chunk: Buffer): void => {
-    p.log.push(chunk.toString('utf8'));
-    size += chunk.length;
-    while (size > LOG_LIMIT && p.log.length > 1) size -= Buffer.byteLength(p.log.shift()!);
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  p.exited = new Promise((resolve) => {
-    child.once('exit', (code, signal) => {
-      p.exit = { code, signal };
-      resolve();
-    });
-    child.once('error', (err) => {
-      keep(Buffer.from(`spawn error: ${err.message}\n`));
-      p.exit = { code: null, signal: null };
-      resolve();
-    });
-  });
+/** Every process started here, to stop them all and print their logs when a test failed. */
+function track<T extends Proc>(p: T): T {
   procs.push(p);
   return p;
 }
-
-async function stop(p: Proc): Promise<void> {
-  if (p.exit || p.child.pid === undefined) return;
-  const pid = p.child.pid;
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return; // already gone
-  }
-  const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), KILL_GRACE_MS).unref());
-  if ((await Promise.race([p.exited.then(() => 'exited' as const), timer])) === 'timeout') {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* exited meanwhile */
-    }
-    await p.exited;
-  }
-}
-
-/** A port that was free a moment ago (the caller retries when it is taken meanwhile). */
-async function freePort(): Promise<number> {
-  const srv = createNetServer();
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `fn` until it returns a value other than undefined; throws with `what` at the deadline. */
 async function waitUntil<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>, last?: () => string): Promise<T> {
@@ -134,27 +73,6 @@ async function getJson(url: string): Promise<Json> {
   const body = await res.text();
   if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}: ${body.slice(0, 500)}`);
   return JSON.parse(body);
-}
-
-/** Starts a tool on a free port and waits for its `/-/ready`; retries on a port race. */
-async function startOnFreePort(name: string, argsFor: (port: number) => string[], cmd: string): Promise<{ proc: Proc; url: string }> {
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const proc = start(name, cmd, argsFor(port));
-    const url = `http://127.0.0.1:${port}`;
-    try {
-      await waitUntil(`${name} to be ready on ${url}`, 15_000, async () => {
-        if (proc.exit) throw new Error(`${name} exited (${JSON.stringify(proc.exit)})`);
-        const res = await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2_000) });
-        return res.ok ? true : undefined;
-      });
-      return { proc, url };
-    } catch (err) {
-      const taken = /address already in use/i.test(proc.log.join(''));
-      await stop(proc);
-      if (!taken || attempt >= 3) throw err;
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -244,7 +162,7 @@ function brokenState(t0: number, id: string): MachineState {
 /**
  * A rollout host too (ring 1, so every rollout panel has data): held (soak) for 2 hours, running
  * the loop's build (RUNNING_SOURCES) of the revision it adopted 8 hours ago, one candidate
- * rejected by a rollback. As the current state version (the v1 document above, migrated, plus
+ * rejected by a rollback (its health gate failed). As the current state version (the v1 document above, migrated, plus
  * the rollout fields).
  */
 function withRollout(v1: MachineState, t0: number): MachineState {
@@ -255,6 +173,9 @@ function withRollout(v1: MachineState, t0: number): MachineState {
     ...fresh, ...v1, version: fresh.version,
     runs: { ...v1.runs, total: { ...fresh.runs.total, ...v1.runs.total } },
     rejected: [{ id: '/nix/store/r5', revision: 'c0ffee0000000000000000000000000000000005', path: '/nix/store/r5', runId: 'r5', at: at(3 * HOUR), reason: 'health' }],
+    // That candidate's rollback, and the health gate it failed (the host dashboard's health row).
+    rollbacks: { total: { activation: 0, health: 1 }, last: { runId: 'r5', at: at(3 * HOUR), reason: 'health', toplevel: '/nix/store/r5-system', previous: null, error: 'synapse.service failed' } },
+    health: { lastSuccess: false, lastAt: at(3 * HOUR) },
     rollout: { adopted: { revision: rev, since: at(8 * HOUR) }, held: { reason: 'soak', since: at(2 * HOUR), revision: 'c0ffee0000000000000000000000000000000006', message: 'waiting' } },
   };
 }
@@ -323,11 +244,11 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
         rollout: { prometheus: 'http://127.0.0.1:9', ring: 1 } }, null, 2));
 
       // The exporter binds port 0 and logs the address it got: no port race.
-      const exporter = start('exporter', process.execPath, [CLI, 'serve', '--config', configFile, '--web.listen-address', '127.0.0.1:0'],
-        { ...process.env, PATH: `${binDir}:${process.env.PATH ?? ''}` });
+      const exporter = track(startProc('exporter', process.execPath, [CLI, 'serve', '--config', configFile, '--web.listen-address', '127.0.0.1:0'],
+        { ...process.env, PATH: `${binDir}:${process.env.PATH ?? ''}` }));
       const exporterUrl = await waitUntil('the exporter to log its address', 15_000, async () => {
         if (exporter.exit) throw new Error(`exporter exited (${JSON.stringify(exporter.exit)})`);
-        for (const line of exporter.log.join('').split('\n')) {
+        for (const line of exporter.log().split('\n')) {
           if (!line.startsWith('{')) continue;
           const l = JSON.parse(line) as { msg?: string; url?: string };
           if (l.msg === 'listening' && l.url) return l.url.replace(/\/$/, '');
@@ -362,16 +283,17 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
         '        send_resolved: true',
         '',
       ].join('\n'));
-      const am = await startOnFreePort('alertmanager', (port) => [
+      const am = await startReady('alertmanager', 'prometheus-alertmanager', (port) => [
         `--config.file=${amConfig}`,
         `--storage.path=${amDir}`,
         `--web.listen-address=127.0.0.1:${port}`,
         '--cluster.listen-address=',
         '--log.level=debug',
-      ], 'prometheus-alertmanager');
+      ]);
+      track(am.proc);
 
-      const promConfig = path.join(dir, 'prometheus.yml');
-      await writeFile(promConfig, [
+      const promConfig = path.join(dir, 'prometheus-checked.yml');
+      const promText = [
         'global:',
         '  scrape_interval: 1s',
         '  scrape_timeout: 1s',
@@ -389,14 +311,13 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
         '    static_configs:',
         `      - targets: [${JSON.stringify(instance)}]`,
         '',
-      ].join('\n'));
+      ].join('\n');
+      await writeFile(promConfig, promText);
       const check = spawnSync('promtool', ['check', 'config', promConfig], { encoding: 'utf8', timeout: 15_000 });
       expect(check.status, `promtool check config:\n${check.stdout}\n${check.stderr}`).toBe(0);
-      const p = await startOnFreePort('prometheus', (port) => [
-        `--config.file=${promConfig}`,
-        `--storage.tsdb.path=${path.join(dir, 'prometheus')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-      ], 'prometheus');
+      await mkdir(path.join(dir, 'prometheus'));
+      const p = await startPrometheus(path.join(dir, 'prometheus'), promText);
+      track(p.proc);
       prom = p.url;
     } catch (err) {
       failed = true;
@@ -405,11 +326,11 @@ describe.skipIf(!ok)('end to end: exporter → Prometheus (shipped rules) → Al
   }, 40_000);
 
   afterAll(async () => {
-    await Promise.all(procs.map((p) => stop(p)));
+    await Promise.all(procs.map((p) => p.stop()));
     if (receiver) await new Promise<void>((r) => receiver!.server.close(() => r()));
     if (failed) {
       for (const p of procs) {
-        console.error(`----- ${p.name} (pid ${p.child.pid}, exit ${JSON.stringify(p.exit)}) -----\n${p.log.join('').slice(-LOG_LIMIT)}`);
+        console.error(`----- ${p.name} (pid ${p.child.pid}, exit ${JSON.stringify(p.exit)}) -----\n${p.log().slice(-LOG_LIMIT)}`);
       }
       console.error(`----- webhook notifications -----\n${JSON.stringify(receiver?.received ?? [], null, 1).slice(-LOG_LIMIT)}`);
     }

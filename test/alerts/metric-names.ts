@@ -31,6 +31,7 @@ export const RUN_METRICS = [
   'nixos_desync_last_rollback_timestamp_seconds',
   'nixos_desync_last_health_check_success', // absent before the first health gate
   'nixos_desync_system_unverified',
+  'nixos_desync_state_corrupt_files', // not in the contract: corrupt state files moved aside
 ] as const;
 
 export const SYSTEM_METRICS = [

@@ -1,5 +1,6 @@
-// A real Prometheus (Debian's 2.42) for tests: started from an argv array on a free loopback
-// port with its own data dir, waited for on /-/ready, stopped by its PID (SIGTERM, then SIGKILL).
+// A real Prometheus (Debian's 2.42) or Alertmanager for tests: started from an argv array on a
+// free loopback port with its own data dir, waited for on /-/ready, stopped by its PID (SIGTERM,
+// then SIGKILL).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
@@ -79,11 +80,46 @@ export async function freePort(): Promise<number> {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export interface StartedPrometheus {
+/** A Prometheus-project server (Prometheus, Alertmanager) listening and ready. */
+export interface StartedServer {
   proc: Proc;
   /** Base URL, with the route prefix when one was given. */
   url: string;
   port: number;
+}
+
+/**
+ * Starts `cmd` with `argsFor(port, url, attempt)` on a free loopback port and waits for its
+ * `/-/ready` (Prometheus and Alertmanager both serve it); another try on a port race.
+ */
+export async function startReady(
+  name: string,
+  cmd: string,
+  argsFor: (port: number, url: string, attempt: number) => string[],
+  opts: { prefix?: string; timeoutMs?: number } = {},
+): Promise<StartedServer> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}${opts.prefix ?? ''}`;
+    const proc = startProc(name, cmd, argsFor(port, url, attempt));
+    const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
+    let ready = false;
+    while (!ready && !proc.exit && Date.now() < deadline) {
+      try {
+        ready = (await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2_000) })).ok;
+      } catch {
+        /* not listening yet */
+      }
+      if (!ready) await sleep(50);
+    }
+    if (ready) return { proc, url, port };
+    const taken = /address already in use/i.test(proc.log());
+    await proc.stop();
+    if (!taken || attempt >= 3) throw new Error(`${name} did not become ready on ${url}:\n${proc.log().slice(-4000)}`);
+  }
+}
+
+export interface StartedPrometheus extends StartedServer {
   configFile: string;
   /** Rewrites the config and reloads it (SIGHUP), e.g. to add scrape targets. */
   reload(config: string): Promise<void>;
@@ -97,38 +133,19 @@ export interface StartedPrometheus {
 export async function startPrometheus(dir: string, config: string, opts: { prefix?: string; timeoutMs?: number } = {}): Promise<StartedPrometheus> {
   const configFile = path.join(dir, 'prometheus.yml');
   await writeFile(configFile, config);
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}${opts.prefix ?? ''}`;
-    const proc = startProc('prometheus', 'prometheus', [
-      `--config.file=${configFile}`,
-      `--storage.tsdb.path=${path.join(dir, `data-${attempt}`)}`,
-      `--web.listen-address=127.0.0.1:${port}`,
-      ...(opts.prefix ? [`--web.external-url=${url}`] : []),
-      '--log.level=warn',
-    ]);
-    const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
-    let ready = false;
-    while (!ready && !proc.exit && Date.now() < deadline) {
-      try {
-        ready = (await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2_000) })).ok;
-      } catch {
-        /* not listening yet */
-      }
-      if (!ready) await sleep(50);
-    }
-    if (ready) {
-      return {
-        proc, url, port, configFile,
-        async reload(text: string) {
-          await writeFile(configFile, text);
-          process.kill(proc.child.pid!, 'SIGHUP');
-        },
-        stop: () => proc.stop(),
-      };
-    }
-    const taken = /address already in use/i.test(proc.log());
-    await proc.stop();
-    if (!taken || attempt >= 3) throw new Error(`prometheus did not become ready on ${url}:\n${proc.log().slice(-4000)}`);
-  }
+  const { proc, url, port } = await startReady('prometheus', 'prometheus', (p, u, attempt) => [
+    `--config.file=${configFile}`,
+    `--storage.tsdb.path=${path.join(dir, `data-${attempt}`)}`,
+    `--web.listen-address=127.0.0.1:${p}`,
+    ...(opts.prefix ? [`--web.external-url=${u}`] : []),
+    '--log.level=warn',
+  ], opts);
+  return {
+    proc, url, port, configFile,
+    async reload(text: string) {
+      await writeFile(configFile, text);
+      process.kill(proc.child.pid!, 'SIGHUP');
+    },
+    stop: () => proc.stop(),
+  };
 }
