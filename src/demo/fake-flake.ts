@@ -3,10 +3,10 @@
 // whose system takes its main packages from `nixpkgs` and each desync's package from the
 // desync's own input `nixpkgs-<name>` — pure evaluation, no pin file, no --impure.
 import { execaSync } from 'execa';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FAKE_SWITCH_SCRIPT, fakeNixpkgsExpr, type FakeRevision } from './fake-nixpkgs.js';
-import { FAKE_REBUILD } from './host.js';
+import { FAKE_REBUILD, fakeSystemctlScript } from './host.js';
 
 const FLAKES = ['--extra-experimental-features', 'nix-command flakes'];
 const GIT_ID = ['-c', 'user.name=nixos-desync fixture', '-c', 'user.email=fixture@nixos-desync.invalid', '-c', 'commit.gpgsign=false'];
@@ -39,6 +39,10 @@ export interface FlakeHost {
   stateDir: string;
   profilesDir: string;
   runDir: string;
+  /** Holds the host's stand-in `systemctl` (host.ts): first on PATH for the health gate's failed units. */
+  binDir: string;
+  /** PATH with binDir first. */
+  path: string;
   config: Record<string, unknown>;
   /** Commits revision `label` to the fake nixpkgs repository (what `nixos-unstable` moving is). */
   useRevision(label: string): Promise<string>;
@@ -145,6 +149,8 @@ export async function createFlakeHost(dir: string, opts: FlakeHostOptions): Prom
     stateDir: join(dir, 'state'),
     profilesDir: join(dir, 'profiles'),
     runDir: join(dir, 'run'),
+    binDir: join(dir, 'bin'),
+    path: `${join(dir, 'bin')}:${env.PATH ?? '/usr/bin:/bin'}`,
     config: {},
     async useRevision(label) {
       const rev = revs.get(label);
@@ -184,6 +190,9 @@ export async function createFlakeHost(dir: string, opts: FlakeHostOptions): Prom
 
   await mkdir(host.profilesDir, { recursive: true });
   await mkdir(host.runDir, { recursive: true });
+  await mkdir(host.binDir, { recursive: true });
+  await writeFile(join(host.binDir, 'systemctl'), fakeSystemctlScript(host.runDir));
+  await chmod(join(host.binDir, 'systemctl'), 0o755);
   const rebuild = (action: string): string[] => [process.execPath, FAKE_REBUILD, action, '--host', dir, '--flake', `${flakeDir}#${hostName}`];
   host.config = {
     flake: { path: flakeDir, host: hostName, input: 'nixpkgs', commitLockFile: false },

@@ -130,7 +130,9 @@ export async function writeFakeNixpkgs(dir: string, rev: FakeRevision): Promise<
  * The fake NixOS configuration: a toplevel built from the main nixpkgs and from each desync's
  * pinned nixpkgs (`import (import <pins>/<name>.nix).path { }`), as a real configuration would.
  */
-export function fakeSystemExpr(desyncPackages: Record<string, string>): string {
+export function fakeSystemExpr(desyncPackages: Record<string, string>, nixpkgsDate: Date = new Date()): string {
+  // The fake revisions are made now: a fixed date would age and make NixosDesyncNixpkgsOutOfDate fire.
+  const ymd = nixpkgsDate.toISOString().slice(0, 10).replace(/-/g, '');
   const lines = Object.entries(desyncPackages)
     .map(([desync, attr]) => `    (pkgFrom (desyncPkgs ${nixStr(desync)}) ${nixStr(attr)})`)
     .join('\n');
@@ -161,10 +163,10 @@ derivation ({
   switchScript = builtins.readFile ./switch-to-configuration.sh;
   kernel = pkgs.linux;
   # What NixOS writes to <toplevel>/nixos-version: release.YYYYMMDD.<short rev> (the fake
-  # nixpkgs has no commit date: a fixed one).
+  # nixpkgs has no commit date: the day this host was made).
   # A nixpkgs git checkout without .git-revision says "dirty" (as lib.trivial.revisionWithDefault).
   nixosVersion = let rev = nixpkgs + "/.git-revision"; in
-    "26.05.20260102." + (if builtins.pathExists rev then builtins.substring 0 7 (builtins.readFile rev) else "dirty");
+    "26.05.${ymd}." + (if builtins.pathExists rev then builtins.substring 0 7 (builtins.readFile rev) else "dirty");
   args = [ "-c" (''
     mkdir -p $out/bin
     printf %s "$nixosVersion" > $out/nixos-version

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { execaSync } from 'execa';
 import { createDemoHost } from './host.js';
 import { demoHostOptions, runStory } from './story.js';
+import { rebootExplainer, runItYourself } from './explain.js';
 
 const out = (s: string): void => void process.stdout.write(s);
 const io = { stdout: out, stderr: (s: string) => void process.stderr.write(s), env: process.env };
@@ -24,8 +25,11 @@ const host = await createDemoHost(dir, demoHostOptions());
 // PATH, as the real one on NixOS: the health gate asks it for failed units.
 process.env.PATH = host.path;
 out(`nixos-desync demo host in ${dir}\n`);
-await runStory(host, io);
+// A note after the first status that says REBOOT REQUIRED (status prints in one piece).
+const explainReboot = rebootExplainer(out);
+await runStory(host, { ...io, stdout: (s: string) => { out(s); explainReboot(s); } });
 out(`\nThe demo state is in ${dir}. Look at it with:\n` +
   `  npx nixos-desync status --config ${host.configPath} --json\n` +
   `  npx nixos-desync serve --config ${host.configPath}     # then open http://127.0.0.1:9793/\n` +
-  `  nix-instantiate --eval --strict --json ${host.stateDir}/pins/home-manager.nix\n`);
+  `  nix-instantiate --eval --strict --json ${host.stateDir}/pins/home-manager.nix\n\n` +
+  runItYourself(host, process.env.NIX_CONFIG));
