@@ -2,7 +2,7 @@
 // refuse, says when a run is in progress and in which stage, labels start and end times, lists
 // the desync proposal's desyncs, and after a rollback shows that a desync passed its gate.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../src/cli/main.js';
@@ -146,5 +146,30 @@ describe('status tells the truth', () => {
     expect(text).not.toMatch(/BREACHED|hm: last failure|hm: breach/);
     expect(text).toMatch(/hm: passed its gate, but that run did not commit \(failed or rolled back\): still on its pin at lag 3/);
     expect(text).toMatch(/^last rollback: /m);
+  });
+
+  it('reboot required: each reason on its own line; without a trigger reason, what differs', async () => {
+    const config = makeConfig(join(dir, 'state'));
+    const top = async (name: string, kernel: string) => {
+      const t = join(dir, 'store', name);
+      await mkdir(t, { recursive: true });
+      await writeFile(join(dir, 'store', kernel), '');
+      await symlink(join(dir, 'store', kernel), join(t, 'kernel'));
+      return t;
+    };
+    const [oldTop, newTop] = [await top('system-old', 'linux-6.1'), await top('system-new', 'linux-6.6')];
+    await mkdir(config.runDir, { recursive: true });
+    await symlink(oldTop, join(config.runDir, 'booted-system'));
+    await symlink(newTop, join(config.runDir, 'current-system'));
+    await mkdir(config.profilesDir, { recursive: true });
+    await symlink(newTop, join(config.profilesDir, 'system'));
+    let text = renderStatus(await collectStatus(config));
+    expect(text).toMatch(/REBOOT REQUIRED/);
+    expect(text).toContain(`  reboot required by kernel: ${join(dir, 'store', 'linux-6.1')} → ${join(dir, 'store', 'linux-6.6')}`);
+    // Only the booted kernel differs from the running system's, no trigger configured: still explained.
+    const none = makeConfig(join(dir, 'state'), { reboot: { triggers: [] } });
+    text = renderStatus(await collectStatus(none));
+    expect(text).toMatch(/REBOOT REQUIRED/);
+    expect(text).toContain("  reboot required: the booted kernel, initrd or kernel modules differ from the running system's");
   });
 });
