@@ -1,3 +1,6 @@
+# Long file: the reboot options, the config keys they become and the units/timer derived from them
+# share one set of window and delay derivations (minutes, OnCalendar, delay bounds); split they would
+# repeat them.
 # Reboots (docs/nixos.md "Reboots"): the options services.nixos-desync.reboot.* (named as
 # system.autoUpgrade's where they mean the same), their config keys, the unit that runs the
 # health gate of the booted system before boot-complete.target (nixos-desync-verify-boot), and
