@@ -13,6 +13,7 @@ import { main } from '../../src/cli/main.js';
 import { buildFixtureHost, FIXTURE_NOW, type FixtureHost } from '../fixtures/exporter/build.js';
 import { startTestExporter, stopFixture, waitFor, type StartedExporter } from '../fixtures/exporter/start.js';
 import { startPrometheus, type StartedPrometheus } from '../helpers/prometheus.js';
+import { basic } from './client.js';
 import { requireTools } from '../helpers/tools.js';
 
 let host: FixtureHost | undefined;
@@ -84,7 +85,7 @@ describe('--web.max-requests', () => {
     const held: Array<() => void> = [];
     const compare: BcryptCompare = () => new Promise((r) => held.push(() => r(true)));
     exp = await startTestExporter(host.config, { webConfigFile: web, bcryptCompare: compare, ...(maxRequests === undefined ? {} : { maxRequests }) });
-    const auth = { Authorization: `Basic ${Buffer.from('alice:pw').toString('base64')}` };
+    const auth = { Authorization: basic('alice', 'pw') };
     const e = exp;
     return {
       e,
