@@ -18,6 +18,7 @@ import { defineActivationSuite } from './activation.suite.js';
 import { defineIdentitySuite } from './identity.suite.js';
 import { defineRollbackSuite } from './rollback.suite.js';
 import { defineRebootSuite } from './reboot.suite.js';
+import { defineHoldbackSuite } from './holdback.suite.js';
 
 const HAVE_NIX = requireTools('nix-build', 'nix-instantiate', 'nix-store', 'nix-env', 'nix-channel', 'nix-collect-garbage', 'tar', 'xz');
 const env = { ...process.env, ...NIX_ENV };
@@ -285,6 +286,7 @@ describe.skipIf(!HAVE_NIX)('the desync upgrade loop with real Nix', () => {
 
 if (HAVE_NIX) defineActivationSuite(() => root);
 if (HAVE_NIX) defineRollbackSuite(() => root);
+if (HAVE_NIX) defineHoldbackSuite(() => root);
 if (HAVE_NIX) defineFaultSuite(() => root);
 if (HAVE_NIX) defineIdentitySuite(() => root);
 if (HAVE_NIX) defineRebootSuite(() => root);
