@@ -1,12 +1,11 @@
 # A host whose reboot units are booted in a real systemd (test/nix/module-reboot-systemd.test.ts):
-# host-systemd.nix (its stand-ins for pkgs.systemd and pkgs.nix, its stand-in build) plus: the
-# loop goes the boot path (upgrade.operation = "boot": the health gate runs at the next boot, in
-# verify-boot), systemd-boot's boot counting is on (its options are declared here: the NixOS
-# stand-in has no boot loader), reboots are allowed all day, and the reboot command is a
-# stand-in that records it was run (and reboots for real when the test asks).
+# the loop goes the boot path (upgrade.operation = "boot": the health gate runs at the next boot,
+# in verify-boot), systemd-boot's boot counting is on (its options are declared here: the NixOS
+# stand-in has no boot loader), reboots are allowed all day, and the reboot command is a stand-in
+# that records it was run (and reboots for real when the test asks). Debian's systemd and a tiny nix-store/nix-env stand
+# in for pkgs.systemd and pkgs.nix, as in host-systemd.nix.
 { lib, testArgs, ... }:
 {
-  imports = [ ./host-systemd.nix ];
   options.boot.loader.systemd-boot = {
     enable = lib.mkOption { type = lib.types.bool; default = false; };
     bootCounting.enable = lib.mkOption { type = lib.types.bool; default = false; };
@@ -16,7 +15,10 @@
       enable = true;
       bootCounting.enable = true;
     };
+    systemd.package = lib.mkForce testArgs.systemdPackage;
+    nix.package = lib.mkForce testArgs.nixPackage;
     services.nixos-desync = {
+      enable = true;
       upgrade.operation = "boot";
       reboot = {
         enable = true;
@@ -28,7 +30,14 @@
         };
         randomizedDelaySec = "30m";
       };
-      settings.reboot.command = testArgs.rebootCommand;
+      settings = {
+        inherit (testArgs) nixpkgs;
+        channel.update = false;
+        system.build = testArgs.build;
+        health.settle = "2s";
+        timeouts.health = "1m";
+        reboot.command = testArgs.rebootCommand;
+      };
     };
   };
 }
