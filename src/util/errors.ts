@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'E_ACTIVATE'
   | 'E_HEALTH'
   | 'E_ROLLBACK'
+  | 'E_BOOT_PENDING'
   | 'E_REJECTED'
   | 'E_INTERRUPTED'
   | 'E_LISTEN'

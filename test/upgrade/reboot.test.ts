@@ -36,7 +36,7 @@ async function toplevel(name: string, kernel: string, inhibitors?: string): Prom
   return top;
 }
 
-async function world(o: { reboot?: Record<string, unknown>; inhibitors?: [string, string]; rebootFails?: boolean } = {}) {
+async function world(o: { reboot?: Record<string, unknown>; inhibitors?: [string, string]; rebootFails?: boolean; bootThenRun?: boolean } = {}) {
   const old = await toplevel('old', 'linux-1', o.inhibitors?.[0]);
   const built = await toplevel('new', 'linux-2', o.inhibitors?.[1]);
   const runDir = join(dir, 'run');
@@ -47,6 +47,7 @@ async function world(o: { reboot?: Record<string, unknown>; inhibitors?: [string
   await symlink(old, join(runDir, 'current-system'));
   const config = makeConfig(join(dir, 'state'), { desyncs: {}, runDir, profilesDir, system: { build: ['sys-build'], activate: 'switch' }, reboot: { enable: true, command: ['stand-in-reboot'], sentinel: join(runDir, 'reboot-required'), ...o.reboot } });
   const order: string[] = [];
+  let running = old;
   const source: Source = {
     kind: 'channel',
     fetch: async () => ({ skipped: true, message: 'skipped' }),
@@ -58,7 +59,7 @@ async function world(o: { reboot?: Record<string, unknown>; inhibitors?: [string
   const system: SystemSide = {
     mode: 'switch', gated: true,
     build: async () => ({ toplevel: built, command: 'sys-build', durationMs: 1 }),
-    current: async () => old,
+    current: async () => running,
     failedUnits: async () => [],
     activate: async () => { order.push('activate'); return 'activated'; },
     health: async () => ({ ok: true, failures: [], checked: { units: false, checks: 0 } }),
@@ -78,7 +79,15 @@ async function world(o: { reboot?: Record<string, unknown>; inhibitors?: [string
     return o.rebootFails ? fail(argv, 'Failed to reboot: access denied') : ok(argv);
   };
   const lines: string[] = [];
-  const res = await runUpgrade({ config, nix: createFakeNix(new CallQueue()), run, store, source, system, logger: createLogger({ write: (l) => lines.push(l) }), env: {} });
+  const upgrade = () => runUpgrade({ config, nix: createFakeNix(new CallQueue()), run, store, source, system, logger: createLogger({ write: (l) => lines.push(l) }), env: {} });
+  let res = await upgrade();
+  if (o.bootThenRun) {
+    // The host booted the boot default; the upgrade timer fires before verify-boot has run.
+    running = built;
+    order.length = 0;
+    lines.length = 0;
+    res = await upgrade();
+  }
   return { res, order, out: lines.join(''), state: (await store.readState({ repair: false })).value, old, built };
 }
 
@@ -115,6 +124,14 @@ describe('the boot path', () => {
     expect(state.verified?.toplevel).toBe(old);
     expect(state.reboot.pending).toMatchObject({ toplevel: built, previous: old, why: expect.stringMatching(/switch inhibitors differ/) });
     expect(res.stages.activate).toBeUndefined();
+  });
+
+  it('booted but not yet judged by verify-boot: a run neither adopts nor rolls back the candidate (it fails, nothing changed)', async () => {
+    const { res, order, state, built, old } = await world({ reboot: { enable: false }, inhibitors: ['{"systemd":"257"}', '{"systemd":"258"}'], bootThenRun: true });
+    expect(res).toMatchObject({ exitCode: 1, result: 'failure', evaluations: 0, error: { code: 'E_BOOT_PENDING', message: expect.stringMatching(/boot-path candidate, booted, and verify-boot has not judged it yet\); the run waits for `nixos-desync verify-boot`/) } });
+    expect(order).toEqual([]);
+    expect(state.verified?.toplevel).toBe(old);
+    expect(state.reboot.pending?.toplevel).toBe(built);
   });
 
   it('the same inhibitors: the live path as always', async () => {

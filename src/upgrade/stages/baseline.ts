@@ -18,6 +18,10 @@ export async function verifiedBaselineStage(ctx: RunContext): Promise<void> {
     }
     return;
   }
+  // A booted boot-path candidate is verify-boot's to judge (step 9c): never adopted, never rolled back by a run.
+  if (prev.reboot.pending?.toplevel === running) {
+    throw new DesyncError('E_BOOT_PENDING', `the running system is unverified (${why}); the run waits for \`nixos-desync verify-boot\` (run at boot before boot-complete.target) to judge it — nothing was changed`);
+  }
   const target = verifiedTarget(prev);
   log.warn(`verify     the running system is unverified (${why}); returning to the verified system ${target ?? '(none known)'} first`, { stage: 'rollback', previous: target });
   const r = await timed(ctx, 'rollback', () => rollbackSystem(system, target, running!, ctx.uninterruptible('system')));
