@@ -45,6 +45,9 @@ in
       # neither restart nor stop the unit waiting for it.
       restartIfChanged = false;
       unitConfig.X-StopOnRemoval = false;
+      # A run that dies (kill -9, OOM, a timeout, a failed rollback) is recovered at once, not
+      # at the next timer run or boot: recovery.nix (a no-op without the run's journal).
+      unitConfig.OnFailure = "nixos-desync-recover.service";
       # Every Nix command talks to the daemon (socket-activated). Wants=, not Requires=: with
       # nix.enable = false the commands fail with a clear "cannot connect to daemon" instead.
       wants = [
@@ -76,6 +79,17 @@ in
         # An activation in progress is not interrupted: it runs in its own unit.
         KillMode = "mixed";
         TimeoutStopSec = "2min";
+        # Also after a clean stop (`systemctl stop`, which OnFailure= does not see) and after
+        # every other end of a run: the recovery starts only when a journal was left. "-": at
+        # shutdown the start is refused; the boot's recovery does it then.
+        ExecStopPost =
+          "-"
+          + escapeExecArgs [
+            "${config.systemd.package}/bin/systemctl"
+            "start"
+            "--no-block"
+            "nixos-desync-recover.service"
+          ];
 
         # ---- sandbox -----------------------------------------------------------------
         # Root without capabilities: owner-based access to root's own files (state dir,

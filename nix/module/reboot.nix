@@ -112,11 +112,11 @@ let
         };
   };
 
-  # A command of the loop's, in the loop's sandbox and environment (as nixos-desync-recover).
+  # A command of the loop's, in its sandbox and environment, without its stop hook (as recover).
   loopCommand = name: verb: {
     environment = loopEnvironment;
     path = upgradePath;
-    serviceConfig = config.systemd.services.nixos-desync-upgrade.serviceConfig // {
+    serviceConfig = removeAttrs config.systemd.services.nixos-desync-upgrade.serviceConfig [ "ExecStopPost" ] // {
       ExecStart = escapeExecArgs [
         "${cfg.package}/bin/nixos-desync"
         verb

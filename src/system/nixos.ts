@@ -10,6 +10,7 @@ import { describeFailure, tailLines, type RunResult, type Runner } from '../util
 import { parseDuration } from '../util/duration.js';
 import { parseFailedUnits, unitMatcher } from './units.js';
 import type { ActivationMode, HealthFailure, SystemSide } from './system.js';
+import type { CallOptions } from '../nix/adapter.js';
 
 export const SYSTEMCTL_FAILED = ['systemctl', 'list-units', '--failed', '--plain', '--no-legend', '--no-pager'] as const;
 
@@ -47,6 +48,9 @@ function privilegedSteps(config: Config, env: NodeJS.ProcessEnv, action: 'test' 
   return action === 'test' ? [[stc, 'test']] : [['nix-env', '-p', join(config.profilesDir, 'system'), '--set', toplevel], [stc, 'boot']];
 }
 
+/** How often the rollback asks whether an interrupted activation's unit is still at work. */
+const SETTLE_POLL_MS = 250;
+
 export function createNixosSystem(deps: { config: Config; run: Runner; env: NodeJS.ProcessEnv }): SystemSide {
   const { config, run, env } = deps;
   const mode = activationMode(config.system.activate);
@@ -54,6 +58,31 @@ export function createNixosSystem(deps: { config: Config; run: Runner; env: Node
   const failed = (r: RunResult): boolean => r.exitCode !== 0 || r.timedOut;
   const exec = (argv: readonly string[], o: { timeoutMs: number; signal?: AbortSignal; onSpawn?: (pgid: number) => void }, extraEnv: Record<string, string> = {}): Promise<RunResult> =>
     run(argv, { env: { ...env, ...extraEnv }, timeoutMs: o.timeoutMs, signal: o.signal, onSpawn: o.onSpawn });
+
+  /**
+   * With the activation unit: waits until the instance that activated `toplevel` has no job
+   * queued or running. A loop killed or stopped while waiting for it leaves that activation
+   * going on in its own unit; a rollback beside it would race it (and NixOS's
+   * switch-to-configuration refuses to run twice at once).
+   */
+  async function activationSettled(toplevel: string, o: CallOptions): Promise<void> {
+    const unit = env.NIXOS_DESYNC_ACTIVATION_UNIT;
+    if (!unit || mode !== 'switch') return;
+    const instance = privilegedSteps(config, env, 'test', toplevel)[0]!.at(-1)!;
+    const deadline = performance.now() + o.timeoutMs;
+    for (;;) {
+      const r = await exec(['systemctl', 'show', '--property=Job', '--property=ActiveState', '--', instance], { ...o, timeoutMs: Math.max(1, Math.min(30_000, deadline - performance.now())) })
+        .catch((err: unknown) => ({ startError: errorMessage(err) }) as const);
+      // Unknown (no systemctl answer): go ahead; the rollback's own start reports what is wrong.
+      if ('startError' in r || failed(r)) return;
+      const busy = /^Job=\S/m.test(r.stdout) || /^ActiveState=(activating|deactivating|reloading)$/m.test(r.stdout);
+      if (!busy) return;
+      if (performance.now() + SETTLE_POLL_MS > deadline) {
+        throw new DesyncError('E_ROLLBACK', `the interrupted activation of ${toplevel} (${instance}) is still running; the previous system was not activated beside it`);
+      }
+      await sleep(SETTLE_POLL_MS);
+    }
+  }
 
   const side: SystemSide = {
     mode,
@@ -172,6 +201,7 @@ export function createNixosSystem(deps: { config: Config; run: Runner; env: Node
       if (previous === null) {
         throw new DesyncError('E_ROLLBACK', `there is no previous system to activate again (${current} did not exist before the activation); ${failedToplevel} may still be active`);
       }
+      await activationSettled(failedToplevel, o);
       // Always activated again, also when current-system already names it: a killed or failed
       // activation may have switched the link and left units stopped.
       const argv = mode === 'switch' ? privilegedSteps(config, env, 'test', previous)[0]! : (config.system.activate as string[]);

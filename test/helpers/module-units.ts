@@ -53,6 +53,8 @@ export interface EvaluatedUnits {
   failedAssertions: string[];
   units: Record<string, string>;
   tmpfiles: string[];
+  /** The generated config's store path (what the units pass as --config). */
+  configFile: string;
 }
 
 /**

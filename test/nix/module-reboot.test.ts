@@ -55,9 +55,9 @@ describe.skipIf(!ok)('NixOS module: reboot options and units (real Nix, nixpkgs 
   };
   const effective = (configFile: string): Record<string, unknown> =>
     JSON.parse(execFileSync(process.execPath, [CLI, 'check-config', '--config', configFile], { env: ENV, encoding: 'utf8' })) as Record<string, unknown>;
-  /** [Service] of a unit of the loop's sandbox, without what differs between its commands. */
+  /** [Service] of a unit of the loop's sandbox, without what differs between its commands (and the loop's stop hook, ExecStopPost). */
   const sandbox = (unit: string): Record<string, string[]> => {
-    const { ExecStart: _e, RuntimeDirectory: _r, WorkingDirectory: _w, RemainAfterExit: _a, Restart: _s, RestartSec: _t, ...rest } = parseUnit(unit).Service!;
+    const { ExecStart: _e, ExecStopPost: _p, RuntimeDirectory: _r, WorkingDirectory: _w, RemainAfterExit: _a, Restart: _s, RestartSec: _t, ...rest } = parseUnit(unit).Service!;
     return rest;
   };
 

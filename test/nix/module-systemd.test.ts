@@ -1,3 +1,4 @@
+// Long file: one real container booted once for every unit test of the module (boots are the cost).
 // The NixOS module's generated units (nix/module/*.nix, rendered by test/nix/eval.nix as NixOS
 // renders them) loaded and started by a real systemd (test/helpers/systemd.ts): the sandboxed
 // loop builds (a stand-in build), starts nixos-desync-activate@test:<toplevel>.service with
@@ -38,6 +39,8 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
   let shared: string;
   let c: SystemdContainer;
   let units: Record<string, string>;
+  let cli: string;
+  let configFile: string;
   const top: Record<string, string> = {};
   const nixpkgsRev: Record<string, string> = {};
   /**
@@ -61,7 +64,7 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
    * (re)starts `startUnits`; `boot` records itself. Every call is logged with the cgroup it
    * ran in (which unit ran it) to the shared directory.
    */
-  function toplevel(name: string, startUnits: string[], sleepAfterTest = 0, files: Tree = {}): string {
+  function toplevel(name: string, startUnits: string[], sleepBeforeLink = 0, files: Tree = {}): string {
     return storePath(`nixos-system-${name}`, {
       ...files,
       'nixos-version': '25.11.20251201.0000000\n',
@@ -73,9 +76,10 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
           'top=${0%/bin/switch-to-configuration}',
           `echo "$1 $(basename "$top") $(grep '^0::' /proc/self/cgroup | cut -d: -f3-)" >> ${SHARED}/activations.log`,
           'case "$1" in',
-          '  test) ln -sfn "$top" /run/current-system',
+          `  test) sleep ${sleepBeforeLink}`,
+          '    ln -sfn "$top" /run/current-system',
           startUnits.length ? `    systemctl restart ${startUnits.join(' ')}` : '    :',
-          `    sleep ${sleepAfterTest} ;;`,
+          `    echo "done $(basename "$top")" >> ${SHARED}/activations.log ;;`,
           '  boot) ;;',
           '  *) exit 1 ;;',
           'esac',
@@ -85,7 +89,9 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
     });
   }
 
-  const activations = (): string[] => readFileSync(join(shared, 'activations.log'), 'utf8').trim().split('\n').filter((l) => l !== '');
+  /** Every line the stand-in switch-to-configuration logged: `test|boot <system> <cgroup>` when it starts, `done <system>` after `test`. */
+  const activationLog = (): string[] => readFileSync(join(shared, 'activations.log'), 'utf8').trim().split('\n').filter((l) => l !== '');
+  const activations = (): string[] => activationLog().filter((l) => !l.startsWith('done '));
   const currentSystem = (): string => readlinkSync(join(c.root, 'run/current-system'));
 
   beforeAll(async () => {
@@ -94,7 +100,7 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
     writeFileSync(join(shared, 'activations.log'), '');
     const { pkg, systemd, nix } = moduleStandins(tmp);
     // The channel: a link the test points at a new nixpkgs tree before each run (a new candidate).
-    for (const rev of ['a', 'b', 'c', 'd', 'e']) nixpkgsRev[rev] = storePath(`nixpkgs-${rev}`, { '.git-revision': rev.repeat(40) + '\n', 'default.nix': '{ ... }: { hello = { name = "hello"; }; }\n' });
+    for (const rev of ['a', 'b', 'c', 'd', 'e', 'f']) nixpkgsRev[rev] = storePath(`nixpkgs-${rev}`, { '.git-revision': rev.repeat(40) + '\n', 'default.nix': '{ ... }: { hello = { name = "hello"; }; }\n' });
     const nixpkgs = `${SHARED}/channel`;
     symlinkSync(nixpkgsRev.a!, join(shared, 'channel'));
     const build = storePath('system-build', {
@@ -121,6 +127,8 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
     // pkgs.path, also desyncs.synapse.path before its first pin: a tree that exists where this evaluates.
     const ev = evaluateUnits(join(HERE, 'host-systemd.nix'), pkg, nixpkgsRev.a!, { systemdPackage: systemd, nixPackage: nix, nixpkgs, build: [`${build}/bin/build`] });
     units = ev.units;
+    cli = `${pkg}/bin/nixos-desync`;
+    configFile = ev.configFile;
     expect(Object.keys(units).sort()).toEqual([
       'nixos-desync-activate@.service', 'nixos-desync-exporter.service', 'nixos-desync-recover.service',
       'nixos-desync-upgrade.service', 'nixos-desync-upgrade.timer', 'nixos-desync-verify-boot.service',
@@ -225,26 +233,71 @@ describe.skipIf(!ok)('the module\'s units in a real systemd', () => {
     expect(body).toMatch(/^nixos_desync_last_run_success 0$/m);
   }, 60_000);
 
-  it('the loop\'s unit killed during an activation: nixos-desync-recover.service rolls the unconfirmed system back', async () => {
+  /** What systemd logged of the recovery unit's starts: skipped (no journal: its condition), finished, failed. */
+  const recoverEvents = async (): Promise<{ skipped: number; finished: number; failed: number }> => {
+    const j = await journal('nixos-desync-recover.service');
+    const n = (re: RegExp): number => j.split('\n').filter((l) => re.test(l)).length;
+    return { skipped: n(/skipped because of an unmet condition|being skipped/), finished: n(/^Finished nixos-desync-recover\.service/), failed: n(/^Failed to start nixos-desync-recover\.service/) };
+  };
+  /** Waits until the recovery unit has finished, failed or been skipped once more than in `before`. */
+  async function recoverAfter(before: Awaited<ReturnType<typeof recoverEvents>>): Promise<Awaited<ReturnType<typeof recoverEvents>>> {
+    const total = (e: typeof before): number => e.skipped + e.finished + e.failed;
+    let r = await recoverEvents();
+    for (let i = 0; i < 300 && total(r) === total(before); i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      r = await recoverEvents();
+    }
+    return { skipped: r.skipped - before.skipped, finished: r.finished - before.finished, failed: r.failed - before.failed };
+  }
+  const verified = async (): Promise<unknown> => (JSON.parse((await c.exec([cli, 'status', '--json', '--config', configFile])).stdout) as { system: { verified: unknown } }).system.verified;
+
+  it('a run that ended without a journal (the healthy and the rolled-back one above) started the recovery, which did nothing', async () => {
+    // Started by the loop's unit (ExecStopPost= after each run, OnFailure= after the failed one), never by hand here.
+    const r = await recoverEvents();
+    expect(r.skipped).toBeGreaterThanOrEqual(2);
+    expect(r).toMatchObject({ finished: 0, failed: 0 });
+  });
+
+  it('the loop\'s unit killed (SIGKILL) during an activation: nixos-desync-recover.service starts by itself, waits for that activation, and rolls back to the verified system', async () => {
     nextRun('d', top.slow!);
+    const before = await recoverEvents();
     expect((await c.systemctl('start', '--no-block', 'nixos-desync-upgrade.service')).exitCode).toBe(0);
     for (let i = 0; i < 200 && !activations().some((l) => l.startsWith('test ')); i++) await new Promise((res) => setTimeout(res, 50));
     expect(activations()[0]).toMatch(/^test \S+-nixos-system-slow /);
     expect((await c.systemctl('kill', '--signal=SIGKILL', 'nixos-desync-upgrade.service')).exitCode).toBe(0);
-    for (let i = 0; i < 200 && (await c.systemctl('is-active', 'nixos-desync-upgrade.service')).stdout.trim() !== 'failed'; i++) {
-      await new Promise((res) => setTimeout(res, 50));
-    }
-    // The activation unit is not the loop's: it finished; the unconfirmed system runs.
-    for (let i = 0; i < 200 && currentSystem() !== top.slow; i++) await new Promise((res) => setTimeout(res, 50));
-    expect(currentSystem()).toBe(top.slow);
-    const r = await c.systemctl('start', 'nixos-desync-recover.service');
+    const r = await recoverAfter(before);
     const log = await journal('nixos-desync-recover.service');
-    expect(r.exitCode, log).toBe(0);
-    expect(currentSystem()).toBe(top.two);
+    expect(r, log).toMatchObject({ finished: 1, failed: 0 }); // a second start (the other hook) may find nothing left
+    // The killed run's activation went on in its own unit; the rollback started only after it was done.
+    expect(activationLog().map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual([
+      `test ${top.slow!.slice(11)}`, `done ${top.slow!.slice(11)}`, `test ${top.two!.slice(11)}`, `done ${top.two!.slice(11)}`,
+    ]);
     expect(activations().slice(-1)[0]).toMatch(new RegExp(`^test ${top.two!.slice(11)} .*nixos-desync-activate@test`));
+    expect(currentSystem()).toBe(top.two);
+    expect(log).toMatch(/rolled back/);
+    expect(await verified()).toBe(true);
+    expect((await c.exec(['test', '-e', '/var/lib/nixos-desync/journal.json'])).exitCode).not.toBe(0);
     await c.systemctl('reset-failed', 'nixos-desync-upgrade.service');
   }, 60_000);
 
+  it('the loop\'s unit stopped (systemctl stop) during an activation: the loop rolls back after that activation, and the recovery finds nothing to do', async () => {
+    nextRun('f', top.slow!);
+    const before = await recoverEvents();
+    expect((await c.systemctl('start', '--no-block', 'nixos-desync-upgrade.service')).exitCode).toBe(0);
+    for (let i = 0; i < 200 && !activations().some((l) => l.startsWith('test ')); i++) await new Promise((res) => setTimeout(res, 50));
+    expect((await c.systemctl('stop', 'nixos-desync-upgrade.service')).exitCode).toBe(0);
+    const r = await recoverAfter(before);
+    const log = await journal('nixos-desync-upgrade.service');
+    // Started by ExecStopPost= and by OnFailure= (the stopped run exits 1): skipped each time, no journal.
+    expect(r.skipped, log).toBeGreaterThanOrEqual(1);
+    expect(r).toMatchObject({ finished: 0, failed: 0 });
+    expect(activationLog().map((l) => l.split(' ').slice(0, 2).join(' ')), log).toEqual([
+      `test ${top.slow!.slice(11)}`, `done ${top.slow!.slice(11)}`, `test ${top.two!.slice(11)}`, `done ${top.two!.slice(11)}`,
+    ]);
+    expect(currentSystem()).toBe(top.two);
+    expect(await verified()).toBe(true);
+    await c.systemctl('reset-failed', 'nixos-desync-upgrade.service');
+  }, 60_000);
   it('runtime hold-back: matrix-synapse.service (the synapse desync\'s unit) fails after the activation; synapse stays on its pin and the host is upgraded', async () => {
     const pinFile = join(c.root, 'var/lib/nixos-desync/pins/synapse.nix');
     expect(readFileSync(pinFile, 'utf8')).toContain(nixpkgsRev.b); // pinned by the first healthy run

@@ -236,6 +236,12 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     expect(up.Unit!.Wants).toEqual(['network-online.target nix-daemon.socket']);
     // verify-boot: a run caught up at boot (Persistent=) waits for the boot's health gate.
     expect(up.Unit!.After).toEqual(['network-online.target nix-daemon.socket nixos-desync-verify-boot.service']);
+    // A run that dies (failure) or is stopped (ExecStopPost, which any end of the unit runs) starts the recovery at once;
+    // "-": refused at shutdown without failing the stop.
+    expect(up.Unit!.OnFailure).toEqual(['nixos-desync-recover.service']);
+    const post = single(up, 'Service', 'ExecStopPost')!;
+    expect(post.startsWith('-')).toBe(true);
+    expect(execArgv(post.slice(1))).toEqual([expect.stringMatching(/^\/nix\/store\/[a-z0-9]{32}-systemd[^/]*\/bin\/systemctl$/), 'start', '--no-block', 'nixos-desync-recover.service']);
     // Root (owner of the state dir and the channel profile), but with no capability and a
     // read-only file system except what the loop writes; the store only through nix-daemon.
     expect(up.Service!.User).toBeUndefined();
@@ -307,10 +313,13 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
     const rec = parseUnit(ev.units['nixos-desync-recover.service']!);
     expect(execArgv(single(rec, 'Service', 'ExecStart')!)).toEqual([`${pkgDir}/bin/nixos-desync`, 'recover', '--config', ev.configFile]);
     expect(rec.Unit).toMatchObject({ ConditionPathExists: ['/var/lib/nixos-desync/journal.json'] });
+    // Started by the loop's unit (never by itself); not ordered after it (verify-boot orders the loop after itself, itself after this).
+    expect(rec.Unit!.After).toEqual(['nix-daemon.socket']);
+    expect(rec.Unit!.OnFailure).toBeUndefined();
     expect(rec.Install).toEqual({ WantedBy: ['multi-user.target'] });
     expect(envOf(rec)).toEqual(env);
     const { ExecStart: _x, RuntimeDirectory: _rd, WorkingDirectory: _wd, Environment: _e1, ...recSandbox } = rec.Service!;
-    const { ExecStart: _y, RuntimeDirectory: _rd2, WorkingDirectory: _wd2, Environment: _e2, ...loopSandbox } = up.Service!;
+    const { ExecStart: _y, ExecStopPost: _p, RuntimeDirectory: _rd2, WorkingDirectory: _wd2, Environment: _e2, ...loopSandbox } = up.Service!;
     expect(recSandbox).toEqual(loopSandbox);
 
     const ex = parseUnit(ev.units['nixos-desync-exporter.service']!);
@@ -795,7 +804,7 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
       const gen = parseUnit(ev.units[name]!);
       const section = name.endsWith('.timer') ? 'Timer' : 'Service';
       const strip = (s: Record<string, string[]> | undefined): Record<string, string[]> => {
-        const { ExecStart: _e, Environment: _v, ...rest } = s ?? {};
+        const { ExecStart: _e, ExecStopPost: _p, Environment: _v, ...rest } = s ?? {};
         return rest;
       };
       expect(strip(doc[section]), name).toEqual(strip(gen[section]));
@@ -811,6 +820,10 @@ describe.skipIf(!ok)('Nix packaging (real Nix, nixpkgs lib)', () => {
         const g = execArgv(single(gen, 'Service', 'ExecStart')!);
         expect(d[0]).toBe(name === 'nixos-desync-activate@.service' ? '/usr/local/bin/nixos-desync-activate' : '/usr/local/bin/nixos-desync');
         expect(d.slice(1)).toEqual(g.slice(1).map((a) => (a === ev.configFile ? '/etc/nixos-desync/config.json' : a)));
+        // The stop hook (the loop's unit only): the same command with the host's systemctl.
+        const post = (u: typeof doc): string[] | undefined => ((p) => (p === undefined ? undefined : [p[0]!, ...execArgv(p.slice(1))]))(single(u, 'Service', 'ExecStopPost'));
+        expect(post(doc)?.slice(2), name).toEqual(post(gen)?.slice(2));
+        if (post(gen)) expect(post(doc)!.slice(0, 2)).toEqual(['-', '/usr/bin/systemctl']);
         // Environment: the docs show the variables that are not host-specific.
         const envNames = (u: Record<string, Record<string, string[]>>): string[] => (u.Service!.Environment ?? []).map((e) => (JSON.parse(e) as string).split('=')[0]!);
         expect(envNames(gen)).toEqual(expect.arrayContaining(envNames(doc)));

@@ -50,8 +50,33 @@ describe('the NixOS system side: which commands an activation runs', () => {
     expect(calls.map((c) => c.argv)).toEqual([
       ['systemctl', 'start', 'nixos-desync-activate@test:nix-store-0123abcd\\x2dnixos\\x2dsystem\\x2dhost.service'],
       ['systemctl', 'start', 'nixos-desync-activate@boot:nix-store-0123abcd\\x2dnixos\\x2dsystem\\x2dhost.service'],
+      // The rollback first asks whether the failed system's activation is still at work (below).
+      ['systemctl', 'show', '--property=Job', '--property=ActiveState', '--', 'nixos-desync-activate@test:nix-store-0123abcd\\x2dnixos\\x2dsystem\\x2dhost.service'],
       ['systemctl', 'start', 'nixos-desync-activate@test:nix-store-4567efgh\\x2dnixos\\x2dsystem\\x2dhost.service'],
     ]);
+  });
+
+  it('with the activation unit, a rollback waits until the interrupted activation\'s unit has no job left (a killed loop\'s activation goes on)', async () => {
+    const config = parseConfig({ runDir: await mkdtemp(join(tmpdir(), 'nd-sys-')) });
+    const answers = ['Job=41\nActiveState=inactive\n', 'Job=41\nActiveState=activating\n', 'Job=\nActiveState=inactive\n'];
+    const calls: string[] = [];
+    const run = async (argv: readonly string[]): Promise<RunResult> => {
+      calls.push(`${argv[1]} ${argv.at(-1)!.split(':')[0]}`);
+      const stdout = argv[1] === 'show' ? answers.shift()! : '';
+      return { argv: [...argv], exitCode: 0, signal: null, stdout, stderr: '', timedOut: false, durationMs: 1 };
+    };
+    const sys = createNixosSystem({ config, run, env: { NIXOS_DESYNC_ACTIVATION_UNIT: 'nixos-desync-activate' } });
+    await expect(sys.rollback(prev, top, { timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'E_ROLLBACK' });
+    expect(calls).toEqual(['show nixos-desync-activate@test', 'show nixos-desync-activate@test', 'show nixos-desync-activate@test', 'start nixos-desync-activate@test']);
+    // Still at work when the rollback's own timeout runs out: the previous system is not started beside it.
+    calls.length = 0;
+    const busy = async (argv: readonly string[]): Promise<RunResult> => {
+      calls.push(argv[1]!);
+      return { argv: [...argv], exitCode: 0, signal: null, stdout: 'Job=41\nActiveState=activating\n', stderr: '', timedOut: false, durationMs: 1 };
+    };
+    await expect(createNixosSystem({ config, run: busy, env: { NIXOS_DESYNC_ACTIVATION_UNIT: 'nixos-desync-activate' } }).rollback(prev, top, { timeoutMs: 600 }))
+      .rejects.toMatchObject({ code: 'E_ROLLBACK', message: expect.stringMatching(/interrupted activation of .* is still running; the previous system was not activated beside it/) });
+    expect(calls).not.toContain('start');
   });
 
   it('a rollback is confirmed only when current-system is the target again; it re-activates also when the link already names it', async () => {
