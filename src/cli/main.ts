@@ -33,12 +33,16 @@ Exit codes: 0 success, 1 run failed, 64 usage error, 75 another run holds the lo
 78 invalid config. Documentation: docs/ in the source tree.
 `;
 
+import { createSignalHandler } from './signals.js';
+import { createShield, type Shield } from '../util/shield.js';
 export interface Io {
   stdout: (s: string) => void;
   stderr: (s: string) => void;
   env: NodeJS.ProcessEnv;
   /** stderr is a terminal: long commands get a live progress line there. */
   stderrIsTTY?: boolean;
+  /** Held during rollbacks: the entry's second SIGTERM/SIGINT waits for them (cli/signals.ts). */
+  shield?: Shield;
 }
 
 export const OPTIONS = {
@@ -142,7 +146,7 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
         // Loaded here: `serve` (the long-running process) never holds the upgrade path.
         const [{ runUpgrade }, { upgradeDeps }] = await Promise.all([import('../upgrade/run.js'), import('../wire.js')]);
         const progress = { live: io.stderrIsTTY ? { write: io.stderr } : null };
-        const res = await runUpgrade(upgradeDeps(config, logger, io.env, signal, progress), { dryRun: values['dry-run'] ?? false, retry: values.retry ?? false });
+        const res = await runUpgrade({ ...upgradeDeps(config, logger, io.env, signal, progress), shield: io.shield }, { dryRun: values['dry-run'] ?? false, retry: values.retry ?? false });
         if (json) io.stdout(JSON.stringify(res, null, 2) + '\n');
         else io.stdout(`run ${res.result}${res.dryRun ? ' (dry run)' : ''} in ${res.durationSeconds.toFixed(1)}s — exit ${res.exitCode}\n`);
         return res.exitCode;
@@ -156,7 +160,7 @@ export async function main(argv: string[], io: Io, signal?: AbortSignal): Promis
       case 'recover': {
         const logger = createLogger({ write: io.stdout, format: 'text' });
         const [{ recoverOnly }, { upgradeDeps }] = await Promise.all([import('../upgrade/run.js'), import('../wire.js')]);
-        const id = await recoverOnly(upgradeDeps(config, logger, io.env, signal));
+        const id = await recoverOnly({ ...upgradeDeps(config, logger, io.env, signal), shield: io.shield });
         io.stdout(id === null ? 'nothing to recover: the last run ended cleanly\n' : `recovered interrupted run ${id}\n`);
         return EXIT.ok;
       }
@@ -251,13 +255,8 @@ const isEntry = (() => {
 })();
 if (isEntry) {
   const ac = new AbortController();
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    signals += 1;
-    if (signals > 1) process.exit(1);
-    process.stderr.write(`nixos-desync: received ${sig}, stopping (the committed pin set is kept)\n`);
-    ac.abort();
-  };
+  const shield = createShield();
+  const onSignal = createSignalHandler({ abort: () => ac.abort(), exit: (code) => process.exit(code), stderr: (s) => process.stderr.write(s), shield });
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   main(process.argv.slice(2), {
@@ -265,6 +264,7 @@ if (isEntry) {
     stderr: (s) => process.stderr.write(s),
     env: process.env,
     stderrIsTTY: process.stderr.isTTY === true,
+    shield,
   }, ac.signal).then((code) => {
     process.exitCode = code;
   }, (err: unknown) => {

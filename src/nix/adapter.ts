@@ -1,11 +1,14 @@
 // The one narrow interface in front of Nix: the loop calls only these, so tests can fake
 // Nix and release each call step by step.
 
+import type { Shield } from '../util/shield.js';
 export interface CallOptions {
   timeoutMs: number;
   signal?: AbortSignal;
   /** Reports the process group of a started command (recorded for crash recovery). */
   onSpawn?: (pgid: number) => void;
+  /** A rollback runs inside it: the CLI's second SIGTERM/SIGINT does not cut it short. */
+  shield?: Shield;
 }
 
 export interface Candidate {

@@ -18,6 +18,7 @@ import type { Decision, GateOutcome } from './policy.js';
 export const STAGES = ['fetch', 'candidate', 'rollout', 'gate', 'system_build', 'activate', 'health', 'rollback', 'commit'] as const;
 export type StageName = (typeof STAGES)[number];
 
+import type { Shield } from '../util/shield.js';
 export interface UpgradeDeps {
   config: Config;
   nix: NixAdapter;
@@ -31,6 +32,8 @@ export interface UpgradeDeps {
   now?: () => Date;
   env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
+  /** Held during rollbacks: the CLI's second SIGTERM/SIGINT waits for them (cli/signals.ts). */
+  shield?: Shield;
 }
 
 export interface UpgradeOptions {

@@ -14,6 +14,7 @@ import { bootId, killStaleGroup } from '../util/proc.js';
 import { restoreSet } from './stages/restore.js';
 import { applyVerdict, rollbackSystem, type Verdict } from './stages/rollback.js';
 import type { LockOwner } from '../state/lock.js';
+import type { Shield } from '../util/shield.js';
 
 export interface RecoverOptions {
   dryRun?: boolean;
@@ -24,6 +25,8 @@ export interface RecoverOptions {
   /** Rolls back (or finishes) an activation the dead run left unconfirmed (or uncommitted). */
   system?: SystemSide;
   systemTimeoutMs?: number;
+  /** Held during the rollback (a second SIGTERM of the CLI waits for it). */
+  shield?: Shield;
 }
 
 /**
@@ -183,7 +186,7 @@ interface Settled {
 async function settleActivation(journal: Journal | null, committed: string | null, log: Logger, opts: RecoverOptions): Promise<Settled> {
   const act = journal?.activation ?? null;
   if (act === null || !opts.system) return { note: '', confirmed: null };
-  const o = { timeoutMs: opts.systemTimeoutMs ?? 3 * 3_600_000 };
+  const o = { timeoutMs: opts.systemTimeoutMs ?? 3 * 3_600_000, shield: opts.shield };
   if (committed !== null && committed === journal?.candidateSetId) {
     try {
       const line = await opts.system.finalize(act.toplevel, o);

@@ -139,7 +139,7 @@ async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, d
   const { env, source, system } = sidesOf(deps);
   // The layout and temp cleanup only with the lock held (a dry run changes nothing).
   if (!dryRun) await store.ensureLayout();
-  const recovered = await recoverInterruptedRun(store, source, log, now, { dryRun, deadHolder, newId: () => makeRunId(now()), system, systemTimeoutMs: timeoutMs(config, 'system') });
+  const recovered = await recoverInterruptedRun(store, source, log, now, { dryRun, deadHolder, newId: () => makeRunId(now()), system, systemTimeoutMs: timeoutMs(config, 'system'), shield: deps.shield });
   res.recoveredRun = recovered.id;
   // A run never starts from an unverified system.
   if (recovered.unverified !== null) throw unverifiedError(recovered.unverified);
@@ -167,7 +167,7 @@ async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, d
     candidate: null, gate: [], decision: null, built: null, previous: null, baseline: [], activated: false, committed: false, bootPath: null,
     saveJournal,
     call: (key) => ({ timeoutMs: timeoutMs(config, key), signal: deps.signal, onSpawn }),
-    uninterruptible: (key) => ({ timeoutMs: timeoutMs(config, key), onSpawn }),
+    uninterruptible: (key) => ({ timeoutMs: timeoutMs(config, key), onSpawn, shield: deps.shield }),
   };
   await saveJournal({});
   failpoint('after-journal');
@@ -224,7 +224,7 @@ export async function recoverOnly(deps: UpgradeDeps): Promise<string | null> {
     await store.ensureLayout();
     const { source, system } = sidesOf(deps);
     const r = await recoverInterruptedRun(store, source, deps.logger, now, {
-      deadHolder: lock.recoveredFrom, newId: () => makeRunId(now()), system, systemTimeoutMs: timeoutMs(config, 'system'),
+      deadHolder: lock.recoveredFrom, newId: () => makeRunId(now()), system, systemTimeoutMs: timeoutMs(config, 'system'), shield: deps.shield,
     });
     if (r.unverified !== null) throw unverifiedError(r.unverified);
     return r.id;

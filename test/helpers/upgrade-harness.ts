@@ -12,6 +12,7 @@ import type { RunOptions } from '../../src/util/exec.js';
 import { CallQueue, candidate, createFakeNix, createFakeRunner, fail, gateReport, ok, type PendingCall } from './fake-nix.js';
 
 /** Two desyncs: hm (budget 2) and syn (with a check); the system build is `sys-build`, activation `sys-switch`. */
+import type { Shield } from '../../src/util/shield.js';
 export function makeConfig(stateDir: string, extra: Record<string, unknown> = {}) {
   return parseConfig({
     nixpkgs: '/channels/nixos',
@@ -35,7 +36,7 @@ export interface Harness {
   q: CallQueue;
   stateDir: string;
   lines: string[];
-  start(opts?: { dryRun?: boolean; retry?: boolean; now?: () => Date; signal?: AbortSignal }): Promise<UpgradeResult>;
+  start(opts?: { dryRun?: boolean; retry?: boolean; now?: () => Date; signal?: AbortSignal; shield?: Shield }): Promise<UpgradeResult>;
   /** `nixos-desync recover` on the same state directory. */
   recover(): Promise<string | null>;
 }
@@ -43,9 +44,9 @@ export interface Harness {
 export function harness(config: TestConfig): Harness {
   const q = new CallQueue();
   const lines: string[] = [];
-  const deps = (o: { now?: () => Date; signal?: AbortSignal } = {}) => ({
+  const deps = (o: { now?: () => Date; signal?: AbortSignal; shield?: Shield } = {}) => ({
     config, nix: createFakeNix(q), run: createFakeRunner(q), store: createStateStore(config.stateDir), logger: createLogger({ write: (l: string) => lines.push(l) }),
-    now: o.now, signal: o.signal, env: { PATH: '/bin' },
+    now: o.now, signal: o.signal, shield: o.shield, env: { PATH: '/bin' },
   });
   return {
     q,

@@ -12,6 +12,8 @@ import type { RunOptions, RunResult } from '../../src/util/exec.js';
 import type { PendingCall } from '../helpers/fake-nix.js';
 import { fail, ok } from '../helpers/fake-nix.js';
 import { answerSwitch, drive, harness, leaveResult, makeConfig, switchTo, type Harness, type TestConfig } from '../helpers/upgrade-harness.js';
+import { createShield, type Shield } from '../../src/util/shield.js';
+import { createSignalHandler } from '../../src/cli/signals.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -30,7 +32,7 @@ const readJournal = async (config: TestConfig) => (await createStateStore(config
 const killed = (argv: readonly string[]): RunResult => ({ ...fail(argv, ''), exitCode: null, signal: 'SIGTERM' });
 
 /** A run on `rev` released up to its health check (`hc`), which is returned pending. */
-async function startToHealthCheck(config: TestConfig, rev: string, opts: { signal?: AbortSignal } = {}) {
+async function startToHealthCheck(config: TestConfig, rev: string, opts: { signal?: AbortSignal; shield?: Shield } = {}) {
   const h = harness(config);
   const p = h.start(opts);
   await drive(h, rev);
@@ -44,7 +46,7 @@ async function startToHealthCheck(config: TestConfig, rev: string, opts: { signa
 }
 
 /** A healthy, committed first run on rev1 (rev1's system runs), then a run on `rev` released up to its health check. */
-async function toHealthCheck(config: TestConfig, rev: string, opts: { signal?: AbortSignal } = {}) {
+async function toHealthCheck(config: TestConfig, rev: string, opts: { signal?: AbortSignal; shield?: Shield } = {}) {
   const first = await startToHealthCheck(config, 'rev1');
   first.check.resolve(ok(['hc']));
   expect((await first.p).result).toBe('success');
@@ -305,5 +307,31 @@ describe('a run never starts from an unverified system (#18.3)', () => {
     await p2;
     expect(h2.q.log.map((c) => c.method).slice(0, 2)).toEqual(['run', 'updateChannel']);
     expect(await running(config)).toBe(good);
+  });
+});
+
+describe('a second SIGTERM during the rollback does not cut it short', () => {
+  it('the CLI\'s handler: the first SIGTERM (health gate) aborts; a second one while the rollback runs neither exits nor cancels it; the rollback is confirmed', async () => {
+    const config = withCheck();
+    const ac = new AbortController();
+    const shield = createShield();
+    const exits: number[] = [];
+    const on = createSignalHandler({ abort: () => ac.abort(), exit: (c) => void exits.push(c), stderr: () => undefined, shield });
+    const { h, p, good, check } = await toHealthCheck(config, 'rev2', { signal: ac.signal, shield });
+    on('SIGTERM');
+    check.resolve(killed(['hc']));
+    const r = await rollbackCall(h, good);
+    expect(shield.active).toBe(true); // the rollback's switch is running
+    on('SIGTERM');
+    expect(exits).toEqual([]);
+    expect((r.args[1] as RunOptions).signal?.aborted ?? false).toBe(false);
+    await answerSwitch(r, config.stateDir);
+    const res = await p;
+    expect(res.error!.message).toMatch(/activated again; the previous pin set was restored/);
+    expect(await running(config)).toBe(good);
+    expect(shield.active).toBe(false);
+    expect(await readJournal(config)).toBeNull();
+    on('SIGTERM'); // after the rollback a further signal exits again
+    expect(exits).toEqual([1]);
   });
 });

@@ -16,8 +16,9 @@ export type Verdict = NonNullable<Journal['verdict']>;
 
 /** Activates `target` again and confirms it; never throws. */
 export async function rollbackSystem(system: SystemSide, target: string | null, failed: string, o: CallOptions): Promise<{ confirmed: boolean; line: string }> {
+  const go = (): Promise<string> => system.rollback(target, failed, o);
   try {
-    return { confirmed: true, line: await system.rollback(target, failed, o) };
+    return { confirmed: true, line: await (o.shield ? o.shield.hold(go) : go()) };
   } catch (err) {
     return { confirmed: false, line: errorMessage(err) };
   }
