@@ -42,6 +42,8 @@ export function decide(input: {
   gate: GateOutcome[];
   candidate: Candidate;
   now: Date;
+  /** `upgrade --retry`: also try desyncs held back at runtime before their retry is due. */
+  retry?: boolean;
 }): Decision {
   const { config, prevPins, prevRecords, gate, candidate, now } = input;
   const at = now.toISOString();
@@ -50,7 +52,7 @@ export function decide(input: {
     const cfg = config.desyncs[gated.name]!;
     const prev = prevRecords[gated.name] ?? emptyDesyncRecord();
     const prevPin = prevPins[gated.name];
-    const g = runtimeHold(gated, prev, prevPin, candidate, now);
+    const g = input.retry ? gated : runtimeHold(gated, prev, prevPin, candidate, now);
     if (g.passed) {
       d.pins[g.name] = { path: candidate.path, storePath: candidate.storePath, revision: candidate.revision, desyncAge: 0, pinnedAt: at };
       d.records[g.name] = {

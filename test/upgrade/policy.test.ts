@@ -141,6 +141,16 @@ describe('heldBack (why a desync stays on its pin)', () => {
     expect(due.records.a!.runtimeFailures).toBe(1);
   });
 
+  it('upgrade --retry tries a desync held at runtime before its retry is due (an operator who fixed it need not wait)', () => {
+    const held = decide({ config, prevPins: { a: pin(0) }, prevRecords: {}, gate: [{ name: 'a', passed: false, stage: 'health', runtimeFailure: true, error: 'health: unit x.service (failed)' }], candidate: cand, now }).records;
+    const newer = { ...cand, path: '/nix/store/cccc-newer/nixos', storePath: '/nix/store/cccc-newer', revision: 'newer', id: '/nix/store/cccc-newer/nixos' };
+    const early = at('2026-01-10T01:00:00Z');
+    expect(decide({ config, prevPins: { a: pin(1) }, prevRecords: held, gate: [{ name: 'a', passed: true }], candidate: newer, now: early }).pins.a).toMatchObject({ revision: 'old' });
+    const retried = decide({ config, prevPins: { a: pin(1) }, prevRecords: held, gate: [{ name: 'a', passed: true }], candidate: newer, now: early, retry: true });
+    expect(retried.pins.a).toMatchObject({ revision: 'newer', desyncAge: 0 });
+    expect(retried.records.a!.heldBack).toBeNull();
+  });
+
   it('held back again after its retry: the hold keeps its start, the retry time restarts', () => {
     const first = decide({ config, prevPins: { a: pin(0) }, prevRecords: {}, gate: [{ name: 'a', passed: false, stage: 'health', runtimeFailure: true, error: 'e1' }], candidate: cand, now }).records;
     const later = at('2026-01-12T00:00:00Z');

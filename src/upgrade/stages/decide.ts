@@ -9,7 +9,7 @@ import type { RunContext } from '../context.js';
 export function decideStage(ctx: RunContext): void {
   const { config, log, res, prev, candidate } = ctx;
   const now = ctx.now();
-  const decision = decide({ config, prevPins: prev.committed.pins, prevRecords: prev.desyncs, gate: ctx.gate, candidate: candidate!, now });
+  const decision = decide({ config, prevPins: prev.committed.pins, prevRecords: prev.desyncs, gate: ctx.gate, candidate: candidate!, now, retry: ctx.retry });
   ctx.decision = decision;
   res.desyncs = decision.outcomes;
   for (const o of decision.outcomes) {
