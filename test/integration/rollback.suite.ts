@@ -4,7 +4,7 @@
 // during the run (Nix refuses to delete it). Imported by real-nix.test.ts (one file for the store).
 import { describe, it, expect } from 'vitest';
 import { existsSync } from 'node:fs';
-import { rm, symlink, writeFile } from 'node:fs/promises';
+import { readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { gitRevisionOf } from '../../src/demo/fake-nixpkgs.js';
@@ -113,5 +113,43 @@ export function defineRollbackSuite(root: () => string): void {
       expect(r.stdout).toMatch(/run rolled_back/);
       expect(await current(host)).toBe(foreign);
     });
+
+    it('kill -9 during the health gate\'s settle: a scrape shows system_unverified 1 and last_health_check_success 0; recover returns to the verified system (system_unverified 0)', async () => {
+      const host = await activationHost(root(), 'kill-settle');
+      expect((await upgrade(host, 'rev1')).code).toBe(0);
+      const before = await snapshot(host);
+      await host.writeConfig({ health: { settle: '2m' }, timeouts: { health: '5m' } });
+      await host.useRevision('rev2');
+      const run = startCli(['upgrade', '--config', host.configPath]);
+      // The candidate is activated; the run waits out its settle.
+      let exited = '';
+      void run.done.then((r) => { exited = r.stdout + r.stderr; });
+      expect(await waitUntil(async () => exited !== '' || /"activation":\{/.test(await readFile(join(host.stateDir, 'journal.json'), 'utf8').catch(() => '')), 120_000)).toBe(true);
+      expect(exited).toBe('');
+      await new Promise((res) => setTimeout(res, 1000)); // inside the settle
+      run.child.kill('SIGKILL');
+      await run.done;
+      const exp = await startTestExporter(await loadConfig(host.configPath));
+      try {
+        let text = await (await fetch(`${exp.url}metrics`)).text();
+        expect(sample(text, 'nixos_desync_system_unverified'), text).toBe(1);
+        expect(sample(text, 'nixos_desync_last_health_check_success')).toBe(0);
+        expect(sample(text, 'nixos_desync_run_in_progress')).toBe(0);
+        expect((await statusOf(host)).system.verified).toBe(false);
+        const rec = await runCli(['recover', '--config', host.configPath]);
+        expect(rec.code, rec.stdout + rec.stderr).toBe(0);
+        expect(await snapshot(host)).toEqual(before);
+        expect((await statusOf(host)).system.verified).toBe(true);
+        expect(await waitUntil(async () => {
+          text = await (await fetch(`${exp.url}metrics`)).text();
+          return sample(text, 'nixos_desync_system_unverified') === 0;
+        }, 10_000)).toBe(true);
+        // A crash is no verdict: nothing rejected, the run counted once.
+        expect(sample(text, 'nixos_desync_runs_total{result="failure"}')).toBe(1);
+        expect((await statusOf(host)).rejected).toEqual([]);
+      } finally {
+        await exp.close();
+      }
+    }, 180_000);
   });
 }
