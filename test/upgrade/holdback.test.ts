@@ -148,6 +148,29 @@ describe('runtime hold-back (step 8b)', () => {
     const state = await createStateStore(cfg.stateDir).readState({ repair: false });
     expect(state.value.desyncs.syn).toMatchObject({ breached: true });
     expect(state.value.committed.pins.syn).toMatchObject({ revision: 'r1', desyncAge: 0 });
+    // Its health gate failed and nothing saved it: rejected, so the next run does not activate it again.
+    expect(state.value.rejected.map((r) => r.revision)).toEqual(['r2']);
+    expect(s.activations).toEqual(['/top/syn-r1', '/top/syn-r2']);
+  });
+
+  it('the rebuild with the culprit held back fails: the health verdict stands, the candidate is rejected (no second activation storm)', async () => {
+    const cfg = config();
+    const { side, s } = fakeSystem(cfg.stateDir, synBrokenAtR2);
+    await run(cfg, side, 'r1');
+    const build = side.build.bind(side);
+    side.build = async (o) => {
+      if (s.builds === 2) throw new Error('error: builder for home-manager failed (out of disk space)');
+      return build(o);
+    };
+    const lines: string[] = [];
+    const res = await run(cfg, side, 'r2', lines);
+    expect(res.exitCode).toBe(1);
+    expect(s.activations).toEqual(['/top/hm-r1_syn-r1', '/top/hm-r2_syn-r2']);
+    expect(s.current).toBe('/top/hm-r1_syn-r1');
+    expect(lines.join('\n')).toMatch(/the try with desyncs held back ended without a verdict \(.*out of disk space.*\): candidate r2 is rejected/);
+    const state = await createStateStore(cfg.stateDir).readState({ repair: false });
+    expect(state.value.rejected.map((r) => r.revision)).toEqual(['r2']);
+    expect(state.value.committed.pins).toMatchObject({ hm: { revision: 'r1' }, syn: { revision: 'r1' } });
   });
 });
 

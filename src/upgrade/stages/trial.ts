@@ -8,7 +8,8 @@ import type { GateOutcome } from '../policy.js';
 import { activateStage } from './activate.js';
 import { buildStage } from './build.js';
 import { decideStage } from './decide.js';
-import { rollbackSystem } from './rollback.js';
+import { rejectCandidate, rollbackSystem } from './rollback.js';
+import { errorMessage, isDesyncError } from '../../util/errors.js';
 import { verifyStage } from './verify.js';
 
 /** The gate's failures carried by a rollback error of the health gate (verify.ts), else null. */
@@ -47,6 +48,28 @@ export type TryResult = { healthy: true } | { healthy: false; err: unknown; fail
  * else (a build failure, a breach, a signal) is thrown.
  */
 export async function tryWithHeld(ctx: RunContext, base: GateOutcome[], held: ReadonlySet<string>, why: (name: string) => string, outcome: HoldBackOutcome): Promise<TryResult> {
+  try {
+    return await tryOnce(ctx, base, held, why, outcome);
+  } catch (err) {
+    rejectUntried(ctx, err);
+    throw err;
+  }
+}
+
+/**
+ * The candidate failed its health gate and the try that could have saved it ended without a
+ * verdict (its build failed, a culprit's breach stopped the run): the gate's verdict stands, so
+ * the candidate is rejected as in step 8 — else the next run would activate it again (a storm).
+ * An interruption is no verdict; a host still on a try's system is step 8's to roll back.
+ */
+function rejectUntried(ctx: RunContext, err: unknown): void {
+  const c = ctx.candidate;
+  if (ctx.activated || c === null || ctx.signal?.aborted || isDesyncError(err, 'E_INTERRUPTED')) return;
+  rejectCandidate(ctx.next, c, ctx.res.runId, ctx.now().toISOString(), 'health');
+  ctx.log.warn(`holdback   the try with desyncs held back ended without a verdict (${errorMessage(err).split('\n')[0]}): candidate ${c.revision} is rejected, as its health gate failed`, { stage: 'health', result: 'rejected' });
+}
+
+async function tryOnce(ctx: RunContext, base: GateOutcome[], held: ReadonlySet<string>, why: (name: string) => string, outcome: HoldBackOutcome): Promise<TryResult> {
   ctx.gate = base.map((g) => (held.has(g.name) ? { ...g, passed: false, error: why(g.name), stage: 'health' as const, runtimeFailure: true } : g));
   // The same pin rules, budgets and breaches as a failed gate (onBreach "fail" stops here).
   decideStage(ctx);
