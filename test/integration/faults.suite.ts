@@ -254,9 +254,10 @@ export function defineFaultSuite(root: () => string): void {
       expect(await waitUntil(async () => orphans() === '', 5000)).toBe(true);
       // A check that hangs (with a grandchild).
       await host.useRevision('rev4');
-      const r2 = await runCli(['upgrade', '--config', host.configPath], { SLOW_CHECK: '300' });
+      // A duration no other test sleeps (an orphaned `sleep 300` of another file matched before).
+      const r2 = await runCli(['upgrade', '--config', host.configPath], { SLOW_CHECK: '300.25' });
       expect(r2.stdout).toMatch(/synapse: FAILED — check .*timed out after 1s/);
-      expect(spawnSync('pgrep', ['-f', 'sleep 300'], { encoding: 'utf8' }).stdout.trim()).toBe('');
+      expect(await waitUntil(async () => spawnSync('pgrep', ['-f', 'sleep 300.25'], { encoding: 'utf8' }).stdout.trim() === '', 5000)).toBe(true);
       // A system build that hangs.
       const marker = join(host.dir, 'sys.pid');
       await host.writeConfig({ system: { build: ['/bin/sh', '-c', 'sleep 301 & echo $! > "$0"; wait', marker], activate: null } });
