@@ -122,6 +122,8 @@ export interface RunContext {
   activated: boolean;
   /** True once state.json names this run's set as committed. */
   committed: boolean;
+  /** True once the committed system is the profile's newest generation and the boot default (until then the journal stays for `recover`). */
+  finalized: boolean;
   /** Why the built system goes the boot path (not activated live; its health gate runs at boot), or null. */
   bootPath: string | null;
   saveJournal(patch: Partial<Journal>): Promise<void>;

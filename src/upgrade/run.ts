@@ -77,8 +77,8 @@ export async function runUpgrade(deps: UpgradeDeps, opts: UpgradeOptions = {}): 
       await fail(ctx, err);
     } finally {
       res.durationSeconds = (performance.now() - m0) / 1000;
-      // An unconfirmed activation stays in the journal for `recover` (the run is recorded once: its id is in the history).
-      await recordRun(ctx.store, ctx.next, res, { removeJournal: ctx.committed || ctx.journal.activation === null });
+      // An unconfirmed activation, or a committed one without its boot entry, stays in the journal for `recover` (the run is recorded once: its id is in the history).
+      await recordRun(ctx.store, ctx.next, res, { removeJournal: (ctx.committed && ctx.finalized) || ctx.journal.activation === null });
     }
     return res;
   } finally {
@@ -164,7 +164,7 @@ async function openRun(deps: UpgradeDeps, res: UpgradeResult, now: () => Date, d
   const ctx: RunContext = {
     config, nix: deps.nix, run: deps.run, store, log, source, system, env, signal: deps.signal, now, dryRun, retry, res,
     prev, next: structuredClone(prev), journal,
-    candidate: null, gate: [], decision: null, built: null, previous: null, baseline: [], activated: false, committed: false, bootPath: null,
+    candidate: null, gate: [], decision: null, built: null, previous: null, baseline: [], activated: false, committed: false, finalized: false, bootPath: null,
     saveJournal,
     call: (key) => ({ timeoutMs: timeoutMs(config, key), signal: deps.signal, onSpawn }),
     uninterruptible: (key) => ({ timeoutMs: timeoutMs(config, key), onSpawn, shield: deps.shield }),

@@ -1,6 +1,7 @@
 // Step 9's order (issue 18 item 8): the boot entry comes first, then the source's own commit
 // (flake mode: git commit of flake.lock). A failing git commit (e.g. signing) is reported —
 // output, a log line, the run's record — and leaves the healthy system its boot entry.
+// The boot entry itself is part of the commit: not cancelled by SIGTERM, and kept for `recover` when it fails.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,7 @@ import type { Candidate } from '../../src/nix/adapter.js';
 import type { Source } from '../../src/source/source.js';
 import type { SystemSide } from '../../src/system/system.js';
 import { createStateStore } from '../../src/state/store.js';
-import { runUpgrade } from '../../src/upgrade/run.js';
+import { recoverOnly, runUpgrade } from '../../src/upgrade/run.js';
 import { DesyncError } from '../../src/util/errors.js';
 import { createLogger } from '../../src/util/log.js';
 import { CallQueue, createFakeNix, createFakeRunner } from '../helpers/fake-nix.js';
@@ -68,5 +69,69 @@ describe('commit: boot entry first, then the lock file commit', () => {
     expect(state.runs.last).toMatchObject({ id: res.runId, result: 'failure', error: expect.stringMatching(/git commit .* failed/) });
     const history = (await store.readHistory({ repair: false })).value.runs;
     expect(history.at(-1)).toMatchObject({ id: res.runId, exitCode: 1, error: expect.stringMatching(/gpg failed to sign/) });
+  });
+});
+
+describe('commit: the boot entry is part of the commit', () => {
+  function world(finalize: SystemSide['finalize']) {
+    const order: string[] = [];
+    const source: Source = {
+      kind: 'channel',
+      fetch: async () => ({ skipped: false, message: 'channel updated' }),
+      candidate: async () => cand,
+      expose: async () => undefined,
+      restore: async () => { order.push('restore'); },
+      commit: async () => { order.push('source commit'); },
+    };
+    const system: SystemSide = {
+      mode: 'switch',
+      gated: true,
+      build: async () => ({ toplevel: TOPLEVEL, command: 'nixos-rebuild build', durationMs: 1 }),
+      current: async () => '/nix/store/cccc-nixos-system-previous',
+      failedUnits: async () => [],
+      activate: async () => { order.push('activate'); return 'activated'; },
+      health: async () => ({ ok: true, failures: [], checked: { units: false, checks: 0 } }),
+      finalize: async (t, o) => { const line = await finalize(t, o); order.push('finalize'); return line; },
+      rollback: async () => { order.push('rollback'); return 'rolled back'; },
+    };
+    const config = makeConfig(join(dir, 'state'), { desyncs: {} });
+    const q = new CallQueue();
+    const store = createStateStore(config.stateDir);
+    const deps = (signal?: AbortSignal) => ({ config, nix: createFakeNix(q), run: createFakeRunner(q), store, source, system, logger: createLogger({ write: () => undefined }), env: {}, signal });
+    return { order, store, deps };
+  }
+
+  it('a SIGTERM while the committed system is made the boot default does not cancel it (systemd stop during the commit)', async () => {
+    const ac = new AbortController();
+    const w = world(async (t, o) => {
+      ac.abort(); // the signal lands while switch-to-configuration boot runs
+      await new Promise((r) => setTimeout(r, 5));
+      if (o.signal?.aborted) throw new DesyncError('E_INTERRUPTED', 'switch-to-configuration boot killed by the run\'s abort signal');
+      return `${t} is the boot default`;
+    });
+    const res = await runUpgrade(w.deps(ac.signal));
+    expect(w.order).toEqual(['activate', 'finalize', 'source commit']);
+    expect(res).toMatchObject({ exitCode: 0, result: 'success' });
+    const state = (await w.store.readState({ repair: false })).value;
+    expect(state.verified?.toplevel).toBe(TOPLEVEL);
+    expect(await w.store.readJournal({ repair: false }).then((j) => j.value)).toBeNull();
+  });
+
+  it('a failing boot entry after the commit point: the run fails and its journal stays, so recover makes the boot entry (the run counted once)', async () => {
+    let calls = 0;
+    const w = world(async (t) => {
+      calls += 1;
+      if (calls === 1) throw new DesyncError('E_ACTIVATE', `making ${t} the boot default failed: /boot is full`);
+      return `${t} is the boot default`;
+    });
+    const res = await runUpgrade(w.deps());
+    expect(res).toMatchObject({ exitCode: 1, result: 'failure', error: { message: expect.stringMatching(/\/boot is full/) } });
+    expect((await w.store.readState({ repair: false })).value.committed.setId).toBe(res.runId);
+    expect((await w.store.readJournal({ repair: false })).value).toMatchObject({ runId: res.runId, activation: { toplevel: TOPLEVEL } });
+    expect(await recoverOnly(w.deps())).toBe(res.runId);
+    expect(calls).toBe(2);
+    expect((await w.store.readJournal({ repair: false })).value).toBeNull();
+    const state = (await w.store.readState({ repair: false })).value;
+    expect(Object.values(state.runs.total).reduce((a, b) => a + b, 0)).toBe(1);
   });
 });

@@ -38,10 +38,12 @@ export async function commitStage(ctx: RunContext): Promise<void> {
   failpoint('after-old-sets-removed');
   log.info(`commit     pin set ${res.runId} committed (${Object.keys(decision!.pins).length} pins)`, { stage: 'commit', setId: res.runId });
   if (toplevel !== null) {
-    const line = await system.finalize(toplevel, ctx.call('system'));
+    // Part of the commit: a SIGTERM now never leaves the committed system without its boot entry.
+    const line = await system.finalize(toplevel, ctx.uninterruptible('system'));
     if (line !== null) log.info(`boot       ${line}`, { stage: 'commit', toplevel });
     failpoint('after-finalize');
   }
+  ctx.finalized = true;
   // Last: a failing git commit of flake.lock (e.g. signing) fails the run but never costs the
   // healthy system its boot entry, and the committed state already says what runs.
   await ctx.source.commit({ id: res.runId, pins: decision!.pins }, ctx.call('build'));
