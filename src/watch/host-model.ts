@@ -26,7 +26,9 @@ export interface HostModel {
   settled(): Promise<void>;
   /**
    * Re-checks, before a scrape, what no file event reports: the state directory's trust (a
-   * chmod or chown of the watched directory delivers none). A change is applied before it resolves.
+   * chmod or chown of the watched directory delivers none), a run that died holding the lock
+   * (kill -9), the running system's link (swapped since the last debounced read). A change is
+   * applied before it resolves.
    */
   recheck(): Promise<void>;
   readonly stats: { refreshes: Record<SourceName, number>; rescans: number };

@@ -226,9 +226,13 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
   let rechecking: Promise<void> | null = null;
   function recheck(): Promise<void> {
     rechecking ??= (async () => {
-      if (!loaded.has('state') || !(await stateSource.stale())) return;
-      mark('state');
-      await settled();
+      // A run that died holding the lock (kill -9) announces nothing until the lock poll: never shown in progress.
+      const holder = state.runHolder;
+      const holderGone = holder !== null && (await runLockHolder(config.stateDir, boot))?.pid !== holder.pid;
+      const stale = await Promise.all(names.map(async (n) => loaded.has(n) && (await entries.get(n)!.source.stale?.()) === true));
+      names.forEach((n, i) => stale[i] && mark(n));
+      if (holderGone) mark('state');
+      if (holderGone || stale.includes(true)) await settled();
     })().finally(() => {
       rechecking = null;
     });

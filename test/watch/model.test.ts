@@ -3,6 +3,7 @@
 // directories recover.
 import { mkdir, readFile, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MachineState } from '../../src/state/model.js';
@@ -84,6 +85,37 @@ describe('watched model', () => {
     await editState(host.stateDir, (s) => void (s.runs.total.failure = 7));
     await waitFor(() => metric('nixos_desync_runs_total{result="failure"}'), (v) => v === 7);
     expect(await metric('nixos_desync_run_in_progress')).toBe(0);
+  });
+
+  it('a run killed holding the lock (kill -9) shows at the very next scrape — not in progress, and what it wrote — not at the next lock poll', async () => {
+    host = await buildFixtureHost();
+    exp = await startTestExporter(host.config, { model: { lockPollMs: 600_000 } });
+    const run = spawn('sleep', ['300'], { stdio: 'ignore' });
+    await writeFile(join(host.stateDir, 'lock'), JSON.stringify({ pid: run.pid, startedAt: new Date().toISOString(), host: 'h', command: 'upgrade' }) + '\n');
+    await waitFor(() => metric('nixos_desync_run_in_progress'), (v) => v === 1);
+    await editState(host.stateDir, (s) => void (s.runs.total.failure = 9));
+    await exp.model.rescanAll('test'); // held back: the run still holds the lock
+    expect(await metric('nixos_desync_runs_total{result="failure"}')).toBe(2);
+    run.kill('SIGKILL');
+    await new Promise((r) => run.once('exit', r));
+    const t = (await request(exp.server).get('/metrics')).text;
+    expect(sample(t, 'nixos_desync_run_in_progress')).toBe(0);
+    expect(sample(t, 'nixos_desync_runs_total{result="failure"}')).toBe(9);
+  });
+
+  it('the running system swapped within the debounce (a killed run\'s activation landing) shows at the very next scrape: system_unverified 1', async () => {
+    host = await buildFixtureHost();
+    const [sys2, sys3] = [join(host.storeDir, 'sys2'), join(host.storeDir, 'sys3')];
+    await editState(host.stateDir, (s) => void (s.verified = { toplevel: sys2, at: '2026-01-10T04:00:00.000Z', runId: 'r0', how: 'health' }));
+    // A dead run's journal: it was activating sys3 over sys2 when it died.
+    const journal = { version: 1, runId: 'r1', pid: 2 ** 22 + 12345, startedAt: '2026-01-10T04:00:00.000Z', stage: 'activate', previousSetId: null, candidateSetId: null, child: null,
+      activation: { toplevel: sys3, previous: sys2, mode: 'switch' }, verdict: null };
+    await writeFileAtomic(join(host.stateDir, 'journal.json'), JSON.stringify(journal));
+    exp = await startTestExporter(host.config, { model: { debounceMs: 60_000, maxWaitMs: 60_000 } });
+    expect(await metric('nixos_desync_system_unverified')).toBe(0); // sys2, the verified one, still runs
+    await symlink(sys3, join(host.runDir, 'current-system.tmp'));
+    await rename(join(host.runDir, 'current-system.tmp'), join(host.runDir, 'current-system'));
+    expect(await metric('nixos_desync_system_unverified')).toBe(1);
   });
 
   it('coalesces a rename storm of the pins symlink and state.json into few re-reads', async () => {

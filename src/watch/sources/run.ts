@@ -23,6 +23,8 @@ export interface RunReading {
 }
 
 export function createRunSource(config: Config): Source<RunReading> {
+  const current = (): Promise<string | null> => realpath(join(config.runDir, 'current-system')).catch(() => null);
+  let published: string | null | undefined;
   return {
     name: 'run',
     root: config.runDir,
@@ -32,11 +34,18 @@ export function createRunSource(config: Config): Source<RunReading> {
       const runError = await dirProblem(config.runDir);
       const [rebootRequired, activationPending, nixpkgs, currentToplevel, reboot] = await Promise.all([
         readRebootRequired(config.runDir), readActivationPending(config.profilesDir, config.runDir), readRunningNixpkgs(config.runDir),
-        realpath(join(config.runDir, 'current-system')).catch(() => null), readRebootSituation(config.profilesDir, config.runDir, config.reboot.triggers),
+        current(), readRebootSituation(config.profilesDir, config.runDir, config.reboot.triggers),
       ]);
       const toplevelSources = currentToplevel === null ? null : await readToplevelSources(currentToplevel);
       const snapshot = { rebootRequired, activationPending, nixpkgs, currentToplevel, toplevelSources, reboot, runError };
-      return () => ({ snapshot, error: runError });
+      return () => {
+        published = currentToplevel;
+        return { snapshot, error: runError };
+      };
+    },
+    // One realpath per scrape: the running system as it is now, not as of the last debounced read.
+    async stale() {
+      return published !== undefined && (await current()) !== published;
     },
   };
 }

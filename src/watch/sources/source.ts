@@ -28,6 +28,8 @@ export interface Source<S> {
    * until the returned function runs: the model may drop a read caught half-way through a run.
    */
   read(full: boolean): Promise<() => Reading<S>>;
+  /** Before a scrape: whether what it published changed in a way no file event reports (a chmod, a link swapped within a debounce). */
+  stale?(): Promise<boolean>;
 }
 
 /** Why `dir` cannot be read as a directory (null when it can); `missing` when it does not exist. */
