@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Soak mode of the fault suite (issue #11 item 21), outside CI, bounded in time. Two parts:
+// Soak mode of the fault suite (issue #11 item 21) and of the chaos test (issue 18), outside CI. Three parts:
 //
 //   node bench/soak.mjs kills [--kills 200] [--minutes 15] [--seed 1] [--span 1.2] [--json FILE]
 //     Real Nix (run it under the shared lock: flock /tmp/nd-real.lock …). A demo host runs
@@ -18,7 +18,13 @@
 //     the state/profiles/run dirs moved into a scratch directory and nixpkgs pointing nowhere
 //     (exit 0, 1 or 78, one JSON object, and the dry run creates nothing).
 //
-// Both print what they tried and what broke, and write it as JSON (--json). Needs a built
+//   node bench/soak.mjs chaos [--instants 300] [--seed S] [--json FILE]
+//     Real Nix. Issue 18's chaos test (test/integration/chaos.test.ts, 32 instants in CI) with
+//     more instants: SIGTERM, SIGKILL or SIGTERM then SIGKILL at seeded random instants inside
+//     activation, health gate, rollback and commit; the scrape at each instant and the state
+//     after each `recover` checked. Runs that test file through vitest (one engine for both).
+//
+// All print what they tried and what broke, and write it as JSON (--json). Needs a built
 // dist/ (scripts/setup.sh test). Figures and commands: docs/security.md "Soak".
 import { mkdtemp, mkdir, readdir, readFile, readlink, rm, writeFile, lstat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -276,11 +282,27 @@ async function fuzz() {
   return { mode: 'fuzz', seed: SEED, configs: tried, requested: CONFIGS, seconds: Math.round((Date.now() - t0) / 1000), exitCodes: codes, topRejectedFields: Object.fromEntries(topProblems), broken: broke.length, failures: broke.slice(0, 50) };
 }
 
-if (mode !== 'kills' && mode !== 'fuzz') {
-  process.stderr.write('usage: node bench/soak.mjs kills|fuzz [--kills N|--configs N] [--minutes M] [--seed S] [--json FILE]\n');
+// -------------------------------------------------------------------------------- chaos
+async function chaos() {
+  const dir = await mkdtemp(join(tmpdir(), 'desync-soak-chaos-'));
+  const file = join(dir, 'report.json');
+  const seed = args.seed ?? String(Math.floor(Math.random() * 2 ** 31));
+  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/vitest/vitest.mjs'), 'run', 'test/integration/chaos.test.ts'], {
+    cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...env, CHAOS_INSTANTS: String(args.instants ?? 300), CHAOS_SEED: seed, CHAOS_REPORT: file },
+  });
+  const report = await readFile(file, 'utf8').then((t) => JSON.parse(t), () => null);
+  await rm(dir, { recursive: true, force: true });
+  if (report === null) return { mode: 'chaos', seed: Number(seed), broken: 1, failures: [`the chaos test wrote no report (vitest exit ${r.status})`] };
+  return { mode: 'chaos', ...report, broken: report.broken.length, failures: report.broken.slice(0, 50), vitestExit: r.status };
+}
+
+const modes = { kills, fuzz, chaos };
+if (!(mode in modes)) {
+  process.stderr.write('usage: node bench/soak.mjs kills|fuzz|chaos [--kills N|--configs N|--instants N] [--minutes M] [--seed S] [--json FILE]\n');
   process.exit(64);
 }
-const report = mode === 'kills' ? await kills() : await fuzz();
+const report = await modes[mode]();
 process.stdout.write(JSON.stringify(report, null, 2) + '\n');
 if (args.json) {
   await mkdir(dirname(args.json), { recursive: true });

@@ -215,13 +215,18 @@ export const FAKE_SWITCH_SCRIPT = `#!/bin/sh
 top=@out@
 run=@runDir@
 action="$1"
+# A slow activation (the chaos test's window into activation, rollback and commit): <runDir>/activation-delay
+# holds seconds, slept before and again after the switch, so a signal can land on either side of it.
+delay=$(cat "$run/activation-delay" 2>/dev/null || echo 0)
 case "$action" in
   test|switch)
     # A host whose activation of this toplevel breaks (tests of a failing rollback): <runDir>/refuse-activation lists it.
     if [ -e "$run/refuse-activation" ] && grep -qxF "$top" "$run/refuse-activation"; then echo "error: activating $top failed (listed in $run/refuse-activation)" >&2; exit 1; fi
     # As nixpkgs' pre-switch check (simplified: the whole file): no live switch across changed switch inhibitors.
     if [ -e "$top/switch-inhibitors" ] && [ -e "$run/current-system/switch-inhibitors" ] && ! cmp -s "$top/switch-inhibitors" "$run/current-system/switch-inhibitors"; then echo "error: the switch inhibitors of $top differ from the running system's: refusing to switch live, reboot into it" >&2; exit 1; fi
+    sleep "$delay"
     ln -sfn "$top" "$run/current-system.tmp" && mv -T "$run/current-system.tmp" "$run/current-system"
+    sleep "$delay"
     [ -e "$run/booted-system" ] || ln -s "$top" "$run/booted-system"
     echo "$action $top" >> "$run/activations"
     : > "$run/failed-units.tmp"
@@ -237,6 +242,7 @@ case "$action" in
     echo "activated $top"
     ;;
   boot)
+    sleep "$delay"
     ln -sfn "$top" "$run/boot-default.tmp" && mv -T "$run/boot-default.tmp" "$run/boot-default"
     echo "boot $top" >> "$run/activations"
     ;;

@@ -1,0 +1,231 @@
+// The chaos test's engine (issue 18): a demo host whose activations, health gate, rollbacks and
+// commits take a little time, runs of the real CLI signalled (SIGTERM, SIGKILL, or SIGTERM then
+// SIGKILL as systemd's stop timeout does) at a seeded random instant inside one of those phases,
+// and the invariants checked at that instant (a scrape) and after the next `recover`. Used by
+// test/integration/chaos.test.ts (≥ 30 instants in CI) and `node bench/soak.mjs chaos` (≥ 300).
+import { readdir, readFile, readlink, realpath, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { createDemoHost, type DemoHost } from '../../src/demo/host.js';
+import { loadConfig } from '../../src/config/load.js';
+import { runCli, startCli, waitUntil } from './cli.js';
+import { sample, startTestExporter, type StartedExporter } from '../fixtures/exporter/start.js';
+
+export const PHASES = ['activation', 'health', 'rollback', 'commit'] as const;
+export type Phase = (typeof PHASES)[number];
+export const SIGNALS = ['SIGKILL', 'SIGTERM', 'SIGTERM+SIGKILL'] as const;
+export type ChaosSignal = (typeof SIGNALS)[number];
+
+/** Seconds every activation sleeps before and after its switch (fake switch-to-configuration). */
+const ACTIVATION_DELAY = 0.2;
+/** How long each phase lasts here, roughly: the window a signal instant is drawn from. */
+const WINDOW_MS: Record<Phase, number> = { activation: 2 * ACTIVATION_DELAY * 1000 + 100, health: 400, rollback: 2 * ACTIVATION_DELAY * 1000 + 100, commit: ACTIVATION_DELAY * 1000 + 200 };
+
+/** mulberry32: small, seedable, the same sequence on every Node. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface ChaosWorld {
+  host: DemoHost;
+  exporter: StartedExporter;
+  /** Toplevels seen passing the health gate (a killed run's own output says so) — with the profile's, the verified ones. */
+  passedHealth: Set<string>;
+  /** Runs that took the lock: what the sum of runs_total must be. */
+  tookLock: number;
+  close(): Promise<void>;
+}
+
+export async function chaosWorld(dir: string): Promise<ChaosWorld> {
+  const host = await createDemoHost(dir, {
+    revisions: [{ label: 'rev1' }, { label: 'rev2' }, { label: 'crash', crashes: ['matrix-synapse'] }],
+    desyncs: { 'home-manager': { requireBuilds: ['home-manager'] }, synapse: { requireBuilds: ['matrix-synapse'] } },
+    systemPackages: { 'home-manager': 'home-manager', synapse: 'matrix-synapse' },
+    extraConfig: { health: { settle: '0s', checks: [['/bin/sh', '-c', 'sleep 0.3']] } },
+  });
+  await writeFile(join(host.runDir, 'activation-delay'), `${ACTIVATION_DELAY}\n`);
+  const first = await runCli(['upgrade', '--config', host.configPath]);
+  if (first.code !== 0) throw new Error(`the chaos host's first run failed:\n${first.stdout}${first.stderr}`);
+  const exporter = await startTestExporter(await loadConfig(host.configPath));
+  return { host, exporter, passedHealth: new Set(), tookLock: 1, close: () => exporter.close() };
+}
+
+/** The toplevel's packages as the fake switch-to-configuration reads them: its revision label, and whether a unit of it fails once activated. */
+async function contents(toplevel: string): Promise<{ label: string; crashes: boolean }> {
+  const pkgs = (await readFile(join(toplevel, 'packages'), 'utf8')).split(/\s+/).filter((p) => p !== '');
+  const texts = await Promise.all(pkgs.map((p) => readFile(p, 'utf8')));
+  return { label: texts[0]?.split(/\s+/)[1] ?? '?', crashes: texts.some((t) => t.includes('crashes-at-runtime')) };
+}
+
+const runningSystem = (w: ChaosWorld): Promise<string> => realpath(join(w.host.runDir, 'current-system'));
+
+async function generationTargets(w: ChaosWorld): Promise<string[]> {
+  const links = (await readdir(w.host.profilesDir)).filter((n) => /^system-\d+-link$/.test(n));
+  return Promise.all(links.map((l) => realpath(join(w.host.profilesDir, l))));
+}
+
+/**
+ * Verified, told without asking the tool: no unit of it fails once activated, and it passed the
+ * health gate — it is a profile generation (made only after the gate), or a run printed
+ * "health healthy" for it.
+ */
+async function verifiedByTheTest(w: ChaosWorld, toplevel: string): Promise<boolean> {
+  if ((await contents(toplevel)).crashes) return false;
+  return w.passedHealth.has(toplevel) || (await generationTargets(w)).includes(toplevel);
+}
+
+async function pinBytes(dir: string): Promise<Record<string, string>> {
+  const names = (await readdir(dir).catch(() => [] as string[])).sort();
+  return Object.fromEntries(await Promise.all(names.map(async (n) => [n, await readFile(join(dir, n), 'utf8')] as const)));
+}
+
+async function readJson<T>(file: string): Promise<T | null> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as T;
+  } catch {
+    return null;
+  }
+}
+
+interface JournalView { runId: string; stage: string; activation: unknown; verdict: unknown }
+interface StateView { runs: { total: Record<string, number> }; committed: { setId: string | null } }
+
+const runsTotal = async (w: ChaosWorld): Promise<number> =>
+  Object.values((await readJson<StateView>(join(w.host.stateDir, 'state.json')))?.runs.total ?? {}).reduce((a, b) => a + b, 0);
+
+/** Where a run is, from its journal: the phase a signal now would land in. */
+export function phaseOf(j: JournalView | null): Phase | 'other' {
+  if (j === null) return 'other';
+  if (j.verdict) return 'rollback';
+  if (j.stage === 'activate') return 'activation';
+  if (j.stage === 'health') return 'health';
+  if (j.stage === 'commit') return 'commit';
+  return 'other';
+}
+
+export interface Instant {
+  n: number;
+  target: Phase;
+  signal: ChaosSignal;
+  revision: string;
+  /** Where the run was when the (first) signal was sent: a phase, `other` (before activation), `record` (after its journal), or `finished` (it ended first). */
+  phase: Phase | 'other' | 'record' | 'finished';
+  atMs: number;
+  exit: string;
+  /** The scrape after the signal: the system was verified, or system_unverified 1. */
+  scrape: 'verified' | 'unverified';
+  /** What the check found wrong; empty when every invariant held. */
+  broken: string[];
+}
+
+/** One instant: a run, a signal inside `target`, the scrape, `recover`, the invariants. */
+export async function chaosInstant(w: ChaosWorld, n: number, rand: () => number): Promise<Instant> {
+  const { host } = w;
+  const target = PHASES[Math.floor(rand() * PHASES.length)]!;
+  const signal = SIGNALS[Math.floor(rand() * SIGNALS.length)]!;
+  const fraction = rand();
+  const secondAfterMs = Math.floor(rand() * 300);
+  const broken: string[] = [];
+  const check = (ok: boolean, what: string): void => void (ok || broken.push(what));
+
+  // A candidate that fails its health gate for a rollback (--retry: tried again though rejected), else the healthy revision not running.
+  const runningLabel = (await contents(await runningSystem(w))).label;
+  const revision = target === 'rollback' || (target === 'health' && rand() < 0.5) ? 'crash' : runningLabel === 'rev1' ? 'rev2' : 'rev1';
+  await host.useRevision(revision);
+  const pinsBefore = await pinBytes(join(host.stateDir, 'pins'));
+  const totalBefore = await runsTotal(w);
+
+  const journalFile = join(host.stateDir, 'journal.json');
+  const run = startCli(['upgrade', '--config', host.configPath, ...(revision === 'crash' ? ['--retry'] : [])]);
+  let exited = false;
+  void run.done.then(() => (exited = true));
+  const t0 = Date.now();
+  let journal: JournalView | null = null;
+  let runId: string | null = null;
+  const look = async (): Promise<JournalView | null> => {
+    journal = await readJson<JournalView>(journalFile);
+    runId = journal?.runId ?? runId;
+    return journal;
+  };
+  await waitUntil(async () => exited || phaseOf(await look()) === target, 120_000);
+  await new Promise((r) => setTimeout(r, Math.floor(fraction * WINDOW_MS[target])));
+  // After its journal is gone the run is recording itself and releasing the lock.
+  const phase = exited ? 'finished' : (await look()) === null && runId !== null ? 'record' : phaseOf(journal);
+  const atMs = Date.now() - t0;
+  run.child.kill(signal === 'SIGKILL' ? 'SIGKILL' : 'SIGTERM');
+  if (signal === 'SIGTERM+SIGKILL') setTimeout(() => run.child.kill('SIGKILL'), secondAfterMs);
+  const res = await run.done;
+  const exit = res.signal ?? `exit ${res.code}`;
+  if (signal === 'SIGTERM' && phase !== 'finished') check(res.code !== null, `SIGTERM: the run did not exit by itself (${exit})`);
+  const out = res.stdout + res.stderr;
+  const built = /system +.* ok → (\/nix\/store\/\S+)/.exec(out)?.[1];
+  if (built && /health +healthy after/.test(out)) w.passedHealth.add(built);
+
+  // Did it take the lock? It left the lock or its journal behind, or it recorded itself.
+  const grew = (await runsTotal(w)) > totalBefore;
+  if (existsSync(join(host.stateDir, 'lock')) || existsSync(journalFile) || grew) w.tookLock += 1;
+  // Its set, when it passed the commit point: what the pins must show after recovery.
+  const state = await readJson<StateView>(join(host.stateDir, 'state.json'));
+  const committedByIt = runId !== null && state?.committed.setId === runId;
+  const expectedPins = committedByIt ? await pinBytes(join(host.stateDir, 'sets', runId, 'pins')) : pinsBefore;
+
+  // At this instant: a scrape shows a verified system, or system_unverified 1. A killed run's
+  // activation may still be switching: the scrape counts when the system was the same around it.
+  let text = '';
+  let running = '';
+  for (let same = false; !same;) {
+    running = await runningSystem(w);
+    text = await (await fetch(`${w.exporter.url}metrics`)).text();
+    same = (await runningSystem(w)) === running;
+  }
+  const unverified = sample(text, 'nixos_desync_system_unverified');
+  const scrape = unverified === 1 ? 'unverified' : 'verified';
+  check(sample(text, 'nixos_desync_run_in_progress') === 0, `the scrape after the signal shows a run in progress`);
+  if (unverified !== 1) check(await verifiedByTheTest(w, running), `the scrape shows system_unverified ${unverified} while ${running} (${(await contents(running)).label}) runs unverified`);
+  if (unverified === 1) check(sample(text, 'nixos_desync_last_health_check_success') === 0, 'system_unverified 1 with last_health_check_success 1');
+
+  // The next recovery, as the module's recover unit runs it.
+  const rec = await runCli(['recover', '--config', host.configPath]);
+  check(rec.code === 0, `recover exit ${rec.code}: ${(rec.stdout + rec.stderr).slice(-600)}`);
+  await afterRecovery(w, expectedPins, check);
+  return { n, target, signal, revision, phase, atMs, exit, scrape, broken };
+}
+
+/** After `recover`: verified system running and in the profile, one committed set byte for byte, every run counted once, nothing left over. */
+async function afterRecovery(w: ChaosWorld, expectedPins: Record<string, string>, check: (ok: boolean, what: string) => void): Promise<void> {
+  const { host } = w;
+  const running = await runningSystem(w);
+  const generations = (await readdir(host.profilesDir)).filter((n) => /^system-\d+-link$/.test(n)).sort((a, b) => Number(a.split('-')[1]) - Number(b.split('-')[1]));
+  const newest = await realpath(join(host.profilesDir, generations.at(-1)!));
+  check(running === newest, `after recovery ${running} runs, the profile's newest generation is ${newest}`);
+  check(await realpath(join(host.profilesDir, 'system')) === newest, 'the profile does not show its newest generation');
+  check(await realpath(join(host.runDir, 'boot-default')) === newest, 'the boot default is not the newest generation');
+  check(await verifiedByTheTest(w, running), `after recovery the running system ${running} is not verified`);
+  // Byte for byte one committed set: pins/ is that set's, and it is the one the run committed (or the one before).
+  const link = await readlink(join(host.stateDir, 'pins')).catch(() => '');
+  const state = await readJson<StateView>(join(host.stateDir, 'state.json'));
+  check(link === `sets/${state?.committed.setId}/pins`, `pins -> ${link}, committed set ${state?.committed.setId}`);
+  check(JSON.stringify(await pinBytes(join(host.stateDir, 'pins'))) === JSON.stringify(expectedPins), 'after recovery pins/ is not the committed set byte for byte');
+  check((await readdir(join(host.stateDir, 'sets'))).length === 1, 'more than one set left');
+  check(!existsSync(join(host.stateDir, 'lock')) && !existsSync(join(host.stateDir, 'journal.json')), 'a lock or journal left after recovery');
+  // Every run counted once.
+  const total = await runsTotal(w);
+  check(total === w.tookLock, `runs_total sums to ${total}, ${w.tookLock} runs took the lock`);
+  const ids = ((await readJson<{ runs: Array<{ id: string }> }>(join(host.stateDir, 'history.json')))?.runs ?? []).map((r) => r.id);
+  check(ids.length === new Set(ids).size, 'a run id twice in the history');
+  // The exporter agrees: verified.
+  const text = await (await fetch(`${w.exporter.url}metrics`)).text().catch(() => '');
+  const settled = await waitUntil(async () => sample(await (await fetch(`${w.exporter.url}metrics`)).text(), 'nixos_desync_system_unverified') === 0, 2000);
+  check(settled, `after recovery the scrape still shows system_unverified ${sample(text, 'nixos_desync_system_unverified')}`);
+  // Nothing of the killed run still runs (its activation included).
+  const strays = spawnSync('pgrep', ['-f', `${host.dir}|nixos-system-demo/bin/switch-to-configuration`], { encoding: 'utf8' }).stdout.trim();
+  check(strays === '', `processes left running after recovery: ${strays}`);
+}
