@@ -18,8 +18,8 @@
 //     the state/profiles/run dirs moved into a scratch directory and nixpkgs pointing nowhere
 //     (exit 0, 1 or 78, one JSON object, and the dry run creates nothing).
 //
-//   node bench/soak.mjs chaos [--instants 300] [--seed S] [--json FILE]
-//     Real Nix. Issue 18's chaos test (test/integration/chaos.test.ts, 32 instants in CI) with
+//   node bench/soak.mjs chaos [--instants 300] [--flake-instants 60] [--seed S] [--json FILE]
+//     Real Nix. Issue 18's chaos test (test/integration/chaos.test.ts, 24 + 12 instants in CI) with
 //     more instants: SIGTERM, SIGKILL or SIGTERM then SIGKILL at seeded random instants inside
 //     activation, health gate, rollback and commit; the scrape at each instant and the state
 //     after each `recover` checked. Runs that test file through vitest (one engine for both).
@@ -289,12 +289,15 @@ async function chaos() {
   const seed = args.seed ?? String(Math.floor(Math.random() * 2 ** 31));
   const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/vitest/vitest.mjs'), 'run', 'test/integration/chaos.test.ts'], {
     cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...env, CHAOS_INSTANTS: String(args.instants ?? 300), CHAOS_SEED: seed, CHAOS_REPORT: file },
+    env: { ...env, CHAOS_INSTANTS: String(args.instants ?? 300), CHAOS_FLAKE_INSTANTS: String(args['flake-instants'] ?? 60), CHAOS_SEED: seed, CHAOS_REPORT: file },
   });
   const report = await readFile(file, 'utf8').then((t) => JSON.parse(t), () => null);
   await rm(dir, { recursive: true, force: true });
   if (report === null) return { mode: 'chaos', seed: Number(seed), broken: 1, failures: [`the chaos test wrote no report (vitest exit ${r.status})`] };
-  return { mode: 'chaos', ...report, broken: report.broken.length, failures: report.broken.slice(0, 50), vitestExit: r.status };
+  const modes = ['channel', 'flake'].filter((m) => report[m]);
+  const failures = modes.flatMap((m) => report[m].broken.map((b) => ({ mode: m, ...b })));
+  const broken = failures.length + (r.status === 0 ? 0 : 1);
+  return { mode: 'chaos', ...report, ...Object.fromEntries(modes.map((m) => [m, { ...report[m], broken: report[m].broken.length }])), broken, failures: failures.slice(0, 50), vitestExit: r.status };
 }
 
 const modes = { kills, fuzz, chaos };

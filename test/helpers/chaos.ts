@@ -7,9 +7,10 @@ import { readdir, readFile, readlink, realpath, writeFile } from 'node:fs/promis
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { createDemoHost, type DemoHost } from '../../src/demo/host.js';
+import { createDemoHost } from '../../src/demo/host.js';
+import { createFlakeHost } from '../../src/demo/fake-flake.js';
 import { loadConfig } from '../../src/config/load.js';
-import { runCli, startCli, waitUntil } from './cli.js';
+import { NIX_ENV, runCli, startCli, waitUntil } from './cli.js';
 import { sample, startTestExporter, type StartedExporter } from '../fixtures/exporter/start.js';
 
 export const PHASES = ['activation', 'health', 'rollback', 'commit'] as const;
@@ -20,7 +21,7 @@ export type ChaosSignal = (typeof SIGNALS)[number];
 /** Seconds every activation sleeps before and after its switch (fake switch-to-configuration). */
 const ACTIVATION_DELAY = 0.2;
 /** How long each phase lasts here, roughly: the window a signal instant is drawn from. */
-const WINDOW_MS: Record<Phase, number> = { activation: 2 * ACTIVATION_DELAY * 1000 + 100, health: 400, rollback: 2 * ACTIVATION_DELAY * 1000 + 100, commit: ACTIVATION_DELAY * 1000 + 200 };
+const WINDOW_MS: Record<Phase, number> = { activation: 2 * ACTIVATION_DELAY * 1000 + 100, health: 300, rollback: 2 * ACTIVATION_DELAY * 1000 + 100, commit: ACTIVATION_DELAY * 1000 + 200 };
 
 /** mulberry32: small, seedable, the same sequence on every Node. */
 export function prng(seed: number): () => number {
@@ -34,8 +35,23 @@ export function prng(seed: number): () => number {
   };
 }
 
+/** What the engine needs of a host, channel or flake. */
+interface ChaosHost {
+  dir: string;
+  configPath: string;
+  stateDir: string;
+  profilesDir: string;
+  runDir: string;
+  useRevision(label: string): Promise<unknown>;
+  /** The committed set as the host shows it (pin files; flake: and flake.lock), byte for byte. */
+  shown(): Promise<Record<string, string>>;
+  /** Set `id` as it would be shown once committed. */
+  ofSet(id: string): Promise<Record<string, string>>;
+}
+
 export interface ChaosWorld {
-  host: DemoHost;
+  mode: 'channel' | 'flake';
+  host: ChaosHost;
   exporter: StartedExporter;
   /** Toplevels seen passing the health gate (a killed run's own output says so) — with the profile's, the verified ones. */
   passedHealth: Set<string>;
@@ -44,18 +60,36 @@ export interface ChaosWorld {
   close(): Promise<void>;
 }
 
-export async function chaosWorld(dir: string): Promise<ChaosWorld> {
-  const host = await createDemoHost(dir, {
-    revisions: [{ label: 'rev1' }, { label: 'rev2' }, { label: 'crash', crashes: ['matrix-synapse'] }],
-    desyncs: { 'home-manager': { requireBuilds: ['home-manager'] }, synapse: { requireBuilds: ['matrix-synapse'] } },
-    systemPackages: { 'home-manager': 'home-manager', synapse: 'matrix-synapse' },
-    extraConfig: { health: { settle: '0s', checks: [['/bin/sh', '-c', 'sleep 0.3']] } },
-  });
+const REVISIONS = [{ label: 'rev1' }, { label: 'rev2' }, { label: 'crash', crashes: ['matrix-synapse'] }];
+const DESYNCS = { 'home-manager': { requireBuilds: ['home-manager'] }, synapse: { requireBuilds: ['matrix-synapse'] } };
+const SYSTEM_PACKAGES = { 'home-manager': 'home-manager', synapse: 'matrix-synapse' };
+const HEALTH = { settle: '0s', checks: [['/bin/sh', '-c', 'sleep 0.3']] };
+
+/** Channel mode: the demo host. Flake mode: a flake host whose flake.lock the loop commits with git, activated by the same fake switch-to-configuration. */
+async function chaosHost(dir: string, mode: 'channel' | 'flake'): Promise<ChaosHost> {
+  const pins = (d: string): Promise<Record<string, string>> => pinBytes(d);
+  if (mode === 'channel') {
+    const h = await createDemoHost(dir, { revisions: REVISIONS, desyncs: DESYNCS, systemPackages: SYSTEM_PACKAGES, extraConfig: { health: HEALTH } });
+    return { ...h, shown: () => pins(join(h.stateDir, 'pins')), ofSet: (id) => pins(join(h.stateDir, 'sets', id, 'pins')) };
+  }
+  const h = await createFlakeHost(dir, { revisions: REVISIONS, desyncs: DESYNCS, systemPackages: SYSTEM_PACKAGES, switchable: true, env: { ...process.env, ...NIX_ENV } });
+  const sys = h.config.system as { build: string[] };
+  await h.writeConfig({ system: { build: sys.build }, health: HEALTH, flake: { ...(h.config.flake as object), commitLockFile: true } });
+  const lock = (f: string): Promise<Record<string, string>> => readFile(f, 'utf8').then((t) => ({ 'flake.lock': t }), () => ({}));
+  return {
+    ...h,
+    shown: async () => ({ ...(await pins(join(h.stateDir, 'pins'))), ...(await lock(h.lockFile)) }),
+    ofSet: async (id) => ({ ...(await pins(join(h.stateDir, 'sets', id, 'pins'))), ...(await lock(join(h.stateDir, 'sets', id, 'flake', 'candidate.lock'))) }),
+  };
+}
+
+export async function chaosWorld(dir: string, mode: 'channel' | 'flake' = 'channel'): Promise<ChaosWorld> {
+  const host = await chaosHost(dir, mode);
   await writeFile(join(host.runDir, 'activation-delay'), `${ACTIVATION_DELAY}\n`);
   const first = await runCli(['upgrade', '--config', host.configPath]);
   if (first.code !== 0) throw new Error(`the chaos host's first run failed:\n${first.stdout}${first.stderr}`);
   const exporter = await startTestExporter(await loadConfig(host.configPath));
-  return { host, exporter, passedHealth: new Set(), tookLock: 1, close: () => exporter.close() };
+  return { mode, host, exporter, passedHealth: new Set(), tookLock: 1, close: () => exporter.close() };
 }
 
 /** The toplevel's packages as the fake switch-to-configuration reads them: its revision label, and whether a unit of it fails once activated. */
@@ -126,11 +160,12 @@ export interface Instant {
   broken: string[];
 }
 
-/** One instant: a run, a signal inside `target`, the scrape, `recover`, the invariants. */
+/** Instant `n`: a run, a signal inside one phase, the scrape, `recover`, the invariants. */
 export async function chaosInstant(w: ChaosWorld, n: number, rand: () => number): Promise<Instant> {
   const { host } = w;
-  const target = PHASES[Math.floor(rand() * PHASES.length)]!;
-  const signal = SIGNALS[Math.floor(rand() * SIGNALS.length)]!;
+  // Every (phase, signal) pair once per 12 instants; the instant inside the phase is drawn.
+  const target = PHASES[n % PHASES.length]!;
+  const signal = SIGNALS[Math.floor(n / PHASES.length) % SIGNALS.length]!;
   const fraction = rand();
   const secondAfterMs = Math.floor(rand() * 300);
   const broken: string[] = [];
@@ -140,7 +175,7 @@ export async function chaosInstant(w: ChaosWorld, n: number, rand: () => number)
   const runningLabel = (await contents(await runningSystem(w))).label;
   const revision = target === 'rollback' || (target === 'health' && rand() < 0.5) ? 'crash' : runningLabel === 'rev1' ? 'rev2' : 'rev1';
   await host.useRevision(revision);
-  const pinsBefore = await pinBytes(join(host.stateDir, 'pins'));
+  const shownBefore = await host.shown();
   const totalBefore = await runsTotal(w);
 
   const journalFile = join(host.stateDir, 'journal.json');
@@ -175,7 +210,7 @@ export async function chaosInstant(w: ChaosWorld, n: number, rand: () => number)
   // Its set, when it passed the commit point: what the pins must show after recovery.
   const state = await readJson<StateView>(join(host.stateDir, 'state.json'));
   const committedByIt = runId !== null && state?.committed.setId === runId;
-  const expectedPins = committedByIt ? await pinBytes(join(host.stateDir, 'sets', runId, 'pins')) : pinsBefore;
+  const expected = committedByIt ? await host.ofSet(runId) : shownBefore;
 
   // At this instant: a scrape shows a verified system, or system_unverified 1. A killed run's
   // activation may still be switching: the scrape counts when the system was the same around it.
@@ -191,16 +226,18 @@ export async function chaosInstant(w: ChaosWorld, n: number, rand: () => number)
   check(sample(text, 'nixos_desync_run_in_progress') === 0, `the scrape after the signal shows a run in progress`);
   if (unverified !== 1) check(await verifiedByTheTest(w, running), `the scrape shows system_unverified ${unverified} while ${running} (${(await contents(running)).label}) runs unverified`);
   if (unverified === 1) check(sample(text, 'nixos_desync_last_health_check_success') === 0, 'system_unverified 1 with last_health_check_success 1');
+  // Killed inside its health gate, the run leaves its candidate running unconfirmed: always flagged.
+  if (signal === 'SIGKILL' && phase === 'health') check(unverified === 1, `killed in its health gate, yet the scrape shows system_unverified ${unverified}`);
 
   // The next recovery, as the module's recover unit runs it.
   const rec = await runCli(['recover', '--config', host.configPath]);
   check(rec.code === 0, `recover exit ${rec.code}: ${(rec.stdout + rec.stderr).slice(-600)}`);
-  await afterRecovery(w, expectedPins, check);
+  await afterRecovery(w, expected, check);
   return { n, target, signal, revision, phase, atMs, exit, scrape, broken };
 }
 
 /** After `recover`: verified system running and in the profile, one committed set byte for byte, every run counted once, nothing left over. */
-async function afterRecovery(w: ChaosWorld, expectedPins: Record<string, string>, check: (ok: boolean, what: string) => void): Promise<void> {
+async function afterRecovery(w: ChaosWorld, expected: Record<string, string>, check: (ok: boolean, what: string) => void): Promise<void> {
   const { host } = w;
   const running = await runningSystem(w);
   const generations = (await readdir(host.profilesDir)).filter((n) => /^system-\d+-link$/.test(n)).sort((a, b) => Number(a.split('-')[1]) - Number(b.split('-')[1]));
@@ -213,7 +250,8 @@ async function afterRecovery(w: ChaosWorld, expectedPins: Record<string, string>
   const link = await readlink(join(host.stateDir, 'pins')).catch(() => '');
   const state = await readJson<StateView>(join(host.stateDir, 'state.json'));
   check(link === `sets/${state?.committed.setId}/pins`, `pins -> ${link}, committed set ${state?.committed.setId}`);
-  check(JSON.stringify(await pinBytes(join(host.stateDir, 'pins'))) === JSON.stringify(expectedPins), 'after recovery pins/ is not the committed set byte for byte');
+  const shown = await host.shown();
+  check(JSON.stringify(shown) === JSON.stringify(expected), `after recovery ${Object.keys(shown).join(', ')} is not the committed set byte for byte`);
   check((await readdir(join(host.stateDir, 'sets'))).length === 1, 'more than one set left');
   check(!existsSync(join(host.stateDir, 'lock')) && !existsSync(join(host.stateDir, 'journal.json')), 'a lock or journal left after recovery');
   // Every run counted once.
@@ -226,6 +264,18 @@ async function afterRecovery(w: ChaosWorld, expectedPins: Record<string, string>
   const settled = await waitUntil(async () => sample(await (await fetch(`${w.exporter.url}metrics`)).text(), 'nixos_desync_system_unverified') === 0, 2000);
   check(settled, `after recovery the scrape still shows system_unverified ${sample(text, 'nixos_desync_system_unverified')}`);
   // Nothing of the killed run still runs (its activation included).
-  const strays = spawnSync('pgrep', ['-f', `${host.dir}|nixos-system-demo/bin/switch-to-configuration`], { encoding: 'utf8' }).stdout.trim();
-  check(strays === '', `processes left running after recovery: ${strays}`);
+  check((await strays(host)).length === 0, `processes left running after recovery: ${(await strays(host)).join('; ')}`);
+}
+
+/** Processes of this host still running: its CLI runs, and switch-to-configuration of its toplevels (their script names its run dir). */
+async function strays(host: ChaosHost): Promise<string[]> {
+  const pids = spawnSync('pgrep', ['-f', `${host.dir}|/bin/switch-to-configuration`], { encoding: 'utf8' }).stdout.split('\n').filter((p) => p !== '');
+  const mine: string[] = [];
+  for (const pid of pids) {
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    const script = argv.find((a) => a.endsWith('/bin/switch-to-configuration'));
+    const ours = argv.some((a) => a.includes(host.dir)) || (script !== undefined && (await readFile(script, 'utf8').catch(() => '')).includes(host.runDir));
+    if (ours) mine.push(`${pid} ${argv.join(' ')}`);
+  }
+  return mine;
 }
