@@ -27,37 +27,46 @@ afterEach(async () => {
 const cand: Candidate = { path: '/nix/store/aaaa-source', storePath: '/nix/store/aaaa-source', revision: 'rev2', id: 'rev2+sha256-x' };
 const TOPLEVEL = '/nix/store/bbbb-nixos-system-host';
 
+/** The loop with a fake Nix and fake source and system sides that log their steps in `order`. */
+function world(o: { finalize?: SystemSide['finalize']; commit?: Source['commit']; kind?: Source['kind'] } = {}) {
+  const order: string[] = [];
+  const source: Source = {
+    kind: o.kind ?? 'channel',
+    fetch: async () => ({ skipped: false, message: 'fetched' }),
+    candidate: async () => cand,
+    expose: async () => undefined,
+    restore: async () => { order.push('restore'); },
+    commit: async (set, opts) => { order.push('source commit'); await o.commit?.(set, opts); },
+  };
+  const system: SystemSide = {
+    mode: 'switch',
+    gated: true,
+    build: async () => ({ toplevel: TOPLEVEL, command: 'nixos-rebuild build', durationMs: 1 }),
+    current: async () => '/nix/store/cccc-nixos-system-previous',
+    failedUnits: async () => [],
+    activate: async () => { order.push('activate'); return 'activated'; },
+    health: async () => ({ ok: true, failures: [], checked: { units: false, checks: 0 } }),
+    finalize: async (t, opts) => { const line = o.finalize ? await o.finalize(t, opts) : `${t} is the boot default`; order.push('finalize'); return line; },
+    rollback: async () => { order.push('rollback'); return 'rolled back'; },
+  };
+  const config = makeConfig(join(dir, 'state'), { desyncs: {} });
+  const q = new CallQueue();
+  const lines: string[] = [];
+  const store = createStateStore(config.stateDir);
+  const deps = (signal?: AbortSignal) => ({ config, nix: createFakeNix(q), run: createFakeRunner(q), store, source, system, logger: createLogger({ write: (l: string) => void lines.push(l) }), env: {}, signal });
+  return { order, store, deps, lines };
+}
+
 describe('commit: boot entry first, then the lock file commit', () => {
   it('a failing git commit of flake.lock: the healthy system still becomes the boot default; the run fails, says so and records it; the set stays committed', async () => {
-    const order: string[] = [];
-    const source: Source = {
+    const { order, store, deps, lines } = world({
       kind: 'flake',
-      fetch: async () => ({ skipped: false, message: 'input nixpkgs resolved' }),
-      candidate: async () => cand,
-      expose: async () => undefined,
-      restore: async () => { order.push('restore'); },
       commit: async () => {
-        order.push('git commit');
         throw new DesyncError('E_FLAKE_LOCK', 'git commit of /etc/nixos/flake.lock failed: git exited with code 128; the new flake.lock is in place (commit it yourself)\nerror: gpg failed to sign the data');
       },
-    };
-    const system: SystemSide = {
-      mode: 'switch',
-      gated: true,
-      build: async () => ({ toplevel: TOPLEVEL, command: 'nixos-rebuild build', durationMs: 1 }),
-      current: async () => '/nix/store/cccc-nixos-system-previous',
-      failedUnits: async () => [],
-      activate: async () => { order.push('activate'); return 'activated'; },
-      health: async () => ({ ok: true, failures: [], checked: { units: false, checks: 0 } }),
-      finalize: async (t) => { order.push('finalize'); return `${t} is the boot default`; },
-      rollback: async () => { order.push('rollback'); return 'rolled back'; },
-    };
-    const config = makeConfig(join(dir, 'state'), { desyncs: {} });
-    const q = new CallQueue();
-    const lines: string[] = [];
-    const store = createStateStore(config.stateDir);
-    const res = await runUpgrade({ config, nix: createFakeNix(q), run: createFakeRunner(q), store, source, system, logger: createLogger({ write: (l) => lines.push(l) }), env: {} });
-    expect(order).toEqual(['activate', 'finalize', 'git commit']);
+    });
+    const res = await runUpgrade(deps());
+    expect(order).toEqual(['activate', 'finalize', 'source commit']);
     expect(res).toMatchObject({ exitCode: 1, result: 'failure', error: { code: 'E_FLAKE_LOCK', message: expect.stringMatching(/git commit of \/etc\/nixos\/flake\.lock failed: .*commit it yourself/) } });
     const out = lines.join('');
     expect(out).toMatch(/boot +\/nix\/store\/bbbb-nixos-system-host is the boot default/);
@@ -73,42 +82,14 @@ describe('commit: boot entry first, then the lock file commit', () => {
 });
 
 describe('commit: the boot entry is part of the commit', () => {
-  function world(finalize: SystemSide['finalize']) {
-    const order: string[] = [];
-    const source: Source = {
-      kind: 'channel',
-      fetch: async () => ({ skipped: false, message: 'channel updated' }),
-      candidate: async () => cand,
-      expose: async () => undefined,
-      restore: async () => { order.push('restore'); },
-      commit: async () => { order.push('source commit'); },
-    };
-    const system: SystemSide = {
-      mode: 'switch',
-      gated: true,
-      build: async () => ({ toplevel: TOPLEVEL, command: 'nixos-rebuild build', durationMs: 1 }),
-      current: async () => '/nix/store/cccc-nixos-system-previous',
-      failedUnits: async () => [],
-      activate: async () => { order.push('activate'); return 'activated'; },
-      health: async () => ({ ok: true, failures: [], checked: { units: false, checks: 0 } }),
-      finalize: async (t, o) => { const line = await finalize(t, o); order.push('finalize'); return line; },
-      rollback: async () => { order.push('rollback'); return 'rolled back'; },
-    };
-    const config = makeConfig(join(dir, 'state'), { desyncs: {} });
-    const q = new CallQueue();
-    const store = createStateStore(config.stateDir);
-    const deps = (signal?: AbortSignal) => ({ config, nix: createFakeNix(q), run: createFakeRunner(q), store, source, system, logger: createLogger({ write: () => undefined }), env: {}, signal });
-    return { order, store, deps };
-  }
-
   it('a SIGTERM while the committed system is made the boot default does not cancel it (systemd stop during the commit)', async () => {
     const ac = new AbortController();
-    const w = world(async (t, o) => {
+    const w = world({ finalize: async (t, o) => {
       ac.abort(); // the signal lands while switch-to-configuration boot runs
       await new Promise((r) => setTimeout(r, 5));
       if (o.signal?.aborted) throw new DesyncError('E_INTERRUPTED', 'switch-to-configuration boot killed by the run\'s abort signal');
       return `${t} is the boot default`;
-    });
+    } });
     const res = await runUpgrade(w.deps(ac.signal));
     expect(w.order).toEqual(['activate', 'finalize', 'source commit']);
     expect(res).toMatchObject({ exitCode: 0, result: 'success' });
@@ -119,11 +100,11 @@ describe('commit: the boot entry is part of the commit', () => {
 
   it('a failing boot entry after the commit point: the run fails and its journal stays, so recover makes the boot entry (the run counted once)', async () => {
     let calls = 0;
-    const w = world(async (t) => {
+    const w = world({ finalize: async (t) => {
       calls += 1;
       if (calls === 1) throw new DesyncError('E_ACTIVATE', `making ${t} the boot default failed: /boot is full`);
       return `${t} is the boot default`;
-    });
+    } });
     const res = await runUpgrade(w.deps());
     expect(res).toMatchObject({ exitCode: 1, result: 'failure', error: { message: expect.stringMatching(/\/boot is full/) } });
     expect((await w.store.readState({ repair: false })).value.committed.setId).toBe(res.runId);
