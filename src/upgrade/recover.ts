@@ -13,6 +13,7 @@ import type { Logger } from '../util/log.js';
 import { bootId, killStaleGroup } from '../util/proc.js';
 import { restoreSet } from './stages/restore.js';
 import { applyVerdict, rollbackSystem, type Verdict } from './stages/rollback.js';
+import { finalizeSystem } from './stages/commit.js';
 import type { LockOwner } from '../state/lock.js';
 import type { Shield } from '../util/shield.js';
 
@@ -38,7 +39,7 @@ export interface RecoverOptions {
 export interface Recovered {
   /** The recovered run's id, or null when the last run ended cleanly. */
   id: string | null;
-  /** Why the system is still unverified: the dead run's rollback failed again (its journal stays for the next try). */
+  /** Why the system is still unverified: the dead run's rollback, or its committed system's boot entry, failed again (its journal stays for the next try). */
   unverified: string | null;
 }
 
@@ -122,9 +123,10 @@ export async function recoverInterruptedRun(store: StateStore, source: Source, l
     recovered.push(d.id);
   }
   // An activation whose rollback failed again stays in the journal: the next recovery tries again (the run is recorded once).
-  if ((journal !== null || problems.length > 0) && settled.confirmed !== false) await store.removeJournal();
+  if ((journal !== null || problems.length > 0) && settled.confirmed !== false && settled.unfinished === undefined) await store.removeJournal();
   const id = recovered[0] ?? dead[0]?.id ?? null;
-  return { id, unverified: settled.confirmed === false ? settled.note.replace(/^; /, '') : null };
+  const unverified = settled.confirmed === false ? `an interrupted run's unconfirmed system could not be rolled back (${settled.note.replace(/^; /, '')})` : settled.unfinished ?? null;
+  return { id, unverified };
 }
 
 /** The dead run of `journal` as it is recorded: interrupted (no verdict), or its verdict with the rollback's outcome. */
@@ -173,6 +175,8 @@ interface Settled {
   note: string;
   /** true: rolled back and confirmed (or nothing of the candidate runs any more); false: it failed; null: no rollback was due. */
   confirmed: boolean | null;
+  /** Why a committed system is still not the boot default (its journal stays for the next try). */
+  unfinished?: string;
 }
 
 /**
@@ -189,10 +193,13 @@ async function settleActivation(journal: Journal | null, committed: string | nul
   const o = { timeoutMs: opts.systemTimeoutMs ?? 3 * 3_600_000, shield: opts.shield };
   if (committed !== null && committed === journal?.candidateSetId) {
     try {
-      const line = await opts.system.finalize(act.toplevel, o);
+      const line = await finalizeSystem(opts.system, act.toplevel, o);
       return { note: line ? `; ${line}` : '', confirmed: null };
     } catch (err) {
-      return { note: `; making ${act.toplevel} the boot default failed again: ${errorMessage(err)}`, confirmed: null };
+      // Healthy and committed, but not verified without its boot entry: the journal stays for the next try.
+      const why = `run ${journal.runId} committed ${act.toplevel}, but making it the boot default failed again: ${errorMessage(err)}`;
+      log.error(why);
+      return { note: `; ${why}`, confirmed: null, unfinished: why };
     }
   }
   const running = await opts.system.current();

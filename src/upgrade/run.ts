@@ -234,7 +234,7 @@ export async function recoverOnly(deps: UpgradeDeps): Promise<string | null> {
 }
 
 function unverifiedError(why: string): DesyncError {
-  return new DesyncError('E_ROLLBACK', `the system is unverified: an interrupted run's unconfirmed system could not be rolled back (${why}); ` +
+  return new DesyncError('E_ROLLBACK', `the system is unverified: ${why}; ` +
     'nothing else happens until it is: fix the cause (see `nixos-desync status`), then run `nixos-desync recover`');
 }
 

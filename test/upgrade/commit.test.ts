@@ -11,6 +11,7 @@ import type { Source } from '../../src/source/source.js';
 import type { SystemSide } from '../../src/system/system.js';
 import { createStateStore } from '../../src/state/store.js';
 import { recoverOnly, runUpgrade } from '../../src/upgrade/run.js';
+import { unverifiedReason } from '../../src/state/verified.js';
 import { DesyncError } from '../../src/util/errors.js';
 import { createLogger } from '../../src/util/log.js';
 import { CallQueue, createFakeNix, createFakeRunner } from '../helpers/fake-nix.js';
@@ -98,19 +99,26 @@ describe('commit: the boot entry is part of the commit', () => {
     expect(await w.store.readJournal({ repair: false }).then((j) => j.value)).toBeNull();
   });
 
-  it('a failing boot entry after the commit point: the run fails and its journal stays, so recover makes the boot entry (the run counted once)', async () => {
+  it('a failing boot entry after the commit point: the run fails, the system is unverified and its journal stays until recover makes the boot entry (the run counted once)', async () => {
     let calls = 0;
     const w = world({ finalize: async (t) => {
       calls += 1;
-      if (calls === 1) throw new DesyncError('E_ACTIVATE', `making ${t} the boot default failed: /boot is full`);
+      if (calls <= 2) throw new DesyncError('E_ACTIVATE', `making ${t} the boot default failed: /boot is full`);
       return `${t} is the boot default`;
     } });
     const res = await runUpgrade(w.deps());
     expect(res).toMatchObject({ exitCode: 1, result: 'failure', error: { message: expect.stringMatching(/\/boot is full/) } });
-    expect((await w.store.readState({ repair: false })).value.committed.setId).toBe(res.runId);
-    expect((await w.store.readJournal({ repair: false })).value).toMatchObject({ runId: res.runId, activation: { toplevel: TOPLEVEL } });
+    const committed = (await w.store.readState({ repair: false })).value;
+    expect(committed.committed.setId).toBe(res.runId);
+    const journal = (await w.store.readJournal({ repair: false })).value;
+    expect(journal).toMatchObject({ runId: res.runId, activation: { toplevel: TOPLEVEL } });
+    // Not verified without its boot entry (DESIGN "verified system"): status and the exporter say so.
+    expect(unverifiedReason(committed, journal, TOPLEVEL)).toMatch(/committed by run .*, which ended before making it the boot default/);
+    // recover tries again; failing again, it keeps the journal and says why.
+    await expect(recoverOnly(w.deps())).rejects.toMatchObject({ code: 'E_ROLLBACK', message: expect.stringMatching(/the system is unverified: run \S+ committed \S+, but making it the boot default failed again: .*\/boot is full/) });
+    expect((await w.store.readJournal({ repair: false })).value).toMatchObject({ runId: res.runId });
     expect(await recoverOnly(w.deps())).toBe(res.runId);
-    expect(calls).toBe(2);
+    expect(calls).toBe(3);
     expect((await w.store.readJournal({ repair: false })).value).toBeNull();
     const state = (await w.store.readState({ repair: false })).value;
     expect(Object.values(state.runs.total).reduce((a, b) => a + b, 0)).toBe(1);

@@ -9,6 +9,8 @@ import { pruneSystems } from '../../system/generations.js';
 import { failpoint } from '../../util/failpoint.js';
 import { withoutRejected } from '../../state/rejected.js';
 import type { RunContext } from '../context.js';
+import type { SystemSide } from '../../system/system.js';
+import type { CallOptions } from '../../nix/adapter.js';
 import { adoptedAt } from './rollout.js';
 import { pendingBoot } from './boot-path.js';
 
@@ -39,7 +41,7 @@ export async function commitStage(ctx: RunContext): Promise<void> {
   log.info(`commit     pin set ${res.runId} committed (${Object.keys(decision!.pins).length} pins)`, { stage: 'commit', setId: res.runId });
   if (toplevel !== null) {
     // Part of the commit: a SIGTERM now never leaves the committed system without its boot entry.
-    const line = await system.finalize(toplevel, ctx.uninterruptible('system'));
+    const line = await finalizeSystem(system, toplevel, ctx.uninterruptible('system'));
     if (line !== null) log.info(`boot       ${line}`, { stage: 'commit', toplevel });
     failpoint('after-finalize');
   }
@@ -47,6 +49,12 @@ export async function commitStage(ctx: RunContext): Promise<void> {
   // Last: a failing git commit of flake.lock (e.g. signing) fails the run but never costs the
   // healthy system its boot entry, and the committed state already says what runs.
   await ctx.source.commit({ id: res.runId, pins: decision!.pins }, ctx.call('build'));
+}
+
+/** Makes the committed `toplevel` the profile's newest generation and the boot default, shielded like a rollback (a second SIGTERM waits for it). */
+export function finalizeSystem(system: SystemSide, toplevel: string, o: CallOptions): Promise<string | null> {
+  const go = (): Promise<string | null> => system.finalize(toplevel, o);
+  return o.shield ? o.shield.hold(go) : go();
 }
 
 function sourcesOf(ctx: RunContext, at: string): SystemSources {
