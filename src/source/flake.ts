@@ -115,10 +115,17 @@ export function createFlakeSource(deps: FlakeSourceDeps): Source & { readonly re
     },
 
     async commit(set) {
-      if (!flake.commitLockFile || resolved === null) return;
+      if (!flake.commitLockFile) return;
       const prev = await readFile(keep(set.id, PREVIOUS)).catch(() => null);
       const now = await readFile(lockPath);
       if (prev !== null && prev.equals(now)) return; // nothing moved: nothing to commit
+      if (resolved === null) {
+        // Recovery of a run that died past its commit point: its flake.lock, if still the one it wrote and not in git yet.
+        const cand = await readFile(keep(set.id, CANDIDATE)).catch(() => null);
+        if (cand === null || !cand.equals(now) || !(await lockDiffers(deps))) return;
+        await gitCommitLock(deps, recoveryMessage(config, set), { timeoutMs: 60_000 });
+        return;
+      }
       await gitCommitLock(deps, commitMessage(config, set, resolved, before), { timeoutMs: 60_000 });
     },
   };
@@ -183,6 +190,23 @@ export function commitMessage(config: Config, set: PinSet, resolved: ResolvedInp
     else lines.push(`desync ${name} (${input}): stayed on ${short(revOf(input) ?? pin.revision)} (lag ${pin.desyncAge})`);
   }
   return `flake.lock: nixos-desync run ${set.id}\n\n${lines.join('\n')}\n`;
+}
+
+/** The message when `recover` commits the flake.lock of a run that died before its own git commit. */
+function recoveryMessage(config: Config, set: PinSet): string {
+  const lines = Object.keys(config.desyncs).sort().flatMap((name) => {
+    const pin = set.pins[name];
+    return pin === undefined ? [] : [`desync ${name} (${desyncInput(name, config.desyncs[name]!)}): ${short(pin.revision)} (lag ${pin.desyncAge})`];
+  });
+  return `flake.lock: nixos-desync run ${set.id}\n\nCommitted by nixos-desync recover: the run died past its commit point, before its git commit.\n\n${lines.join('\n')}\n`;
+}
+
+/** Whether flake.lock differs from git's HEAD (`git diff --quiet` exits 1). */
+async function lockDiffers(deps: FlakeSourceDeps): Promise<boolean> {
+  const dir = deps.config.flake!.path;
+  const r = await deps.run(['git', '-c', `safe.directory=${dir}`, '-C', dir, 'diff', '--quiet', 'HEAD', '--', 'flake.lock'], { env: deps.env ?? process.env, timeoutMs: 60_000 })
+    .catch(() => ({ exitCode: 0 }));
+  return r.exitCode === 1;
 }
 
 /** `git commit` of flake.lock alone (other staged changes stay staged). */

@@ -79,6 +79,10 @@ export async function recoverInterruptedRun(store: StateStore, source: Source, l
     await dropUncommittedSets(store, committed);
   }
   await rm(join(store.dir, 'build'), { recursive: true, force: true });
+  // A run that died past its commit point: what step 9 leaves to the source (flake: the git commit of flake.lock).
+  if (journal !== null && committedSet !== null && committedSet.id === journal.candidateSetId && settled.unfinished === undefined) {
+    await source.commit(committedSet, { timeoutMs: 60_000 }).catch((err: unknown) => log.warn(`commit     ${errorMessage(err)}`));
+  }
 
   // Which dead runs to record: the journal's, and the lock holder's when it is another one.
   const dead: Array<{ id: string; at: string; message: string; result: RunResult; verdict: Verdict | null }> = [];

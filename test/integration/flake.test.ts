@@ -278,6 +278,31 @@ describe.skipIf(!HAVE_NIX)('flake mode with real Nix flakes', () => {
     expect(host.git('status', '--porcelain')).toBe('A  notes.txt');
   });
 
+  it('commitLockFile and a run killed past its commit point (before its git commit): recover makes the git commit; killed before it, git is left alone', async () => {
+    const host = await newHost('commit-killed', { flake: { path: join(root, 'commit-killed', 'etc-nixos'), host: 'demo', input: 'nixpkgs', commitLockFile: true } });
+    expect((await upgrade(host, null)).code).toBe(0);
+    const head = host.git('rev-parse', 'HEAD');
+    await host.useRevision('rev2');
+    // Before the commit point: recovery restores flake.lock, nothing to commit.
+    expect((await runCli(['upgrade', '--config', host.configPath], { NIXOS_DESYNC_FAILPOINT: 'after-flake-lock-write' })).signal).toBe('SIGKILL');
+    expect((await runCli(['recover', '--config', host.configPath])).code).toBe(0);
+    expect(host.git('rev-parse', 'HEAD')).toBe(head);
+    expect(host.git('status', '--porcelain')).toBe('');
+    // Past it: the committed flake.lock is in git after recovery, with a message that says how.
+    const killed = await runCli(['upgrade', '--config', host.configPath], { NIXOS_DESYNC_FAILPOINT: 'after-commit' });
+    expect(killed.signal).toBe('SIGKILL');
+    expect(host.git('status', '--porcelain')).toBe('M flake.lock');
+    const rec = await runCli(['recover', '--config', host.configPath]);
+    expect(rec.code, rec.stdout + rec.stderr).toBe(0);
+    expect(host.git('status', '--porcelain')).toBe('');
+    expect(host.git('rev-list', '--count', `${head}..HEAD`)).toBe('1');
+    expect(host.git('log', '-1', '--format=%B')).toMatch(/^flake\.lock: nixos-desync run \S+\n\nCommitted by nixos-desync recover: the run died past its commit point/);
+    expect((await lockedRevs(host.lockFile)).nixpkgs).toBe(host.revOf('rev2'));
+    // Nothing left to commit: recover again changes nothing.
+    expect((await runCli(['recover', '--config', host.configPath])).code).toBe(0);
+    expect(host.git('rev-list', '--count', `${head}..HEAD`)).toBe('1');
+  });
+
   it('a failing desync\'s input bumped by hand is locked back to its pin for the build (state and system agree) (#18.7)', async () => {
     const host = await newHost('hand-bump');
     expect((await upgrade(host, 'rev1')).code).toBe(0);

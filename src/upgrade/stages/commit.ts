@@ -46,6 +46,8 @@ export async function commitStage(ctx: RunContext): Promise<void> {
     failpoint('after-finalize');
   }
   ctx.finalized = true;
+  // Verified now: a run that dies from here on left nothing for recovery to finish on the system side.
+  if (ctx.journal.activation !== null) await ctx.saveJournal({ activation: null });
   // Last: a failing git commit of flake.lock (e.g. signing) fails the run but never costs the
   // healthy system its boot entry, and the committed state already says what runs.
   await ctx.source.commit({ id: res.runId, pins: decision!.pins }, ctx.call('build'));
