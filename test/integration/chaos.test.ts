@@ -11,7 +11,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireTools } from '../helpers/tools.js';
-import { chaosInstant, chaosWorld, PHASES, prng, SIGNALS, type Instant } from '../helpers/chaos.js';
+import { chaosInstant, chaosWorld, PHASES, prng, type Instant } from '../helpers/chaos.js';
 
 const HAVE_NIX = requireTools('nix-build', 'nix-instantiate', 'nix-store', 'nix-env', 'nix', 'git', 'pgrep');
 const SEED = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -58,9 +58,8 @@ describe.skipIf(!HAVE_NIX)('chaos: signals at random instants across activation,
       reports[mode] = report;
       process.stderr.write(`chaos: ${mode} ${JSON.stringify({ ...report, broken: report.broken.length })}\n`);
       expect(report.broken, `seed ${SEED}`).toEqual([]);
-      // Every phase and every signal was hit (the instants are drawn inside each phase's window).
-      for (const p of PHASES) expect(report.byPhase[p] ?? 0, `instants in ${p} (seed ${SEED}): ${JSON.stringify(report.byPhase)}`).toBeGreaterThanOrEqual(Math.floor(instants / 16));
-      for (const s of SIGNALS) expect(report.bySignal[s] ?? 0, `seed ${SEED}`).toBeGreaterThan(0);
+      // Each phase was really hit by at least a third of the instants aimed at it (where the run was when signalled, from its journal).
+      for (const p of PHASES) expect(report.byPhase[p] ?? 0, `instants in ${p} (seed ${SEED}): ${JSON.stringify(report.byPhase)}`).toBeGreaterThanOrEqual(Math.floor(instants / 12));
       // Verified systems are not flagged (unverified ones must be: see the health-gate kills in the engine).
       expect(report.byScrape.verified ?? 0, `seed ${SEED}`).toBeGreaterThan(0);
     }, Math.max(600_000, instants * 15_000));
