@@ -229,7 +229,9 @@ export function createHostModel(config: Config, opts: HostModelOptions): HostMod
       // A run that died holding the lock (kill -9) announces nothing until the lock poll: never shown in progress.
       const holder = state.runHolder;
       const holderGone = holder !== null && (await runLockHolder(config.stateDir, boot))?.pid !== holder.pid;
-      const stale = await Promise.all(names.map(async (n) => loaded.has(n) && (await entries.get(n)!.source.stale?.()) === true));
+      // While a live run holds the lock its sources are held back anyway: nothing to re-check for them.
+      const held = (n: SourceName): boolean => holder !== null && !holderGone && LOOP_SOURCES.has(n);
+      const stale = await Promise.all(names.map(async (n) => loaded.has(n) && !held(n) && (await entries.get(n)!.source.stale?.()) === true));
       names.forEach((n, i) => stale[i] && mark(n));
       if (holderGone) mark('state');
       if (holderGone || stale.includes(true)) await settled();
