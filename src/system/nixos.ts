@@ -8,6 +8,7 @@ import type { Config } from '../config/schema.js';
 import { DesyncError, errorMessage } from '../util/errors.js';
 import { describeFailure, tailLines, type RunResult, type Runner } from '../util/exec.js';
 import { parseDuration } from '../util/duration.js';
+import { processesRunning } from '../util/proc.js';
 import { parseFailedUnits, unitMatcher } from './units.js';
 import type { ActivationMode, HealthFailure, SystemSide } from './system.js';
 import type { CallOptions } from '../nix/adapter.js';
@@ -67,9 +68,20 @@ export function createNixosSystem(deps: { config: Config; run: Runner; env: Node
    */
   async function activationSettled(toplevel: string, o: CallOptions): Promise<void> {
     const unit = env.NIXOS_DESYNC_ACTIVATION_UNIT;
-    if (!unit || mode !== 'switch') return;
-    const instance = privilegedSteps(config, env, 'test', toplevel)[0]!.at(-1)!;
+    if (mode !== 'switch') return;
     const deadline = performance.now() + o.timeoutMs;
+    if (!unit) {
+      // Without the unit the activation was this tool's child: one a killed run left running (its process group not journaled yet) finishes first.
+      const script = `${toplevel}/bin/switch-to-configuration`;
+      while (processesRunning(script).length > 0) {
+        if (performance.now() + SETTLE_POLL_MS > deadline) {
+          throw new DesyncError('E_ROLLBACK', `the interrupted activation of ${toplevel} (pid ${processesRunning(script).join(', ')}) is still running; the previous system was not activated beside it`);
+        }
+        await sleep(SETTLE_POLL_MS);
+      }
+      return;
+    }
+    const instance = privilegedSteps(config, env, 'test', toplevel)[0]!.at(-1)!;
     for (;;) {
       const r = await exec(['systemctl', 'show', '--property=Job', '--property=ActiveState', '--', instance], { ...o, timeoutMs: Math.max(1, Math.min(30_000, deadline - performance.now())) })
         .catch((err: unknown) => ({ startError: errorMessage(err) }) as const);

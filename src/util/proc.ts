@@ -1,5 +1,5 @@
 // Process identity that survives PID reuse: (pid, start time from /proc/PID/stat).
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export function processStartTime(pid: number): string | undefined {
   try {
@@ -60,4 +60,20 @@ export function killStaleGroup(pgid: number, startTime?: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Pids whose argv runs `path` (as the program, or as the script its interpreter runs): what a killed parent may have left at work. */
+export function processesRunning(path: string): number[] {
+  const pids: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (argv[0] === path || argv[1] === path) pids.push(Number(e));
+  }
+  return pids;
 }

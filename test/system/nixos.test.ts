@@ -1,10 +1,11 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtemp, mkdir, rm, symlink } from 'node:fs/promises';
+import { chmod, mkdtemp, mkdir, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import { createNixosSystem } from '../../src/system/nixos.js';
-import type { RunOptions, RunResult } from '../../src/util/exec.js';
+import { runCommand, type RunOptions, type RunResult } from '../../src/util/exec.js';
 
 function recorder(exitCode = 0) {
   const calls: Array<{ argv: string[]; env: NodeJS.ProcessEnv }> = [];
@@ -54,6 +55,30 @@ describe('the NixOS system side: which commands an activation runs', () => {
       ['systemctl', 'show', '--property=Job', '--property=ActiveState', '--', 'nixos-desync-activate@test:nix-store-0123abcd\\x2dnixos\\x2dsystem\\x2dhost.service'],
       ['systemctl', 'start', 'nixos-desync-activate@test:nix-store-4567efgh\\x2dnixos\\x2dsystem\\x2dhost.service'],
     ]);
+  });
+
+  it('without the unit, a rollback waits for the interrupted activation a killed run left running (its process group never journaled) before activating the previous system', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'nd-sys-'));
+    const runDir = join(dir, 'run');
+    await mkdir(runDir);
+    // Two toplevels whose switch-to-configuration points current-system at themselves; the failed one takes 0.6 s.
+    const toplevel = async (name: string, delay: number): Promise<string> => {
+      const t = join(dir, name);
+      await mkdir(join(t, 'bin'), { recursive: true });
+      await writeFile(join(t, 'bin', 'switch-to-configuration'), `#!/bin/sh\nsleep ${delay}\nln -sfn ${t} ${runDir}/current-system.tmp && mv -T ${runDir}/current-system.tmp ${runDir}/current-system\n`);
+      await chmod(join(t, 'bin', 'switch-to-configuration'), 0o755);
+      return t;
+    };
+    const [failed, previous] = [await toplevel('failed', 0.6), await toplevel('previous', 0)];
+    await symlink(previous, join(runDir, 'current-system'));
+    const orphan = spawn(join(failed, 'bin', 'switch-to-configuration'), ['test'], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 100)); // it runs; the run that started it is gone
+    const sys = createNixosSystem({ config: parseConfig({ runDir }), run: runCommand, env: {} });
+    expect(await sys.rollback(previous, failed, { timeoutMs: 10_000 })).toMatch(/activated again/);
+    await new Promise((r) => orphan.exitCode !== null ? r(null) : orphan.once('exit', r));
+    // Activated after the orphan finished: the previous system runs, not the failed one.
+    expect(await realpath(join(runDir, 'current-system'))).toBe(previous);
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('with the activation unit, a rollback waits until the interrupted activation\'s unit has no job left (a killed loop\'s activation goes on)', async () => {
