@@ -84,7 +84,7 @@ async function kills() {
   const readJson = async (f) => JSON.parse(await readFile(f, 'utf8'));
   const total = async () => { try { return Object.values((await readJson(join(host.stateDir, 'state.json'))).runs.total).reduce((a, b) => a + b, 0); } catch { return 0; } };
   const valid = (p) => spawnSync('nix-store', ['--check-validity', p], { env, stdio: 'ignore' }).status === 0;
-  const roots = () => execFileSync('nix-store', ['--gc', '--print-roots'], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const roots = () => execFileSync('nix-store', ['--gc', '--print-roots'], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
   const broke = [];
   const check = (cond, what) => { if (!cond) broke.push(what); return cond; };
 

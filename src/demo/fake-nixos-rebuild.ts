@@ -3,7 +3,7 @@
 // directory as the real one does; switch/boot also set a real profile generation and run the
 // toplevel's bin/switch-to-configuration.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, renameSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
@@ -17,7 +17,10 @@ if (!action || !['build', 'switch', 'boot'].includes(action) || flag !== '--host
 if (flakeFlag !== undefined && (flakeFlag !== '--flake' || !flakeRef || !flakeRef.includes('#'))) usage();
 process.stdout.write(`building the system configuration...\n`);
 // `build` leaves ./result in the working directory, as the real one; switch/boot leave nothing.
-const outLink = action === 'build' ? 'result' : join(mkdtempSync(join(tmpdir(), 'fake-nixos-rebuild-')), 'result');
+// switch/boot: a temporary out-link, removed once the profile roots the system (one per call would pile up as GC roots).
+const tmp = action === 'build' ? null : mkdtempSync(join(tmpdir(), 'fake-nixos-rebuild-'));
+process.on('exit', () => tmp !== null && rmSync(tmp, { recursive: true, force: true }));
+const outLink = tmp === null ? 'result' : join(tmp, 'result');
 let out: string;
 try {
   if (flakeRef !== undefined) {

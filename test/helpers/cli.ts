@@ -1,5 +1,5 @@
 // Runs the built CLI (dist/) as a child process, as users and systemd run it.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -52,4 +52,9 @@ export async function waitUntil(cond: () => Promise<boolean>, ms: number): Promi
     await new Promise((r) => setTimeout(r, 25));
   }
   return false;
+}
+
+/** `nix-store --gc --print-roots`: every GC root of the machine, so its size depends on the machine (hence the large buffer). */
+export function gcRoots(): string {
+  return execFileSync('nix-store', ['--gc', '--print-roots'], { env: { ...process.env, ...NIX_ENV }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createDemoHost, FAKE_REBUILD, type DemoHost } from '../../src/demo/host.js';
 import { gitRevisionOf, type FakeRevision } from '../../src/demo/fake-nixpkgs.js';
 import { loadConfig } from '../../src/config/load.js';
-import { NIX_ENV, runCli, startCli, waitUntil } from '../helpers/cli.js';
+import { NIX_ENV, runCli, startCli, waitUntil, gcRoots } from '../helpers/cli.js';
 import { sample, startTestExporter } from '../fixtures/exporter/start.js';
 import { NIX_CALLS_ENV, classifyNixCall, readNixCalls, showNixCall, writeNixShims } from '../helpers/nixos-rebuild.js';
 
@@ -87,7 +87,7 @@ export function defineActivationSuite(root: () => string): void {
       expect(await realpath(join(host.runDir, 'boot-default'))).toBe(built);
       expect(r1.stdout).toMatch(/health +healthy after 0s settle \(failed units, 0 check\(s\)\)/);
       // The toplevel is rooted with the committed set until the next commit.
-      const roots = execFileSync('nix-store', ['--gc', '--print-roots'], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      const roots = gcRoots();
       expect(roots).toMatch(new RegExp(`${host.stateDir}/sets/[^/]+/roots/toplevel -> ${built}`));
       // No run-private build directory is left behind.
       expect(existsSync(join(host.stateDir, 'build')) ? await readdir(join(host.stateDir, 'build')) : []).toEqual([]);

@@ -11,7 +11,7 @@ import { createDemoHost, FAKE_REBUILD, type DemoHost } from '../../src/demo/host
 import type { FakeRevision } from '../../src/demo/fake-nixpkgs.js';
 import { parsePinFile } from '../../src/state/pinfile.js';
 import { FAILPOINTS } from '../../src/util/failpoint.js';
-import { NIX_ENV, runCli, startCli, waitUntil } from '../helpers/cli.js';
+import { NIX_ENV, runCli, startCli, waitUntil, gcRoots } from '../helpers/cli.js';
 import { inCi } from '../helpers/tools.js';
 
 const env = { ...process.env, ...NIX_ENV };
@@ -71,7 +71,7 @@ async function assertCompleteSet(host: DemoHost, allowed: string[]): Promise<str
     expect(valid(pin!.storePath)).toBe(true);
     paths.push(pin!.storePath);
   }
-  const roots = execFileSync('nix-store', ['--gc', '--print-roots'], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const roots = gcRoots();
   for (const p of paths) expect(roots).toContain(p);
   return paths;
 }
@@ -85,7 +85,7 @@ async function assertClean(host: DemoHost): Promise<void> {
   const sets = await readdir(join(host.stateDir, 'sets'));
   expect(sets).toHaveLength(1);
   expect(await readlink(join(host.stateDir, 'pins'))).toBe(`sets/${sets[0]}/pins`);
-  const roots = execFileSync('nix-store', ['--gc', '--print-roots'], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  const roots = gcRoots()
     .split('\n')
     .filter((l) => l.startsWith(host.stateDir + '/'));
   for (const r of roots) expect(r.startsWith(join(host.stateDir, 'sets', sets[0]!, 'roots') + '/')).toBe(true);

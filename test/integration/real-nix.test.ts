@@ -11,7 +11,7 @@ import { createDemoHost, type DemoHost } from '../../src/demo/host.js';
 import { gitRevisionOf } from '../../src/demo/fake-nixpkgs.js';
 import { SCENARIO_REVS } from '../helpers/revisions.js';
 import { requireTools } from '../helpers/tools.js';
-import { NIX_ENV, runCli, startCli } from '../helpers/cli.js';
+import { NIX_ENV, runCli, startCli, gcRoots } from '../helpers/cli.js';
 import { defineFaultSuite } from './faults.suite.js';
 import { defineExporterDemoSuite } from './exporter-demo.suite.js';
 import { defineActivationSuite } from './activation.suite.js';
@@ -269,7 +269,7 @@ describe.skipIf(!HAVE_NIX)('the desync upgrade loop with real Nix', () => {
     const pinned = ['home-manager', 'synapse'].map((n) => evalPin(host, n).path);
     expect(pinned[0]).toMatch(/-rev1$/);
     expect(pinned[1]).toMatch(/-rev3$/);
-    const roots = execFileSync('nix-store', ['--gc', '--print-roots'], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const roots = gcRoots();
     for (const p of pinned) expect(roots).toContain(p);
     execFileSync('nix-collect-garbage', ['-d'], { env, stdio: 'ignore' });
     for (const p of pinned) {
