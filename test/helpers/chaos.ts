@@ -22,7 +22,7 @@ export type ChaosSignal = (typeof SIGNALS)[number];
 /** Seconds every activation sleeps before and after its switch (fake switch-to-configuration). */
 const ACTIVATION_DELAY = 0.2;
 /** How long each phase lasts here, roughly: the window a signal instant is drawn from. */
-const WINDOW_MS: Record<Phase, number> = { activation: 2 * ACTIVATION_DELAY * 1000 + 100, health: 300, rollback: 2 * ACTIVATION_DELAY * 1000 + 100, commit: ACTIVATION_DELAY * 1000 + 200 };
+const WINDOW_MS: Record<Phase, number> = { activation: 2 * ACTIVATION_DELAY * 1000 - 50, health: 300, rollback: 2 * ACTIVATION_DELAY * 1000 - 50, commit: ACTIVATION_DELAY * 1000 + 200 };
 
 /** mulberry32: small, seedable, the same sequence on every Node. */
 export function prng(seed: number): () => number {

@@ -58,8 +58,8 @@ describe.skipIf(!HAVE_NIX)('chaos: signals at random instants across activation,
       reports[mode] = report;
       process.stderr.write(`chaos: ${mode} ${JSON.stringify({ ...report, broken: report.broken.length })}\n`);
       expect(report.broken, `seed ${SEED}`).toEqual([]);
-      // Each phase was really hit by at least a third of the instants aimed at it (where the run was when signalled, from its journal).
-      for (const p of PHASES) expect(report.byPhase[p] ?? 0, `instants in ${p} (seed ${SEED}): ${JSON.stringify(report.byPhase)}`).toBeGreaterThanOrEqual(Math.floor(instants / 12));
+      // Each phase was really hit (where the run was when signalled, from its journal): by a quarter of the instants aimed at it, from 16 instants on.
+      for (const p of PHASES) expect(report.byPhase[p] ?? 0, `instants in ${p} (seed ${SEED}): ${JSON.stringify(report.byPhase)}`).toBeGreaterThanOrEqual(Math.floor(instants / 16));
       // Verified systems are not flagged (unverified ones must be: see the health-gate kills in the engine).
       expect(report.byScrape.verified ?? 0, `seed ${SEED}`).toBeGreaterThan(0);
     }, Math.max(600_000, instants * 15_000));
