@@ -23,3 +23,8 @@ export function createShield(): Shield {
     },
   };
 }
+
+/** Runs `fn` as a shielded phase of `shield` (as is, without one: a library caller with no CLI signals). */
+export function shielded<T>(shield: Shield | undefined, fn: () => Promise<T>): Promise<T> {
+  return shield ? shield.hold(fn) : fn();
+}

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { SystemSources } from '../../state/model.js';
 import { pruneSystems } from '../../system/generations.js';
 import { failpoint } from '../../util/failpoint.js';
+import { shielded } from '../../util/shield.js';
 import { withoutRejected } from '../../state/rejected.js';
 import type { RunContext } from '../context.js';
 import type { SystemSide } from '../../system/system.js';
@@ -55,8 +56,7 @@ export async function commitStage(ctx: RunContext): Promise<void> {
 
 /** Makes the committed `toplevel` the profile's newest generation and the boot default, shielded like a rollback (a second SIGTERM waits for it). */
 export function finalizeSystem(system: SystemSide, toplevel: string, o: CallOptions): Promise<string | null> {
-  const go = (): Promise<string | null> => system.finalize(toplevel, o);
-  return o.shield ? o.shield.hold(go) : go();
+  return shielded(o.shield, () => system.finalize(toplevel, o));
 }
 
 function sourcesOf(ctx: RunContext, at: string): SystemSources {

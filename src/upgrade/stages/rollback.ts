@@ -11,14 +11,14 @@ import type { CallOptions } from '../../nix/adapter.js';
 import { timed, type RunContext } from '../context.js';
 import { abandonCandidateSet, previousSet } from './restore.js';
 import { withRejected } from '../../state/rejected.js';
+import { shielded } from '../../util/shield.js';
 
 export type Verdict = NonNullable<Journal['verdict']>;
 
 /** Activates `target` again and confirms it; never throws. */
 export async function rollbackSystem(system: SystemSide, target: string | null, failed: string, o: CallOptions): Promise<{ confirmed: boolean; line: string }> {
-  const go = (): Promise<string> => system.rollback(target, failed, o);
   try {
-    return { confirmed: true, line: await (o.shield ? o.shield.hold(go) : go()) };
+    return { confirmed: true, line: await shielded(o.shield, () => system.rollback(target, failed, o)) };
   } catch (err) {
     return { confirmed: false, line: errorMessage(err) };
   }
